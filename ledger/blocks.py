@@ -1,0 +1,404 @@
+"""Validator sets, block headers, votes and commits (DESIGN.md §4).
+
+A header is a canonical map whose SHA-256 is the block hash. Votes sign the canonical map
+`{"block", "chain", "height", "round", "type"}` (`block` omitted for a nil vote). A commit is
+a set of precommits for one block carrying more than 2/3 of the voting power; checking one
+needs only the validator set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ledger import codec, crypto
+from ledger.errors import BadSignature, Malformed, VerificationFailed
+
+PREVOTE = "prevote"
+PRECOMMIT = "precommit"
+VOTE_TYPES = (PREVOTE, PRECOMMIT)
+HASH_SIZE = 32
+MAX_VALIDATORS = 128
+MAX_POWER = 1 << 16
+
+
+def _field(doc: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
+    if name not in doc:
+        raise Malformed(f"missing field {name!r}")
+    value = doc[name]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise Malformed(f"field {name!r} has the wrong type")
+    return value
+
+
+def _hash_field(doc: dict[str, Any], name: str) -> bytes:
+    value = _field(doc, name, bytes)
+    if len(value) != HASH_SIZE:
+        raise Malformed(f"field {name!r} must be a 32-byte hash")
+    return value
+
+
+def _uint_field(doc: dict[str, Any], name: str) -> int:
+    value = _field(doc, name, int)
+    if isinstance(value, bool) or value < 0:
+        raise Malformed(f"field {name!r} must be a non-negative integer")
+    return value
+
+
+@dataclass(frozen=True)
+class Validator:
+    """One member of the validator set: a name, a compressed public key and voting power."""
+
+    name: str
+    public_key: bytes
+    power: int
+    url: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "public_key": self.public_key.hex(),
+            "power": self.power,
+            "url": self.url,
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Validator:
+        try:
+            public_key = crypto.check_public_key(bytes.fromhex(doc["public_key"]))
+            power = doc["power"]
+            name = doc["name"]
+            url = doc.get("url", "")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise Malformed(f"bad validator entry: {exc}") from exc
+        if not isinstance(power, int) or isinstance(power, bool) or not 0 < power <= MAX_POWER:
+            raise Malformed(f"validator power must be an integer in 1..{MAX_POWER}")
+        if not isinstance(name, str) or not isinstance(url, str):
+            raise Malformed("validator name and url must be text")
+        return cls(name=name, public_key=public_key, power=power, url=url)
+
+
+@dataclass(frozen=True)
+class ValidatorSet:
+    """The fixed, ordered set of validators named in genesis."""
+
+    validators: tuple[Validator, ...]
+    _index: dict[bytes, Validator] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not 0 < len(self.validators) <= MAX_VALIDATORS:
+            raise Malformed(f"a validator set has 1..{MAX_VALIDATORS} members")
+        index = {v.public_key: v for v in self.validators}
+        if len(index) != len(self.validators):
+            raise Malformed("a validator appears twice in the set")
+        object.__setattr__(self, "_index", index)
+
+    @property
+    def total_power(self) -> int:
+        return sum(v.power for v in self.validators)
+
+    def get(self, public_key: bytes) -> Validator | None:
+        return self._index.get(public_key)
+
+    def power_of(self, public_keys: set[bytes] | frozenset[bytes]) -> int:
+        return sum(self._index[k].power for k in public_keys if k in self._index)
+
+    def has_quorum(self, power: int) -> bool:
+        """More than 2/3 of the total voting power."""
+        return 3 * power > 2 * self.total_power
+
+    def exceeds_one_third(self, power: int) -> bool:
+        """More than 1/3 of the total voting power (at least one honest member among them)."""
+        return 3 * power > self.total_power
+
+    def hash(self) -> bytes:
+        """Commitment to the set: SHA-256 of the canonical list of (name, key, power)."""
+        return crypto.sha256(
+            codec.encode(
+                [
+                    {"name": v.name, "power": v.power, "public_key": v.public_key}
+                    for v in self.validators
+                ]
+            )
+        )
+
+
+def vote_sign_bytes(
+    chain_id: str, height: int, round: int, vote_type: str, block_hash: bytes | None
+) -> bytes:
+    """The canonical bytes a validator signs for a prevote or precommit (nil: no `block`)."""
+    assert vote_type in VOTE_TYPES
+    doc: dict[str, Any] = {"chain": chain_id, "height": height, "round": round, "type": vote_type}
+    if block_hash is not None:
+        doc["block"] = block_hash
+    return codec.encode(doc)
+
+
+@dataclass(frozen=True)
+class Vote:
+    """A signed prevote or precommit; `block_hash` None is a vote for nil."""
+
+    type: str
+    height: int
+    round: int
+    block_hash: bytes | None
+    validator: bytes
+    signature: bytes
+
+    def sign_bytes(self, chain_id: str) -> bytes:
+        return vote_sign_bytes(chain_id, self.height, self.round, self.type, self.block_hash)
+
+    def verify(self, chain_id: str, validators: ValidatorSet) -> None:
+        """Raise BadSignature unless a member of `validators` signed this vote."""
+        if validators.get(self.validator) is None:
+            raise BadSignature("vote from a key outside the validator set")
+        crypto.verify(self.validator, self.sign_bytes(chain_id), self.signature)
+
+    def to_wire(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "type": self.type,
+            "height": self.height,
+            "round": self.round,
+            "validator": self.validator,
+            "signature": self.signature,
+        }
+        if self.block_hash is not None:
+            doc["block"] = self.block_hash
+        return doc
+
+    @classmethod
+    def from_wire(cls, doc: Any) -> Vote:
+        if not isinstance(doc, dict):
+            raise Malformed("a vote is a map")
+        vote_type = _field(doc, "type", str)
+        if vote_type not in VOTE_TYPES:
+            raise Malformed(f"unknown vote type {vote_type!r}")
+        block_hash = _hash_field(doc, "block") if "block" in doc else None
+        return cls(
+            type=vote_type,
+            height=_uint_field(doc, "height"),
+            round=_uint_field(doc, "round"),
+            block_hash=block_hash,
+            validator=_field(doc, "validator", bytes),
+            signature=_field(doc, "signature", bytes),
+        )
+
+
+@dataclass(frozen=True)
+class CommitSignature:
+    """One validator's precommit signature inside a commit."""
+
+    validator: bytes
+    signature: bytes
+
+
+@dataclass(frozen=True)
+class Commit:
+    """Precommits for one block at (height, round) carrying more than 2/3 of the power."""
+
+    height: int
+    round: int
+    block_hash: bytes
+    signatures: tuple[CommitSignature, ...]
+
+    def verify(self, chain_id: str, validators: ValidatorSet) -> None:
+        """Check every signature and that distinct signers hold more than 2/3 of the power.
+
+        Raises VerificationFailed naming what is wrong.
+        """
+        message = vote_sign_bytes(chain_id, self.height, self.round, PRECOMMIT, self.block_hash)
+        signers: set[bytes] = set()
+        for entry in self.signatures:
+            if entry.validator in signers:
+                raise VerificationFailed("commit invalid", "a validator signed twice")
+            if validators.get(entry.validator) is None:
+                raise VerificationFailed("commit invalid", "signature from a non-validator")
+            try:
+                crypto.verify(entry.validator, message, entry.signature)
+            except BadSignature as exc:
+                raise VerificationFailed(
+                    "commit invalid", f"bad precommit signature: {exc}"
+                ) from exc
+            signers.add(entry.validator)
+        if not validators.has_quorum(validators.power_of(signers)):
+            raise VerificationFailed(
+                "insufficient voting power",
+                f"{validators.power_of(signers)} of {validators.total_power} is not more than 2/3",
+            )
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "height": self.height,
+            "round": self.round,
+            "block": self.block_hash,
+            "signatures": [[s.validator, s.signature] for s in self.signatures],
+        }
+
+    @classmethod
+    def from_wire(cls, doc: Any) -> Commit:
+        if not isinstance(doc, dict):
+            raise Malformed("a commit is a map")
+        raw = _field(doc, "signatures", list)
+        signatures = []
+        for item in raw:
+            if (
+                not isinstance(item, list)
+                or len(item) != 2
+                or not all(isinstance(x, bytes) for x in item)
+            ):
+                raise Malformed("a commit signature is [validator, signature]")
+            signatures.append(CommitSignature(item[0], item[1]))
+        return cls(
+            height=_uint_field(doc, "height"),
+            round=_uint_field(doc, "round"),
+            block_hash=_hash_field(doc, "block"),
+            signatures=tuple(signatures),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "height": self.height,
+            "round": self.round,
+            "block_hash": self.block_hash.hex(),
+            "signatures": [
+                {"validator": s.validator.hex(), "signature": s.signature.hex()}
+                for s in self.signatures
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, doc: Any) -> Commit:
+        try:
+            return cls(
+                height=int(doc["height"]),
+                round=int(doc["round"]),
+                block_hash=bytes.fromhex(doc["block_hash"]),
+                signatures=tuple(
+                    CommitSignature(bytes.fromhex(s["validator"]), bytes.fromhex(s["signature"]))
+                    for s in doc["signatures"]
+                ),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise Malformed(f"bad commit: {exc}") from exc
+
+
+HEADER_FIELDS = (
+    "chain",
+    "events_root",
+    "height",
+    "prev",
+    "proposer",
+    "state_root",
+    "time",
+    "tree_root",
+    "tree_size",
+    "validators",
+)
+
+
+@dataclass(frozen=True)
+class Header:
+    """A block header; its canonical encoding's SHA-256 is the block hash."""
+
+    chain: str
+    height: int
+    time: int
+    prev: bytes
+    proposer: bytes
+    events_root: bytes
+    tree_size: int
+    tree_root: bytes
+    state_root: bytes
+    validators: bytes
+
+    def to_wire(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in HEADER_FIELDS}
+
+    def encode(self) -> bytes:
+        return codec.encode(self.to_wire())
+
+    @property
+    def block_hash(self) -> bytes:
+        return crypto.sha256(self.encode())
+
+    @classmethod
+    def from_wire(cls, doc: Any) -> Header:
+        if not isinstance(doc, dict):
+            raise Malformed("a header is a map")
+        if set(doc) != set(HEADER_FIELDS):
+            raise Malformed("a header has exactly the fields of DESIGN.md §4")
+        return cls(
+            chain=_field(doc, "chain", str),
+            height=_uint_field(doc, "height"),
+            time=_uint_field(doc, "time"),
+            prev=_hash_field(doc, "prev"),
+            proposer=_field(doc, "proposer", bytes),
+            events_root=_hash_field(doc, "events_root"),
+            tree_size=_uint_field(doc, "tree_size"),
+            tree_root=_hash_field(doc, "tree_root"),
+            state_root=_hash_field(doc, "state_root"),
+            validators=_hash_field(doc, "validators"),
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> Header:
+        return cls.from_wire(codec.decode_map(data))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            name: value.hex() if isinstance(value, bytes) else value
+            for name, value in self.to_wire().items()
+        }
+
+
+@dataclass(frozen=True)
+class Block:
+    """A header and the canonical envelopes it orders (the next leaves of the log)."""
+
+    header: Header
+    events: tuple[bytes, ...]
+
+    @property
+    def block_hash(self) -> bytes:
+        return self.header.block_hash
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"header": self.header.encode(), "events": list(self.events)}
+
+    @classmethod
+    def from_wire(cls, doc: Any) -> Block:
+        if not isinstance(doc, dict):
+            raise Malformed("a block is a map")
+        header_bytes = _field(doc, "header", bytes)
+        events = _field(doc, "events", list)
+        if not all(isinstance(e, bytes) for e in events):
+            raise Malformed("block events are envelopes (bytes)")
+        return cls(header=Header.decode(header_bytes), events=tuple(events))
+
+
+def verify_checkpoint(
+    header: Header, commit: Commit, chain_id: str, validators: ValidatorSet
+) -> None:
+    """Check that `commit` certifies `header` for this chain and validator set."""
+    if header.chain != chain_id:
+        raise VerificationFailed("wrong chain", f"{header.chain!r} is not {chain_id!r}")
+    if header.validators != validators.hash():
+        raise VerificationFailed("wrong validator set", "header names another validator set")
+    if commit.height != header.height or commit.block_hash != header.block_hash:
+        raise VerificationFailed("commit mismatch", "commit is for another block")
+    commit.verify(chain_id, validators)
+
+
+__all__ = [
+    "PRECOMMIT",
+    "PREVOTE",
+    "Block",
+    "Commit",
+    "CommitSignature",
+    "Header",
+    "Validator",
+    "ValidatorSet",
+    "Vote",
+    "verify_checkpoint",
+    "vote_sign_bytes",
+]

@@ -1,0 +1,107 @@
+"""Canonical msgpack: the one byte form of every signed or hashed structure (DESIGN.md §2).
+
+`encode` writes maps with keys sorted by their UTF-8 bytes and integers in their shortest
+form. `decode` is strict: it accepts only bytes that re-encode to themselves, and applies
+explicit size limits instead of msgpack's 100 MiB defaults.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from ledger.errors import Malformed, TooLarge
+
+MAX_DEPTH = 8
+DEFAULT_MAX_BYTES = 1 << 20
+MAX_ITEMS = 1 << 16
+
+CanonicalValue = Any
+
+
+def _check_value(value: CanonicalValue, depth: int) -> CanonicalValue:
+    """Validate a value tree and return it with maps key-sorted by UTF-8 bytes."""
+    if depth > MAX_DEPTH:
+        raise Malformed(f"nesting deeper than {MAX_DEPTH}")
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        if not -(1 << 63) <= value < (1 << 64):
+            raise Malformed("integer out of the 64-bit range")
+        return value
+    if isinstance(value, str | bytes):
+        return value
+    if isinstance(value, list | tuple):
+        return [_check_value(item, depth + 1) for item in value]
+    if isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str):
+                raise Malformed("map keys must be text")
+        ordered = sorted(value.items(), key=lambda kv: kv[0].encode())
+        return {k: _check_value(v, depth + 1) for k, v in ordered}
+    raise Malformed(f"type {type(value).__name__} has no canonical encoding")
+
+
+def encode(value: CanonicalValue) -> bytes:
+    """The canonical encoding of `value` (maps sorted, shortest ints, bin for bytes)."""
+    return msgpack.packb(_check_value(value, 0), use_bin_type=True)
+
+
+def _reject_ext(code: int, data: bytes) -> Any:
+    raise Malformed("msgpack ext types are not allowed")
+
+
+def decode(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> CanonicalValue:
+    """Decode canonical msgpack, rejecting anything that would not re-encode identically."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise Malformed("expected bytes")
+    data = bytes(data)
+    if len(data) > max_bytes:
+        raise TooLarge(f"{len(data)} bytes exceeds the limit of {max_bytes}")
+    try:
+        value = msgpack.unpackb(
+            data,
+            raw=False,
+            use_list=True,
+            strict_map_key=True,
+            ext_hook=_reject_ext,
+            max_str_len=max_bytes,
+            max_bin_len=max_bytes,
+            max_array_len=MAX_ITEMS,
+            max_map_len=MAX_ITEMS,
+            max_ext_len=0,
+        )
+    except Malformed:
+        raise
+    except msgpack.ExtraData as exc:
+        raise Malformed("trailing bytes after the value") from exc
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise Malformed(f"not valid msgpack: {exc or type(exc).__name__}") from exc
+    except RecursionError as exc:
+        raise Malformed("nesting too deep") from exc
+    _reject_floats(value, 0)
+    if encode(value) != data:
+        raise Malformed("not canonical: unsorted or duplicate keys, or non-shortest form")
+    return value
+
+
+def _reject_floats(value: CanonicalValue, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise Malformed(f"nesting deeper than {MAX_DEPTH}")
+    if isinstance(value, float):
+        raise Malformed("floats are not allowed")
+    if isinstance(value, list):
+        for item in value:
+            _reject_floats(item, depth + 1)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _reject_floats(item, depth + 1)
+
+
+def decode_map(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, Any]:
+    """Decode canonical bytes that must hold a map."""
+    value = decode(data, max_bytes)
+    if not isinstance(value, dict):
+        raise Malformed("expected a map")
+    return value
