@@ -1,0 +1,62 @@
+"""A copy-on-write view of the rules state over a read-only base (LevelDB or a dict).
+
+Applying an event writes into a child overlay that is merged into its parent only when the
+event is fully accepted, so a rejected event leaves nothing behind. The block's overlay is
+what the store writes in its one atomic batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ledger import codec, crypto
+
+Reader = Callable[[bytes], bytes | None]
+
+
+class StateOverlay:
+    """Pending writes layered over `base`; reads see the newest write first."""
+
+    def __init__(self, base: Reader | StateOverlay) -> None:
+        self._base = base
+        self.writes: dict[bytes, bytes] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        value = self.writes.get(key)
+        if value is not None:
+            return value
+        if isinstance(self._base, StateOverlay):
+            return self._base.get(key)
+        return self._base(key)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.writes[key] = value
+
+    def get_doc(self, key: bytes) -> Any:
+        raw = self.get(key)
+        return None if raw is None else codec.decode(raw)
+
+    def put_doc(self, key: bytes, doc: Any) -> None:
+        self.put(key, codec.encode(doc))
+
+    def child(self) -> StateOverlay:
+        return StateOverlay(self)
+
+    def merge_into_parent(self) -> None:
+        assert isinstance(self._base, StateOverlay), "only a child overlay can be merged"
+        self._base.writes.update(self.writes)
+        self.writes = {}
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        return iter(sorted(self.writes.items()))
+
+
+def next_state_root(previous_root: bytes, writes: dict[bytes, bytes]) -> bytes:
+    """Fold one block's state changes into the running state commitment.
+
+    `SHA-256(previous_root || SHA-256(canonical sorted [key, value] list))`: incremental per
+    block, never a rehash of the whole state.
+    """
+    delta = codec.encode([[k, writes[k]] for k in sorted(writes)])
+    return crypto.sha256(previous_root + crypto.sha256(delta))

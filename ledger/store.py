@@ -1,0 +1,345 @@
+"""The LevelDB-backed chain: blocks, commits, events, indexes, Merkle nodes and rules state.
+
+`Store.append_block` writes everything a block changes in ONE synced, transactional batch,
+so a crash at any point leaves the previous block as the head and nothing half-written.
+Reads never scan the whole log: the Merkle log keeps complete-subtree hashes, and every
+query walks a key prefix.
+
+Key layout (all integers big-endian, fixed width):
+
+    !meta                      head height, tree size, state root, genesis hash
+    H <height:8>               canonical header bytes
+    C <height:8>               canonical commit
+    B <height:8>               [first leaf index, event count]
+    # <block hash>             height
+    l <leaf:8>                 canonical envelope (the Merkle leaf)
+    D <dataset> <leaf:8>       dataset history index
+    A <actor> <leaf:8>         actor index
+    P <child> <parent>         lineage, upwards
+    K <parent> <child>         lineage, downwards
+    m <level:1> <index:8>      Merkle complete-subtree hash
+    s...                       rules state (ledger.rules keys), including the event index
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import plyvel
+
+from ledger import codec, events, merkle
+from ledger.blocks import Block, Commit, Header
+from ledger.errors import Corruption, LedgerError, Malformed
+from ledger.genesis import Genesis
+from ledger.merkle_log import MerkleLog, node_key
+from ledger.rules import BlockContext, EventLocation, Rules, lookup_event
+from ledger.state import StateOverlay, next_state_root
+
+META = b"!meta"
+HEADER = b"H"
+COMMIT = b"C"
+BLOCK_RANGE = b"B"
+BLOCK_BY_HASH = b"#"
+LEAF = b"l"
+DATASET_INDEX = b"D"
+ACTOR_INDEX = b"A"
+LINEAGE_UP = b"P"
+LINEAGE_DOWN = b"K"
+
+
+def _u64(value: int) -> bytes:
+    return value.to_bytes(8, "big")
+
+
+@dataclass(frozen=True)
+class Execution:
+    """The outcome of running candidate events on top of the head, not yet stored."""
+
+    height: int
+    time: int
+    accepted: tuple[events.SignedEvent, ...]
+    rejected: tuple[tuple[events.SignedEvent, LedgerError], ...]
+    touched: tuple[tuple[bytes, ...], ...]
+    state_writes: dict[bytes, bytes]
+    events_root: bytes
+    tree_size: int
+    tree_root: bytes
+    state_root: bytes
+
+    def header(self, chain: str, prev: bytes, proposer: bytes, validators: bytes) -> Header:
+        return Header(
+            chain=chain,
+            height=self.height,
+            time=self.time,
+            prev=prev,
+            proposer=proposer,
+            events_root=self.events_root,
+            tree_size=self.tree_size,
+            tree_root=self.tree_root,
+            state_root=self.state_root,
+            validators=validators,
+        )
+
+    def matches(self, header: Header) -> bool:
+        return (
+            header.height == self.height
+            and header.events_root == self.events_root
+            and header.tree_size == self.tree_size
+            and header.tree_root == self.tree_root
+            and header.state_root == self.state_root
+        )
+
+
+class Store:
+    """One node's chain in LevelDB. Not thread-safe: one owner appends."""
+
+    def __init__(self, path: str | Path, genesis: Genesis, rules: Rules | None = None) -> None:
+        self.path = Path(path)
+        self.genesis = genesis
+        self.rules = rules or Rules(genesis)
+        self.db = self._open(self.path)
+        try:
+            self._load_meta()
+        except BaseException:
+            self.db.close()
+            raise
+
+    @staticmethod
+    def _open(path: Path) -> plyvel.DB:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return plyvel.DB(str(path), create_if_missing=True, paranoid_checks=True)
+        except plyvel.IOError as exc:
+            if "lock" in str(exc).lower():
+                raise Corruption(f"store {path} is locked: another process has it open") from exc
+            raise Corruption(f"cannot open store {path}: {exc}") from exc
+        except plyvel.CorruptionError as exc:
+            raise Corruption(f"store {path} is corrupt: {exc}") from exc
+        except OSError as exc:
+            raise Corruption(f"cannot open store {path}: {exc}") from exc
+
+    def _load_meta(self) -> None:
+        raw = self.db.get(META)
+        if raw is None:
+            self.height = 0
+            self.tree_size = 0
+            self.state_root = self.genesis.hash()
+            self.head_hash = self.genesis.hash()
+            self.head_time = self.genesis.genesis_time
+            self.db.put(META, self._meta_bytes(0, 0, self.state_root), sync=True)
+        else:
+            try:
+                meta = codec.decode_map(raw)
+                if meta["genesis"] != self.genesis.hash():
+                    raise Corruption(f"store {self.path} belongs to another genesis")
+                self.height = meta["height"]
+                self.tree_size = meta["tree_size"]
+                self.state_root = meta["state_root"]
+            except (Malformed, KeyError, TypeError) as exc:
+                raise Corruption(f"store {self.path} has unreadable metadata: {exc}") from exc
+            head = self.header(self.height) if self.height else None
+            self.head_hash = head.block_hash if head else self.genesis.hash()
+            self.head_time = head.time if head else self.genesis.genesis_time
+        self.log = MerkleLog(self.tree_size, self._read_node)
+
+    def _meta_bytes(self, height: int, tree_size: int, state_root: bytes) -> bytes:
+        return codec.encode(
+            {
+                "genesis": self.genesis.hash(),
+                "height": height,
+                "state_root": state_root,
+                "tree_size": tree_size,
+            }
+        )
+
+    def close(self) -> None:
+        if not self.db.closed:
+            self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- reads ----------------------------------------------------------------------------
+
+    def _read_node(self, level: int, index: int) -> bytes | None:
+        return self.db.get(node_key(level, index))
+
+    def state(self) -> StateOverlay:
+        """A fresh overlay over the committed rules state."""
+        return StateOverlay(self.db.get)
+
+    def header_bytes(self, height: int) -> bytes | None:
+        return self.db.get(HEADER + _u64(height))
+
+    def header(self, height: int) -> Header | None:
+        raw = self.header_bytes(height)
+        return None if raw is None else Header.decode(raw)
+
+    def commit(self, height: int) -> Commit | None:
+        raw = self.db.get(COMMIT + _u64(height))
+        return None if raw is None else Commit.from_wire(codec.decode(raw))
+
+    def height_of(self, block_hash: bytes) -> int | None:
+        raw = self.db.get(BLOCK_BY_HASH + block_hash)
+        return None if raw is None else int.from_bytes(raw, "big")
+
+    def block_leaves(self, height: int) -> range:
+        raw = self.db.get(BLOCK_RANGE + _u64(height))
+        if raw is None:
+            return range(0)
+        first, count = codec.decode(raw)
+        return range(first, first + count)
+
+    def block(self, height: int) -> Block | None:
+        header = self.header(height)
+        if header is None:
+            return None
+        return Block(header, tuple(self.envelope(i) for i in self.block_leaves(height)))
+
+    def envelope(self, leaf_index: int) -> bytes:
+        raw = self.db.get(LEAF + _u64(leaf_index))
+        if raw is None:
+            raise Corruption(f"store {self.path} lacks leaf {leaf_index}")
+        return raw
+
+    def event_at(self, leaf_index: int) -> events.SignedEvent:
+        return events.decode_envelope(self.envelope(leaf_index), verify=False)
+
+    def locate(self, event_id: bytes) -> EventLocation | None:
+        return lookup_event(self.state(), event_id)
+
+    def _leaf_indexes(self, prefix: bytes, after: int = -1, limit: int | None = None) -> list[int]:
+        start = prefix + _u64(after + 1) if after >= 0 else None
+        found: list[int] = []
+        iterator = self.db.iterator(prefix=prefix, include_value=False, start=start)
+        with iterator:
+            for key in iterator:
+                found.append(int.from_bytes(key[-8:], "big"))
+                if limit is not None and len(found) >= limit:
+                    break
+        return found
+
+    def dataset_leaves(self, dataset: bytes) -> list[int]:
+        """Leaf indexes of every event that names `dataset`, in log order."""
+        return self._leaf_indexes(DATASET_INDEX + dataset)
+
+    def actor_leaves(self, actor: bytes, after: int = -1, limit: int = 100) -> list[int]:
+        return self._leaf_indexes(ACTOR_INDEX + actor, after, limit)
+
+    def _related(self, prefix: bytes) -> list[bytes]:
+        with self.db.iterator(prefix=prefix, include_value=False) as iterator:
+            return [key[len(prefix) :] for key in iterator]
+
+    def parents(self, dataset: bytes) -> list[bytes]:
+        return self._related(LINEAGE_UP + dataset)
+
+    def children(self, dataset: bytes) -> list[bytes]:
+        return self._related(LINEAGE_DOWN + dataset)
+
+    def root(self, size: int | None = None) -> bytes:
+        return self.log.root(self.tree_size if size is None else size)
+
+    def inclusion_proof(self, leaf_index: int, size: int) -> list[bytes]:
+        return self.log.inclusion_proof(leaf_index, size)
+
+    def consistency_proof(self, first: int, second: int) -> list[bytes]:
+        return self.log.consistency_proof(first, second)
+
+    # --- execution and append -------------------------------------------------------------
+
+    def execute(
+        self, candidates: Iterable[events.SignedEvent], height: int, time: int
+    ) -> Execution:
+        """Apply candidate events on top of the head, dropping each one that fails a rule.
+
+        Nothing is written; the result carries everything `append_block` needs. The events
+        must already have been decoded and their signatures checked.
+        """
+        assert height == self.height + 1, "blocks are executed in order"
+        state = self.state()
+        accepted: list[events.SignedEvent] = []
+        rejected: list[tuple[events.SignedEvent, LedgerError]] = []
+        touched: list[tuple[bytes, ...]] = []
+        for event in candidates:
+            ctx = BlockContext(height, time, self.tree_size + len(accepted))
+            try:
+                names = self.rules.apply(state, event, ctx)
+            except LedgerError as exc:
+                rejected.append((event, exc))
+                continue
+            accepted.append(event)
+            touched.append(names)
+        leaf_hashes = [merkle.leaf_hash(e.envelope) for e in accepted]
+        self.log.append(leaf_hashes)
+        try:
+            tree_root = self.log.root(self.log.size)
+        finally:
+            self.log.discard_pending()
+        return Execution(
+            height=height,
+            time=time,
+            accepted=tuple(accepted),
+            rejected=tuple(rejected),
+            touched=tuple(touched),
+            state_writes=dict(state.writes),
+            events_root=merkle.root_from_leaf_hashes(leaf_hashes),
+            tree_size=self.tree_size + len(accepted),
+            tree_root=tree_root,
+            state_root=next_state_root(self.state_root, state.writes),
+        )
+
+    def append_block(self, block: Block, commit: Commit, execution: Execution) -> None:
+        """Store `block` and its commit with everything it changes, in one atomic batch.
+
+        `execution` must be this block's execution on top of the current head (see `execute`);
+        its accepted events must be exactly the block's events.
+        """
+        header = block.header
+        assert header.height == self.height + 1 and header.prev == self.head_hash
+        assert execution.matches(header)
+        assert tuple(e.envelope for e in execution.accepted) == block.events
+        height_key = _u64(header.height)
+        first_leaf = self.tree_size
+        merkle_nodes = self.log.append([merkle.leaf_hash(e) for e in block.events])
+        try:
+            with self.db.write_batch(transaction=True, sync=True) as batch:
+                batch.put(HEADER + height_key, header.encode())
+                batch.put(COMMIT + height_key, codec.encode(commit.to_wire()))
+                batch.put(BLOCK_RANGE + height_key, codec.encode([first_leaf, len(block.events)]))
+                batch.put(BLOCK_BY_HASH + header.block_hash, height_key)
+                for offset, event in enumerate(execution.accepted):
+                    leaf = _u64(first_leaf + offset)
+                    batch.put(LEAF + leaf, event.envelope)
+                    batch.put(ACTOR_INDEX + event.actor + leaf, b"")
+                    for dataset in execution.touched[offset]:
+                        batch.put(DATASET_INDEX + dataset + leaf, b"")
+                    if isinstance(event.body, events.Derive):
+                        for parent in event.body.inputs:
+                            batch.put(LINEAGE_UP + event.body.dataset + parent, b"")
+                            batch.put(LINEAGE_DOWN + parent + event.body.dataset, b"")
+                for (level, index), node in merkle_nodes.items():
+                    batch.put(node_key(level, index), node)
+                for key, value in execution.state_writes.items():
+                    batch.put(key, value)
+                batch.put(
+                    META,
+                    self._meta_bytes(header.height, execution.tree_size, execution.state_root),
+                )
+        except BaseException:
+            self.log.discard_pending()
+            raise
+        self.log.persisted()
+        self.height = header.height
+        self.tree_size = execution.tree_size
+        self.state_root = execution.state_root
+        self.head_hash = header.block_hash
+        self.head_time = header.time
+
+    def iter_events(self, start: int = 0) -> Iterator[events.SignedEvent]:
+        for index in range(start, self.tree_size):
+            yield self.event_at(index)
