@@ -268,18 +268,31 @@ class Commit:
 
     @classmethod
     def from_json(cls, doc: Any) -> Commit:
+        """Parse the JSON form as strictly as the wire form."""
+        if not isinstance(doc, dict) or not isinstance(doc.get("signatures"), list):
+            raise Malformed("a commit is an object with a signatures list")
         try:
-            return cls(
-                height=int(doc["height"]),
-                round=int(doc["round"]),
-                block_hash=bytes.fromhex(doc["block_hash"]),
-                signatures=tuple(
-                    CommitSignature(bytes.fromhex(s["validator"]), bytes.fromhex(s["signature"]))
+            wire = {
+                "height": doc.get("height"),
+                "round": doc.get("round"),
+                "block": _from_hex(doc.get("block_hash")),
+                "signatures": [
+                    [_from_hex(s["validator"]), _from_hex(s["signature"])]
                     for s in doc["signatures"]
-                ),
-            )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise Malformed(f"bad commit: {exc}") from exc
+                ],
+            }
+        except (KeyError, TypeError) as exc:
+            raise Malformed(f"bad commit signature entry: {exc}") from exc
+        return cls.from_wire(wire)
+
+
+def _from_hex(value: Any) -> bytes:
+    if not isinstance(value, str):
+        raise Malformed("expected a hex string")
+    try:
+        return bytes.fromhex(value)
+    except ValueError as exc:
+        raise Malformed("expected a hex string") from exc
 
 
 HEADER_FIELDS = (

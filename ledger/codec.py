@@ -20,6 +20,13 @@ MAX_ITEMS = 1 << 16
 CanonicalValue = Any
 
 
+def _utf8(text: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise Malformed("text is not valid Unicode (unpaired surrogate)") from exc
+
+
 def _check_value(value: CanonicalValue, depth: int) -> CanonicalValue:
     """Validate a value tree and return it with maps key-sorted by UTF-8 bytes."""
     if depth > MAX_DEPTH:
@@ -30,7 +37,10 @@ def _check_value(value: CanonicalValue, depth: int) -> CanonicalValue:
         if not -(1 << 63) <= value < (1 << 64):
             raise Malformed("integer out of the 64-bit range")
         return value
-    if isinstance(value, str | bytes):
+    if isinstance(value, str):
+        _utf8(value)
+        return value
+    if isinstance(value, bytes):
         return value
     if isinstance(value, list | tuple):
         return [_check_value(item, depth + 1) for item in value]
@@ -38,7 +48,7 @@ def _check_value(value: CanonicalValue, depth: int) -> CanonicalValue:
         for key in value:
             if not isinstance(key, str):
                 raise Malformed("map keys must be text")
-        ordered = sorted(value.items(), key=lambda kv: kv[0].encode())
+        ordered = sorted(value.items(), key=lambda kv: _utf8(kv[0]))
         return {k: _check_value(v, depth + 1) for k, v in ordered}
     raise Malformed(f"type {type(value).__name__} has no canonical encoding")
 

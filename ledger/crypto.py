@@ -132,6 +132,8 @@ def verify(public_key: bytes, message: bytes, signature: bytes) -> None:
     s = int.from_bytes(signature[32:], "big")
     if not (0 < r < CURVE_ORDER and 0 < s <= HALF_ORDER):
         raise BadSignature("signature out of range or not low-S")
+    if not isinstance(public_key, bytes):
+        raise BadSignature("a public key is 33 bytes")
     try:
         key = _cached_public_key(public_key)
     except Malformed as exc:

@@ -78,8 +78,14 @@ class Genesis:
             admission = doc.get("admission", PERMISSIONED)
         except (KeyError, TypeError, ValueError) as exc:
             raise Malformed(f"bad genesis document: {exc}") from exc
-        if not isinstance(chain_id, str) or not isinstance(genesis_time, int):
-            raise Malformed("genesis chain_id is text and genesis_time an integer")
+        if not isinstance(chain_id, str):
+            raise Malformed("genesis chain_id is text")
+        if (
+            not isinstance(genesis_time, int)
+            or isinstance(genesis_time, bool)
+            or not 0 <= genesis_time < 1 << 63
+        ):
+            raise Malformed("genesis_time is a non-negative 64-bit integer (Unix ms)")
         return cls(chain_id, genesis_time, validators, registrars, admission)
 
     @classmethod

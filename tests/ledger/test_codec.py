@@ -1,0 +1,465 @@
+"""Canonical msgpack (DESIGN.md §2): exact byte forms, strict decoding, round-trip properties."""
+
+from __future__ import annotations
+
+import struct
+
+import msgpack
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ledger import codec
+from ledger.errors import LedgerError, Malformed, TooLarge
+
+
+def nest(levels: int, inner: object = 0, kind: str = "list") -> object:
+    value = inner
+    for _ in range(levels):
+        value = [value] if kind == "list" else {"k": value}
+    return value
+
+
+def fixstr(text: str) -> bytes:
+    raw = text.encode()
+    assert len(raw) < 32
+    return bytes([0xA0 | len(raw)]) + raw
+
+
+# --- encoding: exact bytes -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (0, "00"),
+        (1, "01"),
+        (127, "7f"),
+        (128, "cc80"),
+        (255, "ccff"),
+        (256, "cd0100"),
+        (65535, "cdffff"),
+        (65536, "ce00010000"),
+        (2**32 - 1, "ceffffffff"),
+        (2**32, "cf0000000100000000"),
+        (2**64 - 1, "cfffffffffffffffff"),
+        (-1, "ff"),
+        (-32, "e0"),
+        (-33, "d0df"),
+        (-128, "d080"),
+        (-129, "d1ff7f"),
+        (-32768, "d18000"),
+        (-32769, "d2ffff7fff"),
+        (-(2**31), "d280000000"),
+        (-(2**31) - 1, "d3ffffffff7fffffff"),
+        (-(2**63), "d38000000000000000"),
+    ],
+)
+def test_integers_use_shortest_form(value: int, expected: str) -> None:
+    assert codec.encode(value).hex() == expected
+    assert codec.decode(bytes.fromhex(expected)) == value
+
+
+@pytest.mark.parametrize("value", [2**64, -(2**63) - 1, 10**30, -(10**30)])
+def test_integers_outside_64_bit_range_are_rejected(value: int) -> None:
+    with pytest.raises(Malformed):
+        codec.encode(value)
+
+
+def test_scalars_exact_bytes() -> None:
+    assert codec.encode(None) == b"\xc0"
+    assert codec.encode(False) == b"\xc2"
+    assert codec.encode(True) == b"\xc3"
+    assert codec.decode(b"\xc3") is True
+    assert codec.decode(b"\xc2") is False
+    assert codec.decode(b"\xc0") is None
+    # bool is not an int on the wire
+    assert codec.encode(1) != codec.encode(True)
+
+
+def test_str_is_msgpack_str_and_bytes_is_bin() -> None:
+    assert codec.encode("a") == b"\xa1a"
+    assert codec.encode("") == b"\xa0"
+    assert codec.encode(b"a") == b"\xc4\x01a"
+    assert codec.encode(b"") == b"\xc4\x00"
+    assert codec.encode("é") == b"\xa2\xc3\xa9"
+    assert codec.encode("x" * 31) == b"\xbf" + b"x" * 31
+    assert codec.encode("x" * 32) == b"\xd9\x20" + b"x" * 32
+    assert codec.encode("x" * 256) == b"\xda\x01\x00" + b"x" * 256
+    assert codec.encode(b"x" * 255) == b"\xc4\xff" + b"x" * 255
+    assert codec.encode(b"x" * 256) == b"\xc5\x01\x00" + b"x" * 256
+    assert type(codec.decode(b"\xa1a")) is str
+    assert type(codec.decode(b"\xc4\x01a")) is bytes
+
+
+def test_containers_exact_bytes() -> None:
+    assert codec.encode([]) == b"\x90"
+    assert codec.encode({}) == b"\x80"
+    assert codec.encode([1, "a", b"b"]) == b"\x93\x01\xa1a\xc4\x01b"
+    assert codec.encode(list(range(16))) == b"\xdc\x00\x10" + bytes(range(16))
+    # tuples encode as arrays and decode as lists
+    assert codec.encode((1, 2)) == codec.encode([1, 2])
+    assert codec.decode(codec.encode((1, 2))) == [1, 2]
+
+
+def test_map_keys_sorted_by_utf8_bytes_regardless_of_insertion_order() -> None:
+    assert codec.encode({"b": 1, "a": 2}) == b"\x82\xa1a\x02\xa1b\x01"
+    assert codec.encode({"a": 2, "b": 1}) == b"\x82\xa1a\x02\xa1b\x01"
+
+
+@pytest.mark.parametrize(
+    "ordered_keys",
+    [
+        # upper case sorts before lower case (a case-insensitive order would differ)
+        ["B", "a"],
+        ["Z", "a", "b"],
+        # "é" (c3 a9) sorts after every ASCII letter (a locale/collation order would not)
+        ["e", "z", "é"],
+        # a prefix sorts first; comparison is lexicographic, not length-first, and not by the
+        # msgpack-encoded key (where the length header would put "b" before "aa")
+        ["a", "aa", "b"],
+        # U+FF61 (ef bd a1) sorts before U+1F600 (f0 9f 98 80); UTF-16 order is the reverse
+        ["\uff61", "\U0001f600"],
+        # U+00FF (c3 bf) before U+0100 (c4 80) before U+4E00 (e4 b8 80)
+        ["\u00ff", "\u0100", "\u4e00"],
+        # empty key first
+        ["", "\x00", "a"],
+    ],
+)
+def test_non_ascii_and_tricky_key_orders(ordered_keys: list[str]) -> None:
+    assert ordered_keys == sorted(ordered_keys, key=lambda k: k.encode())
+    expected = bytes([0x80 | len(ordered_keys)]) + b"".join(
+        fixstr(k) + bytes([i]) for i, k in enumerate(ordered_keys)
+    )
+    for doc in (
+        {k: i for i, k in enumerate(ordered_keys)},
+        {k: i for i, k in reversed(list(enumerate(ordered_keys)))},
+    ):
+        assert codec.encode(doc) == expected
+    decoded = codec.decode(expected)
+    assert list(decoded) == ordered_keys
+    # the same pairs in any other order are not canonical
+    reverse = bytes([0x80 | len(ordered_keys)]) + b"".join(
+        fixstr(k) + bytes([i]) for i, k in reversed(list(enumerate(ordered_keys)))
+    )
+    with pytest.raises(Malformed):
+        codec.decode(reverse)
+
+
+def test_nested_maps_are_sorted_too() -> None:
+    value = {"z": [{"b": 1, "a": 2}], "a": {"y": 1, "x": 2}}
+    encoded = codec.encode(value)
+    assert encoded == (b"\x82\xa1a\x82\xa1x\x02\xa1y\x01\xa1z\x91\x82\xa1a\x02\xa1b\x01")
+    assert codec.decode(encoded) == value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        1.0,
+        float("nan"),
+        {1, 2},
+        frozenset(),
+        object(),
+        bytearray(b"x"),
+        {1: "int key"},
+        {b"k": "bytes key"},
+        {None: 1},
+        {(1,): 1},
+        [1.5],
+        {"a": {"b": 0.0}},
+    ],
+    ids=repr,
+)
+def test_encode_rejects_values_without_canonical_form(value: object) -> None:
+    with pytest.raises(Malformed):
+        codec.encode(value)
+
+
+@pytest.mark.parametrize("value", ["\udcff", {"\ud800": 1}, ["ok", "\udfff"]], ids=ascii)
+def test_encode_rejects_lone_surrogates_with_malformed(value: object) -> None:
+    """A str that cannot be UTF-8 encoded has no canonical form: Malformed, not a crash.
+
+    Such strings arise from e.g. non-UTF-8 command-line arguments (surrogateescape) or
+    JSON "\\ud800" escapes.
+    """
+    with pytest.raises(Malformed):
+        codec.encode(value)
+
+
+# --- strict decoding -------------------------------------------------------------------------
+
+REJECTED = {
+    # map order / duplicates
+    "unsorted keys": b"\x82\xa1b\x01\xa1a\x02",
+    "duplicate keys": b"\x82\xa1a\x01\xa1a\x02",
+    "duplicate keys, same value": b"\x82\xa1a\x01\xa1a\x01",
+    "nested unsorted keys": b"\x91\x82\xa1b\x01\xa1a\x02",
+    # non-shortest integers
+    "uint8 for fixint": b"\xcc\x01",
+    "uint8 zero": b"\xcc\x00",
+    "uint16 for uint8": b"\xcd\x00\x80",
+    "uint16 for fixint": b"\xcd\x00\x01",
+    "uint32 for uint16": b"\xce\x00\x00\x01\x00",
+    "uint64 for uint32": b"\xcf\x00\x00\x00\x00\xff\xff\xff\xff",
+    "uint64 for fixint": b"\xcf" + (1).to_bytes(8, "big"),
+    "int8 zero": b"\xd0\x00",
+    "int8 for positive fixint": b"\xd0\x7f",
+    "int8 for negative fixint": b"\xd0\xff",
+    "int16 for int8": b"\xd1\xff\x80",
+    "int16 for positive": b"\xd1\x00\x80",
+    "int32 for int16": b"\xd2\xff\xff\x80\x00",
+    "int64 for int32": b"\xd3" + (-(2**31)).to_bytes(8, "big", signed=True),
+    "int64 for positive": b"\xd3" + (2**40).to_bytes(8, "big", signed=True),
+    # floats
+    "float32": b"\xca" + struct.pack(">f", 1.0),
+    "float32 zero": b"\xca\x00\x00\x00\x00",
+    "float64": b"\xcb" + struct.pack(">d", 1.5),
+    "float64 integral": b"\xcb" + struct.pack(">d", 2.0),
+    "float64 nan": b"\xcb" + struct.pack(">d", float("nan")),
+    "float in array": b"\x91\xcb" + struct.pack(">d", 1.5),
+    "float map value": b"\x81\xa1a\xca" + struct.pack(">f", 1.0),
+    "float map key": b"\x81\xca" + struct.pack(">f", 1.0) + b"\x01",
+    # ext types
+    "fixext1": b"\xd4\x01\x00",
+    "fixext4 timestamp": b"\xd6\xff\x00\x00\x00\x01",
+    "fixext8": b"\xd7\x05" + bytes(8),
+    "ext8 empty": b"\xc7\x00\x05",
+    "ext8": b"\xc7\x02\x05ab",
+    "ext16": b"\xc8\x00\x01\x05a",
+    "ext in map": b"\x81\xa1a\xd4\x01\x00",
+    # trailing data
+    "trailing zero": b"\x01\x00",
+    "two values": b"\xa1a\xa1b",
+    "trailing nil": b"\x90\xc0",
+    # truncated / empty
+    "empty": b"",
+    "truncated uint16": b"\xcd\x01",
+    "truncated str": b"\xa3ab",
+    "truncated array": b"\x92\x01",
+    "truncated map": b"\x81\xa1a",
+    "header only": b"\xc4",
+    # non-str keys
+    "int key": b"\x81\x01\x02",
+    "negative int key": b"\x81\xff\x02",
+    "bytes key": b"\x81\xc4\x01a\x01",
+    "nil key": b"\x81\xc0\x01",
+    "bool key": b"\x81\xc3\x01",
+    "array key": b"\x81\x90\x01",
+    # non-shortest strings / bins / containers
+    "str8 for fixstr": b"\xd9\x01a",
+    "str8 empty": b"\xd9\x00",
+    "str16 for fixstr": b"\xda\x00\x01a",
+    "str32 for fixstr": b"\xdb\x00\x00\x00\x01a",
+    "str16 for str8": b"\xda\x00\x20" + b"x" * 32,
+    "str8 key": b"\x81\xd9\x01a\x01",
+    "bin16 for short bin": b"\xc5\x00\x01a",
+    "bin16 empty": b"\xc5\x00\x00",
+    "bin32 for short bin": b"\xc6\x00\x00\x00\x01a",
+    "array16 for fixarray": b"\xdc\x00\x01\x01",
+    "array32 for fixarray": b"\xdd\x00\x00\x00\x00",
+    "map16 for fixmap": b"\xde\x00\x01\xa1a\x01",
+    "map32 for fixmap": b"\xdf\x00\x00\x00\x00",
+    # invalid text and reserved byte
+    "invalid utf-8": b"\xa1\xff",
+    "utf-8 surrogate": b"\xa3\xed\xa0\x80",
+    "overlong utf-8": b"\xa2\xc0\xaf",
+    "reserved 0xc1": b"\xc1",
+}
+
+
+@pytest.mark.parametrize("data", REJECTED.values(), ids=REJECTED.keys())
+def test_strict_decode_rejects(data: bytes) -> None:
+    with pytest.raises(Malformed):
+        codec.decode(data)
+
+
+def test_rejection_table_is_really_decodable_by_lenient_msgpack_where_expected() -> None:
+    """Sanity: the non-canonical samples above are valid msgpack that a lenient decoder takes,
+    so the strict decoder is what rejects them (not a typo in the sample)."""
+    for name in (
+        "unsorted keys",
+        "duplicate keys",
+        "uint8 for fixint",
+        "int8 zero",
+        "float64",
+        "str8 for fixstr",
+        "bin16 for short bin",
+        "array16 for fixarray",
+    ):
+        msgpack.unpackb(REJECTED[name], raw=False)
+
+
+def test_str_bin_distinction_is_preserved() -> None:
+    # a byte string sent as str (old raw form) decodes to str, and a str key must not be bin
+    assert codec.decode(b"\xa1a") == "a"
+    assert codec.decode(b"\xc4\x01a") == b"a"
+    assert codec.decode(b"\x81\xa1a\xc4\x01a") == {"a": b"a"}
+
+
+def test_depth_limit() -> None:
+    ok = nest(codec.MAX_DEPTH)
+    assert codec.decode(codec.encode(ok)) == ok
+    ok_map = nest(codec.MAX_DEPTH, kind="map")
+    assert codec.decode(codec.encode(ok_map)) == ok_map
+    too_deep = nest(codec.MAX_DEPTH + 1)
+    with pytest.raises(Malformed):
+        codec.encode(too_deep)
+    with pytest.raises(Malformed):
+        codec.encode(nest(codec.MAX_DEPTH + 1, kind="map"))
+    # the same bytes a lenient encoder would produce are rejected by decode
+    with pytest.raises(Malformed):
+        codec.decode(msgpack.packb(too_deep))
+    with pytest.raises(Malformed):
+        codec.decode(msgpack.packb(nest(codec.MAX_DEPTH + 1, kind="map")))
+    # deep nesting that would exhaust a recursive parser is a clean Malformed
+    for levels in (codec.MAX_DEPTH + 2, 100, 2_000, 100_000):
+        with pytest.raises(Malformed):
+            codec.decode(b"\x91" * levels + b"\xc0")
+
+
+def test_size_limit_raises_too_large() -> None:
+    data = codec.encode({"blob": b"x" * 100})
+    assert codec.decode(data, max_bytes=len(data)) == {"blob": b"x" * 100}
+    with pytest.raises(TooLarge):
+        codec.decode(data, max_bytes=len(data) - 1)
+    with pytest.raises(TooLarge):
+        codec.decode(b"\x01", max_bytes=0)
+    big = codec.encode(b"x" * codec.DEFAULT_MAX_BYTES)
+    assert len(big) > codec.DEFAULT_MAX_BYTES
+    with pytest.raises(TooLarge):
+        codec.decode(big)
+    assert issubclass(TooLarge, Malformed)
+    assert issubclass(Malformed, LedgerError)
+
+
+def test_declared_lengths_beyond_the_input_are_malformed() -> None:
+    # headers claiming huge lengths must not allocate or hang, just fail
+    for data in (
+        b"\xdb\xff\xff\xff\xff",
+        b"\xc6\xff\xff\xff\xff",
+        b"\xdd\xff\xff\xff\xff",
+        b"\xdf\xff\xff\xff\xff",
+    ):
+        with pytest.raises(Malformed):
+            codec.decode(data)
+
+
+def test_too_many_items_is_malformed() -> None:
+    data = b"\xdd" + (codec.MAX_ITEMS + 1).to_bytes(4, "big") + b"\x00" * (codec.MAX_ITEMS + 1)
+    with pytest.raises(Malformed):
+        codec.decode(data)
+    ok = [0] * codec.MAX_ITEMS
+    assert codec.decode(codec.encode(ok)) == ok
+
+
+@pytest.mark.parametrize("bad", ["\x01", 1, None, [1]], ids=repr)
+def test_decode_requires_bytes(bad: object) -> None:
+    with pytest.raises(Malformed):
+        codec.decode(bad)  # type: ignore[arg-type]
+
+
+def test_decode_accepts_bytes_likes() -> None:
+    data = codec.encode({"a": [1, b"x"]})
+    assert codec.decode(bytearray(data)) == {"a": [1, b"x"]}
+    assert codec.decode(memoryview(data)) == {"a": [1, b"x"]}
+
+
+def test_decode_map() -> None:
+    assert codec.decode_map(codec.encode({"a": 1})) == {"a": 1}
+    assert codec.decode_map(b"\x80") == {}
+    for not_a_map in ([1], 1, "a", b"a", None):
+        with pytest.raises(Malformed):
+            codec.decode_map(codec.encode(not_a_map))
+    with pytest.raises(TooLarge):
+        codec.decode_map(codec.encode({"a": b"x" * 10}), max_bytes=5)
+
+
+def test_every_strict_prefix_of_a_value_is_malformed() -> None:
+    data = codec.encode({"a": [1, 2**40, "text", b"\x00\x01"], "b": {"c": None, "d": True}})
+    for cut in range(len(data)):
+        with pytest.raises(Malformed):
+            codec.decode(data[:cut])
+    codec.decode(data)
+
+
+# --- properties ------------------------------------------------------------------------------
+
+_leaves = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.text(max_size=40),
+    st.binary(max_size=40),
+)
+
+
+def _canonical_values(max_depth: int) -> st.SearchStrategy[object]:
+    levels = [_leaves]
+    for _ in range(max_depth):
+        inner = levels[-1]
+        levels.append(
+            st.one_of(
+                _leaves,
+                st.lists(inner, max_size=4),
+                st.dictionaries(st.text(max_size=8), inner, max_size=4),
+            )
+        )
+    return levels[-1]
+
+
+canonical_values = _canonical_values(codec.MAX_DEPTH)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(canonical_values)
+def test_roundtrip_value(value: object) -> None:
+    data = codec.encode(value)
+    assert codec.decode(data) == value
+    assert codec.encode(codec.decode(data)) == data
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(st.text(max_size=6), st.integers(0, 3), min_size=1, max_size=8), st.randoms()
+)
+def test_key_order_of_input_does_not_matter(doc: dict[str, int], rnd: object) -> None:
+    items = list(doc.items())
+    rnd.shuffle(items)  # type: ignore[attr-defined]
+    data = codec.encode(dict(items))
+    assert data == codec.encode(doc)
+    assert list(codec.decode(data)) == sorted(doc, key=lambda k: k.encode())
+
+
+def _reencodes_or_malformed(data: bytes) -> None:
+    try:
+        value = codec.decode(data)
+    except Malformed:
+        return
+    assert codec.encode(value) == data
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.binary(max_size=64))
+def test_arbitrary_bytes_are_malformed_or_canonical(data: bytes) -> None:
+    _reencodes_or_malformed(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(canonical_values, st.data())
+def test_mutated_encodings_are_malformed_or_canonical(value: object, data: st.DataObject) -> None:
+    encoded = bytearray(codec.encode(value))
+    index = data.draw(st.integers(0, len(encoded) - 1))
+    encoded[index] = data.draw(st.integers(0, 255))
+    _reencodes_or_malformed(bytes(encoded))
+
+
+@settings(max_examples=300, deadline=None)
+@given(canonical_values)
+def test_lenient_encodings_are_malformed_or_canonical(value: object) -> None:
+    """msgpack with different options (floats allowed, no bin type) never sneaks past decode."""
+    for packed in (
+        msgpack.packb(value, use_bin_type=False),
+        msgpack.packb(value, use_single_float=True),
+    ):
+        _reencodes_or_malformed(packed)
