@@ -1,0 +1,160 @@
+"""The node's application: builds, validates and commits blocks for the consensus core.
+
+It implements consensus's `BlockSource` over the ledger store and the mempool, verifies each
+event signature once per node (a bounded cache of checked event ids), and keeps the execution
+of every block it built or validated so a decided block is not executed twice.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from ledger import events
+from ledger.blocks import Block, Commit
+from ledger.errors import Corruption, LedgerError, RuleViolation
+from ledger.genesis import Genesis
+from ledger.store import Execution, Store
+from node.mempool import Mempool
+
+MAX_CLOCK_DRIFT_MS = 30_000
+EXECUTION_CACHE = 16
+
+
+class SignatureCache:
+    """Event ids whose signatures this node already checked (bounded, oldest evicted)."""
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        self.capacity = capacity
+        self._ids: OrderedDict[bytes, None] = OrderedDict()
+
+    def __contains__(self, event_id: bytes) -> bool:
+        return event_id in self._ids
+
+    def add(self, event_id: bytes) -> None:
+        self._ids[event_id] = None
+        if len(self._ids) > self.capacity:
+            self._ids.popitem(last=False)
+
+    def decode(self, envelope: bytes, chain_id: str) -> events.SignedEvent:
+        """Decode strictly; check the signature unless this node already did."""
+        event = events.decode_envelope(envelope, chain_id=chain_id, verify=False)
+        if event.event_id not in self._ids:
+            event.verify_signature()
+            self.add(event.event_id)
+        return event
+
+
+@dataclass(frozen=True)
+class Committed:
+    """What a commit did: the block, and the dropped mempool events with their reasons."""
+
+    block: Block
+    execution: Execution
+    dropped: list[tuple[events.SignedEvent, LedgerError]]
+
+
+class Chain:
+    """Block production and execution for one node (the consensus `BlockSource`)."""
+
+    def __init__(
+        self,
+        store: Store,
+        genesis: Genesis,
+        mempool: Mempool,
+        clock: Callable[[], int],
+        block_max_events: int,
+        signatures: SignatureCache | None = None,
+    ) -> None:
+        self.store = store
+        self.genesis = genesis
+        self.mempool = mempool
+        self.clock = clock
+        self.block_max_events = block_max_events
+        self.signatures = signatures or SignatureCache()
+        self._validators_hash = genesis.validators.hash()
+        self._executions: OrderedDict[bytes, Execution] = OrderedDict()
+
+    def _remember(self, block_hash: bytes, execution: Execution) -> None:
+        self._executions[block_hash] = execution
+        while len(self._executions) > EXECUTION_CACHE:
+            self._executions.popitem(last=False)
+
+    # --- BlockSource ----------------------------------------------------------------------
+
+    def has_pending(self) -> bool:
+        return len(self.mempool) > 0
+
+    def build_block(self, height: int, round: int, time: int, proposer: bytes) -> Block:
+        """Take pending events up to the block size; invalid ones are dropped by execution."""
+        assert height == self.store.height + 1
+        time = max(time, self.store.head_time + 1)
+        execution = self.store.execute(self.mempool.take(self.block_max_events), height, time)
+        header = execution.header(
+            self.genesis.chain_id, self.store.head_hash, proposer, self._validators_hash
+        )
+        block = Block(header, tuple(e.envelope for e in execution.accepted))
+        self._remember(header.block_hash, execution)
+        return block
+
+    def validate_block(self, block: Block) -> bool:
+        """The paper's valid(v): re-execute and check every header field."""
+        try:
+            self._validated_execution(block)
+        except LedgerError:
+            return False
+        return True
+
+    def _validated_execution(self, block: Block) -> Execution:
+        header = block.header
+        cached = self._executions.get(header.block_hash)
+        if cached is not None:
+            return cached
+        if (
+            header.chain != self.genesis.chain_id
+            or header.height != self.store.height + 1
+            or header.prev != self.store.head_hash
+            or header.validators != self._validators_hash
+            or self.genesis.validators.get(header.proposer) is None
+            or header.time <= self.store.head_time
+            or header.time > self.clock() + MAX_CLOCK_DRIFT_MS
+            or len(block.events) > self.block_max_events
+        ):
+            raise RuleViolation("block header does not extend this chain")
+        decoded = [self.signatures.decode(e, self.genesis.chain_id) for e in block.events]
+        execution = self.store.execute(decoded, header.height, header.time)
+        if execution.rejected or not execution.matches(header):
+            raise RuleViolation("block contents do not match its header")
+        self._remember(header.block_hash, execution)
+        return execution
+
+    # --- commit ---------------------------------------------------------------------------
+
+    def commit(self, block: Block, commit: Commit) -> Committed:
+        """Store a decided block atomically and re-check the mempool against the new head."""
+        try:
+            execution = self._validated_execution(block)
+        except LedgerError as exc:
+            raise Corruption(
+                f"a block certified by the validators does not execute here: {exc}"
+            ) from exc
+        self.store.append_block(block, commit, execution)
+        self._executions.clear()
+        committed_ids = {e.event_id for e in execution.accepted}
+        dropped = self.mempool.after_block(committed_ids, self.clock())
+        return Committed(block, execution, dropped)
+
+    def admit(self, envelopes: Iterable[bytes]) -> list[LedgerError | None]:
+        """Admit envelopes into the mempool; one outcome (None = accepted) per envelope."""
+        outcomes: list[LedgerError | None] = []
+        now = self.clock()
+        for envelope in envelopes:
+            try:
+                event = self.signatures.decode(envelope, self.genesis.chain_id)
+                self.mempool.admit(event, now)
+            except LedgerError as exc:
+                outcomes.append(exc)
+                continue
+            outcomes.append(None)
+        return outcomes

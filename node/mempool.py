@@ -1,0 +1,80 @@
+"""The mempool: events checked against the latest state and waiting for a block.
+
+Bounded in events and bytes, deduplicated by event id, FIFO. Every admitted event has passed
+encoding, signature, chain, time-window, duplicate and rules checks against the committed
+state plus the events admitted before it (so an event may depend on one still pending).
+After each block the rest are re-checked and those that became invalid are dropped.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from ledger.errors import Conflict, LedgerError
+from ledger.events import SignedEvent
+from ledger.rules import BlockContext
+from ledger.store import Store
+from node.problems import mempool_full
+
+
+class Mempool:
+    """Pending events in arrival order, with the state they lead to."""
+
+    def __init__(self, store: Store, max_events: int, max_bytes: int) -> None:
+        self.store = store
+        self.max_events = max_events
+        self.max_bytes = max_bytes
+        self._events: OrderedDict[bytes, SignedEvent] = OrderedDict()
+        self._bytes = 0
+        self._pending = store.state()
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def __contains__(self, event_id: bytes) -> bool:
+        return event_id in self._events
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    def _context(self, now: int) -> BlockContext:
+        return BlockContext(self.store.height + 1, now, self.store.tree_size + len(self._events))
+
+    def admit(self, event: SignedEvent, now: int) -> None:
+        """Accept a signature-checked event or raise why not (LedgerError or 429 problem)."""
+        if event.event_id in self._events:
+            raise Conflict("duplicate event: already pending")
+        if len(self._events) >= self.max_events or self._bytes + len(event.envelope) > (
+            self.max_bytes
+        ):
+            raise mempool_full(f"{len(self._events)} events / {self._bytes} bytes pending")
+        self.store.rules.apply(self._pending, event, self._context(now))
+        self._events[event.event_id] = event
+        self._bytes += len(event.envelope)
+
+    def take(self, max_events: int) -> list[SignedEvent]:
+        """The oldest pending events, at most `max_events`, left in place until committed."""
+        taken = []
+        for event in self._events.values():
+            if len(taken) >= max_events:
+                break
+            taken.append(event)
+        return taken
+
+    def after_block(self, committed: set[bytes], now: int) -> list[tuple[SignedEvent, LedgerError]]:
+        """Forget committed events and re-check the rest on the new head; return the dropped."""
+        remaining = [e for e in self._events.values() if e.event_id not in committed]
+        self._events.clear()
+        self._bytes = 0
+        self._pending = self.store.state()
+        dropped: list[tuple[SignedEvent, LedgerError]] = []
+        for event in remaining:
+            try:
+                self.store.rules.apply(self._pending, event, self._context(now))
+            except LedgerError as exc:
+                dropped.append((event, exc))
+                continue
+            self._events[event.event_id] = event
+            self._bytes += len(event.envelope)
+        return dropped

@@ -1,0 +1,322 @@
+"""The running node: one asyncio task owns the consensus core and feeds it from a queue.
+
+Everything else — the HTTP handlers, peer links, the sync loop, timers — talks to the core
+only by putting inputs on that queue. Outputs are carried out in order: broadcasts go to the
+peers (our own signatures are already fsync'd by the signer), timeouts become real timers,
+decisions are stored atomically and then reported back as `BlockApplied`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from consensus import core as cc
+from consensus.messages import Proposal, decode_message, encode_message
+from consensus.signer import Signer
+from ledger.blocks import Block, Commit
+from ledger.crypto import PrivateKey
+from ledger.errors import Conflict, LedgerError, VerificationFailed
+from ledger.genesis import Genesis
+from ledger.rules import Rules
+from ledger.store import Store
+from node.chain import Chain, Committed, SignatureCache
+from node.config import NodeSettings
+from node.mempool import Mempool
+from node.p2p import Network
+from node.problems import commit_timeout, not_caught_up
+from node.signer_file import FileSignerPersistence
+
+log = logging.getLogger("provledger.node")
+
+COMMIT_WAIT_S = 30.0
+CATCH_UP_LAG = 2
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class NodeStats:
+    events_committed: int = 0
+    events_dropped: int = 0
+    blocks_committed: int = 0
+    peer_messages_rejected: int = 0
+    evidence: list[Any] = field(default_factory=list)
+
+
+class NodeService:
+    """Store, mempool, consensus core and network of one node."""
+
+    def __init__(self, settings: NodeSettings) -> None:
+        self.settings = settings
+        self.clock = wall_clock_ms
+        self.genesis = Genesis.load(settings.genesis_path)
+        self.store = Store(
+            settings.data_path, self.genesis, Rules(self.genesis, settings.time_window_ms)
+        )
+        self.mempool = Mempool(self.store, settings.mempool_max_events, settings.mempool_max_bytes)
+        self.signatures = SignatureCache()
+        self.chain = Chain(
+            self.store,
+            self.genesis,
+            self.mempool,
+            self.clock,
+            settings.block_max_events,
+            self.signatures,
+        )
+        self.key = PrivateKey.load(settings.key_path) if settings.is_validator else None
+        self.signer = (
+            Signer(self.key, FileSignerPersistence(settings.signer_state_path))
+            if self.key is not None
+            else None
+        )
+        self.core = cc.ConsensusCore(
+            config=cc.ConsensusConfig(
+                timeout_propose_ms=settings.timeout_propose_ms,
+                timeout_propose_delta_ms=settings.timeout_propose_delta_ms,
+                timeout_prevote_ms=settings.timeout_vote_ms,
+                timeout_prevote_delta_ms=settings.timeout_vote_delta_ms,
+                timeout_precommit_ms=settings.timeout_vote_ms,
+                timeout_precommit_delta_ms=settings.timeout_vote_delta_ms,
+                idle_block_interval_ms=settings.idle_block_interval_ms,
+            ),
+            chain_id=self.genesis.chain_id,
+            validators=self.genesis.validators,
+            signer=self.signer,
+            app=self.chain,
+            height=self.store.height + 1,
+        )
+        self.network = Network(settings.peers, settings.name, settings.peer_queue_limit)
+        self.stats = NodeStats()
+        self.best_peer_height = 0
+        self._inputs: asyncio.Queue[Any] = asyncio.Queue()
+        self._waiters: dict[bytes, list[asyncio.Future[tuple[int, int]]]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._height_changed = asyncio.Event()
+
+    @property
+    def public_key(self) -> bytes | None:
+        return self.key.public_key if self.key else None
+
+    @property
+    def catching_up(self) -> bool:
+        return self.best_peer_height > self.store.height + CATCH_UP_LAG
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.network.start()
+        self._tasks = [
+            asyncio.create_task(self._consensus_loop(), name="consensus"),
+            asyncio.create_task(self._ticker(), name="ticker"),
+            asyncio.create_task(self._sync_loop(), name="sync"),
+        ]
+        self._inputs.put_nowait(cc.Start(now=self.clock()))
+        if self.store.height == 0:
+            # The first block is produced at once so that a new chain proves itself live.
+            self._inputs.put_nowait(cc.EventsAvailable(now=self.clock()))
+
+    async def stop(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.network.close()
+        self.store.close()
+
+    # --- the consensus task ---------------------------------------------------------------
+
+    async def _consensus_loop(self) -> None:
+        while True:
+            item = await self._inputs.get()
+            try:
+                self._drive(item)
+            except Exception:
+                log.exception("consensus input %r failed", type(item).__name__)
+                raise
+
+    def _drive(self, first: Any) -> None:
+        pending = deque([first])
+        while pending:
+            for output in self.core.handle(pending.popleft()):
+                follow_up = self._carry_out(output)
+                if follow_up is not None:
+                    pending.append(follow_up)
+
+    def _carry_out(self, output: Any) -> Any:
+        if isinstance(output, cc.Broadcast):
+            self.network.broadcast(encode_message(output.message))
+        elif isinstance(output, cc.ScheduleTimeout):
+            self._schedule(output)
+        elif isinstance(output, cc.Decide):
+            committed = self.chain.commit(output.block, output.commit)
+            self._after_commit(committed)
+            return cc.BlockApplied(height=output.block.header.height, now=self.clock())
+        elif isinstance(output, cc.EvidenceFound):
+            log.warning("equivocation evidence: %r", output.evidence)
+            self.stats.evidence.append(output.evidence)
+        return None
+
+    def _schedule(self, output: cc.ScheduleTimeout) -> None:
+        loop = asyncio.get_running_loop()
+
+        def fire() -> None:
+            self._timers.discard(handle)
+            self._inputs.put_nowait(
+                cc.TimeoutFired(
+                    kind=output.kind, height=output.height, round=output.round, now=self.clock()
+                )
+            )
+
+        handle = loop.call_later(output.delay_ms / 1000, fire)
+        self._timers.add(handle)
+
+    def _after_commit(self, committed: Committed) -> None:
+        header = committed.block.header
+        self.stats.blocks_committed += 1
+        self.stats.events_committed += len(committed.block.events)
+        self.stats.events_dropped += len(committed.dropped)
+        first_leaf = header.tree_size - len(committed.block.events)
+        for offset, event in enumerate(committed.execution.accepted):
+            for waiter in self._waiters.pop(event.event_id, ()):
+                if not waiter.done():
+                    waiter.set_result((header.height, first_leaf + offset))
+        for event, error in committed.dropped:
+            for waiter in self._waiters.pop(event.event_id, ()):
+                if not waiter.done():
+                    waiter.set_exception(error)
+        self._height_changed.set()
+        self._height_changed = asyncio.Event()
+        if len(self.mempool):
+            self._inputs.put_nowait(cc.EventsAvailable(now=self.clock()))
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.retransmit_interval_ms / 1000)
+            self._inputs.put_nowait(cc.Tick(now=self.clock()))
+
+    # --- block sync -----------------------------------------------------------------------
+
+    async def _sync_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.sync_interval_ms / 1000)
+            try:
+                await self._sync_once()
+            except Exception:
+                log.exception("block sync failed")
+
+    async def _sync_once(self) -> None:
+        links = self.network.links
+        heights = await asyncio.gather(*(link.fetch_height() for link in links))
+        known = [(h, link) for h, link in zip(heights, links, strict=True) if h is not None]
+        self.best_peer_height = max((h for h, _ in known), default=0)
+        for peer_height, link in sorted(known, key=lambda item: -item[0]):
+            while peer_height > self.store.height:
+                target = self.store.height + 1
+                fetched = await link.fetch_block(target)
+                if fetched is None or not self._plausible(target, *fetched):
+                    break
+                waiter = self._height_changed
+                self._inputs.put_nowait(
+                    cc.CommitReceived(block=fetched[0], commit=fetched[1], now=self.clock())
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(waiter.wait(), timeout=5)
+                if self.store.height < target:
+                    break
+
+    def _plausible(self, height: int, block: Block, commit: Commit) -> bool:
+        """Cheap checks before handing a peer's block to consensus; bad peers are ignored."""
+        header = block.header
+        if header.height != height or commit.block_hash != header.block_hash:
+            return False
+        if header.prev != self.store.head_hash:
+            return False
+        try:
+            commit.verify(self.genesis.chain_id, self.genesis.validators)
+        except VerificationFailed:
+            self.stats.peer_messages_rejected += 1
+            return False
+        return True
+
+    # --- inputs from the outside ----------------------------------------------------------
+
+    def receive_consensus(self, messages: list[bytes]) -> None:
+        now = self.clock()
+        for raw in messages:
+            try:
+                message = decode_message(raw)
+            except (LedgerError, ValueError, TypeError):
+                self.stats.peer_messages_rejected += 1
+                continue
+            if isinstance(message, Proposal):
+                self._inputs.put_nowait(cc.ProposalReceived(proposal=message, now=now))
+            else:
+                self._inputs.put_nowait(cc.VoteReceived(vote=message, now=now))
+
+    def receive_events(self, envelopes: list[bytes]) -> None:
+        was_empty = len(self.mempool) == 0
+        for outcome in self.chain.admit(envelopes):
+            if outcome is not None and not isinstance(outcome, Conflict):
+                self.stats.peer_messages_rejected += 1
+        if was_empty and len(self.mempool):
+            self._inputs.put_nowait(cc.EventsAvailable(now=self.clock()))
+
+    async def submit(self, envelope: bytes, wait: bool) -> dict[str, Any]:
+        """Admit one envelope from a client; gossip it; optionally wait for its commit."""
+        if self.catching_up:
+            raise not_caught_up(
+                f"at height {self.store.height}, peers are at {self.best_peer_height}"
+            )
+        was_empty = len(self.mempool) == 0
+        event = self.signatures.decode(envelope, self.genesis.chain_id)
+        self.mempool.admit(event, self.clock())
+        self.network.gossip([envelope])
+        if was_empty:
+            self._inputs.put_nowait(cc.EventsAvailable(now=self.clock()))
+        result: dict[str, Any] = {"event_id": event.event_id.hex(), "status": "pending"}
+        if not wait:
+            return result
+        future: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(event.event_id, []).append(future)
+        try:
+            height, leaf_index = await asyncio.wait_for(future, COMMIT_WAIT_S)
+        except TimeoutError as exc:
+            raise commit_timeout(
+                f"event {event.event_id.hex()} is pending but not committed after "
+                f"{COMMIT_WAIT_S:.0f} s"
+            ) from exc
+        result.update(status="committed", height=height, leaf_index=leaf_index)
+        return result
+
+    def status(self) -> dict[str, Any]:
+        head = self.store.header(self.store.height) if self.store.height else None
+        return {
+            "name": self.settings.name,
+            "chain_id": self.genesis.chain_id,
+            "height": self.store.height,
+            "round": self.core.round,
+            "tree_size": self.store.tree_size,
+            "root_hash": self.store.root().hex(),
+            "block_hash": self.store.head_hash.hex() if head else None,
+            "validator": self.key is not None,
+            "public_key": self.public_key.hex() if self.public_key else None,
+            "mempool_size": len(self.mempool),
+            "catching_up": self.catching_up,
+            "evidence": len(self.stats.evidence),
+            "peers": [
+                {"url": p.url, "reachable": p.reachable, "height": p.height}
+                for p in self.network.peers
+            ],
+        }
