@@ -1,0 +1,155 @@
+"""A local cluster of real node processes on loopback, for the multi-process tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ledger import crypto, events
+from ledger.genesis import Genesis
+from node.cluster import init_cluster, init_full_node, node_home, start_node, stop_nodes
+
+WAIT_S = 60.0
+
+
+def free_port_block(count: int) -> int:
+    """A base port with `count` consecutive free ports (best effort, loopback only)."""
+    for _ in range(200):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        if base + count > 65000:
+            continue
+        ok = True
+        for port in range(base, base + count):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise RuntimeError("no block of free ports")
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = WAIT_S, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+class LocalCluster:
+    """N validators (and optional full nodes) as separate `provledger node start` processes."""
+
+    def __init__(self, root: Path, nodes: int = 4) -> None:
+        self.root = root
+        self.base_port = free_port_block(nodes + 2)
+        self.genesis: Genesis = init_cluster(root, nodes, base_port=self.base_port)
+        self.registrar = crypto.PrivateKey.load(root / "registrar.pem")
+        self.homes = [node_home(root, i) for i in range(nodes)]
+        self.urls = [f"http://127.0.0.1:{self.base_port + i}" for i in range(nodes)]
+        self.pids: dict[int, int] = {}
+        self.client = httpx.Client(timeout=10.0)
+
+    # --- processes ------------------------------------------------------------------------
+
+    def start(self, *indexes: int) -> None:
+        for i in indexes or range(len(self.homes)):
+            self.pids[i] = start_node(self.homes[i])
+
+    def signal(self, index: int, sig: signal.Signals) -> None:
+        os.kill(self.pids[index], sig)
+        if sig == signal.SIGKILL:
+            wait_for(lambda: self._reaped(index), 10, f"node {index} to die")
+
+    def _reaped(self, index: int) -> bool:
+        try:
+            pid, _ = os.waitpid(self.pids[index], os.WNOHANG)
+        except ChildProcessError:
+            return True
+        return pid != 0
+
+    def add_full_node(self) -> int:
+        index = len(self.homes)
+        home = self.root / f"full-{index}"
+        port = self.base_port + index
+        init_full_node(home, self.root / "genesis.json", self.urls, port=port)
+        self.homes.append(home)
+        self.urls.append(f"http://127.0.0.1:{port}")
+        return index
+
+    def stop(self) -> None:
+        for index, pid in self.pids.items():
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+            del index
+        stop_nodes(self.homes)
+        self.client.close()
+
+    # --- HTTP -----------------------------------------------------------------------------
+
+    def get(self, index: int, path: str) -> dict[str, Any] | None:
+        try:
+            response = self.client.get(self.urls[index] + path, timeout=3.0)
+        except httpx.HTTPError:
+            return None
+        return response.json() if response.status_code == 200 else None
+
+    def height(self, index: int) -> int:
+        status = self.get(index, "/v1/status")
+        return status["height"] if status else -1
+
+    def wait_height(self, index: int, height: int, timeout: float = WAIT_S) -> None:
+        wait_for(lambda: self.height(index) >= height, timeout, f"node {index} at {height}")
+
+    def wait_all_started(self, indexes: list[int] | None = None) -> None:
+        for i in indexes if indexes is not None else range(len(self.homes)):
+            self.wait_height(i, 1)
+
+    def submit(self, index: int, event: events.SignedEvent, wait: bool = True) -> httpx.Response:
+        suffix = "?wait=commit" if wait else ""
+        return self.client.post(
+            f"{self.urls[index]}/v1/events{suffix}",
+            json={"envelope": event.envelope.hex()},
+            timeout=40.0,
+        )
+
+    def admit_event(self, name: str) -> tuple[crypto.PrivateKey, events.SignedEvent]:
+        key = crypto.PrivateKey.generate()
+        body = events.Admit(
+            chain=self.genesis.chain_id,
+            actor=self.registrar.public_key,
+            time=time.time_ns() // 1_000_000,
+            nonce=os.urandom(16),
+            subject=key.public_key,
+            role="participant",
+            name=name,
+        )
+        return key, events.sign_event(self.registrar, body)
+
+    def block_hashes(self, index: int, up_to: int) -> list[str]:
+        hashes = []
+        for height in range(1, up_to + 1):
+            block = self.get(index, f"/v1/blocks/{height}")
+            assert block is not None, f"node {index} lacks block {height}"
+            hashes.append(block["block_hash"])
+        return hashes
+
+    def evidence(self, index: int) -> int:
+        status = self.get(index, "/v1/status")
+        assert status is not None
+        return status["evidence"]
