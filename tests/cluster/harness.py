@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -91,12 +92,9 @@ class LocalCluster:
         return index
 
     def stop(self) -> None:
-        for index, pid in self.pids.items():
-            try:
+        for pid in self.pids.values():
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
-            del index
         stop_nodes(self.homes)
         self.client.close()
 
