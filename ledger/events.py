@@ -264,7 +264,8 @@ def parse_body(doc: dict[str, Any]) -> EventBody:
     """Build the typed body from a decoded map, checking every field strictly."""
     if doc.get("v") != VERSION or isinstance(doc.get("v"), bool):
         raise Malformed(f"unsupported event version (expected v = {VERSION})")
-    cls = EVENT_TYPES.get(doc.get("type"))  # type: ignore[arg-type]
+    event_type = doc.get("type")
+    cls = EVENT_TYPES.get(event_type) if isinstance(event_type, str) else None
     if cls is None:
         raise Malformed(f"unknown event type {doc.get('type')!r}")
     names = {f.name for f in fields(cls)}

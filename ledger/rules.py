@@ -196,7 +196,7 @@ class Rules:
     ) -> tuple[bytes, ...]:
         if not self.is_registrar(state, body.actor):
             raise Forbidden("only a registrar may admit participants")
-        if state.get(participant_key(body.subject)) is not None:
+        if self.is_admitted(state, body.subject):
             raise Conflict("this key is already admitted")
         state.put_doc(
             participant_key(body.subject),

@@ -214,9 +214,9 @@ class Store:
         return lookup_event(self.state(), event_id)
 
     def _leaf_indexes(self, prefix: bytes, after: int = -1, limit: int | None = None) -> list[int]:
-        start = prefix + _u64(after + 1) if after >= 0 else None
+        start = prefix + _u64(after + 1) if after >= 0 else prefix
         found: list[int] = []
-        iterator = self.db.iterator(prefix=prefix, include_value=False, start=start)
+        iterator = self.db.iterator(start=start, stop=prefix + b"\xff" * 9, include_value=False)
         with iterator:
             for key in iterator:
                 found.append(int.from_bytes(key[-8:], "big"))
