@@ -1,0 +1,332 @@
+"""A verified dataset story for people and programs.
+
+`story_json` turns a `VerifiedStory` (the output of `ledger.provenance.verify_bundle`) into
+one JSON document (bytes as hex, times as Unix ms); `render_text` prints that same document
+for a person. Names come from two sources kept apart: the genesis file (trusted) and names
+a node reported (not part of the proof, marked with `*`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from ledger import events
+from ledger.blocks import Commit
+from ledger.errors import Malformed
+from ledger.genesis import Genesis
+from ledger.provenance import GrantStatus, ProvenEvent, VerifiedStory
+
+SHORT_HEX = 12
+SOURCE_GENESIS = "genesis"
+SOURCE_NODE = "node"
+
+
+def iso_time(ms: int) -> str:
+    """Unix milliseconds as ISO-8601 UTC, e.g. 2025-01-02T03:04:05.678Z."""
+    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def short_hex(value: str) -> str:
+    return value if len(value) <= SHORT_HEX else value[:SHORT_HEX] + "..."
+
+
+def bundle_commit(bundle: Any) -> Commit | None:
+    """The checkpoint commit of a (verified) bundle, or None if it cannot be read."""
+    try:
+        return Commit.from_json(bundle["checkpoint"]["commit"])
+    except (Malformed, KeyError, TypeError):
+        return None
+
+
+def genesis_names(genesis: Genesis) -> dict[bytes, str]:
+    """Names the genesis file itself vouches for: validators and genesis registrars."""
+    names = {key: "genesis registrar" for key in genesis.registrars}
+    names.update({v.public_key: v.name for v in genesis.validators.validators})
+    return names
+
+
+def _base(proven: ProvenEvent) -> dict[str, Any]:
+    return {
+        "event_id": proven.event.event_id.hex(),
+        "leaf_index": proven.leaf_index,
+        "time": proven.event.body.time,
+        "actor": proven.event.actor.hex(),
+    }
+
+
+def _optional_hex(value: bytes | None) -> str | None:
+    return None if value is None else value.hex()
+
+
+def _origin(proven: ProvenEvent) -> dict[str, Any]:
+    body = proven.event.body
+    doc = {"type": proven.event.type, **_base(proven)}
+    if isinstance(body, events.Register):
+        doc["meta"] = events.to_json_value(body.meta)
+        doc["open"] = body.open
+    elif isinstance(body, events.Derive):
+        doc["meta"] = events.to_json_value(body.meta)
+        doc["inputs"] = [d.hex() for d in body.inputs]
+    return doc
+
+
+def _grant(status: GrantStatus, leaf_index: dict[bytes, int]) -> dict[str, Any]:
+    event = status.event
+    body = event.body
+    assert isinstance(body, events.Grant)
+    revoked: dict[str, Any] | None = None
+    if status.revoked_by is not None:
+        revoked = {
+            "event_id": status.revoked_by.event_id.hex(),
+            "leaf_index": leaf_index[status.revoked_by.event_id],
+            "time": status.revoked_by.body.time,
+            "actor": status.revoked_by.actor.hex(),
+        }
+    if revoked is not None:
+        state = "revoked"
+    elif status.expired:
+        state = "expired"
+    else:
+        state = "live"
+    return {
+        "event_id": event.event_id.hex(),
+        "leaf_index": leaf_index[event.event_id],
+        "time": body.time,
+        "grantor": body.actor.hex(),
+        "to": body.to.hex(),
+        "purposes": list(body.purposes),
+        "expires": body.expires,
+        "reshare": body.reshare,
+        "status": state,
+        "revoked_by": revoked,
+    }
+
+
+def _signers(genesis: Genesis, commit: Commit | None) -> dict[str, Any]:
+    validators = genesis.validators
+    doc: dict[str, Any] = {
+        "validator_count": len(validators.validators),
+        "total_power": validators.total_power,
+    }
+    if commit is None:
+        return doc
+    signers = []
+    for entry in commit.signatures:
+        member = validators.get(entry.validator)
+        if member is not None:
+            signers.append(
+                {"public_key": member.public_key.hex(), "name": member.name, "power": member.power}
+            )
+    doc["signers"] = signers
+    doc["signed_power"] = sum(s["power"] for s in signers)
+    return doc
+
+
+def story_json(
+    story: VerifiedStory,
+    genesis: Genesis,
+    commit: Commit | None = None,
+    names: Mapping[bytes, str] | None = None,
+    reported_names: Mapping[bytes, str] | None = None,
+) -> dict[str, Any]:
+    """The verified story as one JSON document.
+
+    `names` are trusted names (genesis validators and registrars are always added);
+    `reported_names` are what a node said, kept apart under source "node".
+    """
+    header = story.checkpoint
+    leaf_index = {p.event.event_id: p.leaf_index for p in story.events}
+    transfers, uses, destroys, attestations, children = [], [], [], [], []
+    for proven in story.events[1:]:
+        body = proven.event.body
+        base = _base(proven)
+        if isinstance(body, events.Transfer):
+            transfers.append({**base, "to": body.to.hex(), "grant": _optional_hex(body.grant)})
+        elif isinstance(body, events.Use):
+            uses.append({**base, "purpose": body.purpose, "grant": _optional_hex(body.grant)})
+        elif isinstance(body, events.Destroy):
+            destroys.append(base)
+        elif isinstance(body, events.Attest):
+            attestations.append(
+                {**base, "claim": body.claim, "meta": events.to_json_value(body.meta)}
+            )
+        elif isinstance(body, events.Derive) and body.dataset != story.dataset:
+            children.append(
+                {**base, "dataset": body.dataset.hex(), "inputs": [d.hex() for d in body.inputs]}
+            )
+
+    people: set[bytes] = set()
+    for proven in story.events:
+        people.add(proven.event.actor)
+        to = getattr(proven.event.body, "to", None)
+        if isinstance(to, bytes):
+            people.add(to)
+    trusted = {**genesis_names(genesis), **(names or {})}
+    directory: dict[str, dict[str, str]] = {}
+    for key in sorted(people):
+        if key in trusted:
+            directory[key.hex()] = {"name": trusted[key], "source": SOURCE_GENESIS}
+        elif reported_names and key in reported_names:
+            directory[key.hex()] = {"name": reported_names[key], "source": SOURCE_NODE}
+
+    return {
+        "verified": True,
+        "dataset": story.dataset.hex(),
+        "chain_id": genesis.chain_id,
+        "checkpoint": {
+            "height": header.height,
+            "time": header.time,
+            "tree_size": header.tree_size,
+            "root_hash": header.tree_root.hex(),
+            "block_hash": header.block_hash.hex(),
+            **_signers(genesis, commit),
+        },
+        "owner": story.owner.hex(),
+        "origin": _origin(story.events[0]),
+        "grants": [_grant(g, leaf_index) for g in story.grants],
+        "transfers": transfers,
+        "uses": uses,
+        "lineage": {"parents": [p.hex() for p in story.parents], "children": children},
+        "destroys": destroys,
+        "attestations": attestations,
+        "events": [
+            {"event_id": p.event.event_id.hex(), "type": p.event.type, "leaf_index": p.leaf_index}
+            for p in story.events
+        ],
+        "names": directory,
+    }
+
+
+def story_text(
+    story: VerifiedStory,
+    genesis: Genesis,
+    commit: Commit | None = None,
+    names: Mapping[bytes, str] | None = None,
+    reported_names: Mapping[bytes, str] | None = None,
+) -> str:
+    """The verified story as text for a person (see `render_text`)."""
+    return render_text(story_json(story, genesis, commit, names, reported_names))
+
+
+def _meta_text(meta: Mapping[str, Any]) -> str:
+    parts = []
+    if "title" in meta:
+        parts.append(f'"{meta["title"]}"')
+    parts += [f"{key}={value}" for key, value in meta.items() if key != "title"]
+    return ", ".join(parts)
+
+
+def render_text(doc: Mapping[str, Any]) -> str:
+    """Render a `story_json` document as readable lines."""
+    directory: Mapping[str, Mapping[str, str]] = doc["names"]
+    reported_used = False
+
+    def who(key: str) -> str:
+        nonlocal reported_used
+        entry = directory.get(key)
+        if entry is None:
+            return short_hex(key)
+        star = ""
+        if entry["source"] == SOURCE_NODE:
+            reported_used = True
+            star = "*"
+        return f"{entry['name']}{star} ({short_hex(key)})"
+
+    def at(item: Mapping[str, Any]) -> str:
+        return f"at {iso_time(item['time'])}, leaf {item['leaf_index']}"
+
+    point = doc["checkpoint"]
+    lines = [f"dataset {doc['dataset']}", f"chain {doc['chain_id']}"]
+    lines.append(
+        f"verified against the checkpoint at height {point['height']} "
+        f"(tree size {point['tree_size']}, root {point['root_hash']}, "
+        f"block time {iso_time(point['time'])})"
+    )
+    if "signers" in point:
+        signer_names = ", ".join(s["name"] for s in point["signers"])
+        lines.append(
+            f"  signed by {len(point['signers'])} of {point['validator_count']} genesis "
+            f"validators (power {point['signed_power']} of {point['total_power']}): {signer_names}"
+        )
+    else:
+        lines.append("  signed by more than 2/3 of the genesis validators' power")
+
+    origin = doc["origin"]
+    lines += ["", "origin"]
+    if origin["type"] == "register":
+        lines.append(f"  registered by {who(origin['actor'])} {at(origin)}")
+    else:
+        count = len(origin["inputs"])
+        lines.append(f"  derived by {who(origin['actor'])} from {count} input(s) {at(origin)}")
+    lines.append(f"  event {origin['event_id']}")
+    if origin.get("meta"):
+        lines.append(f"  meta: {_meta_text(origin['meta'])}")
+    if "open" in origin:
+        lines.append(f"  open to any use: {'yes' if origin['open'] else 'no'}")
+    lines.append(f"  owner: {who(doc['owner'])}")
+
+    lines += ["", f"grants ({len(doc['grants'])})"]
+    for grant in doc["grants"]:
+        expires = "never" if grant["expires"] is None else iso_time(grant["expires"])
+        lines.append(f"  - grant {grant['event_id']}")
+        lines.append(
+            f"    {who(grant['grantor'])} -> {who(grant['to'])}: "
+            f"purposes {', '.join(grant['purposes'])}"
+        )
+        lines.append(f"    expires {expires}; reshare {'yes' if grant['reshare'] else 'no'}")
+        lines.append(f"    granted {at(grant)}")
+        revoked = grant["revoked_by"]
+        if revoked is not None:
+            lines.append(
+                f"    revoked by {who(revoked['actor'])} {at(revoked)} "
+                f"(event {short_hex(revoked['event_id'])})"
+            )
+        elif grant["status"] == "expired":
+            lines.append(f"    expired at {expires}")
+        else:
+            lines.append("    live at the checkpoint")
+
+    lines += ["", f"transfers ({len(doc['transfers'])})"]
+    for item in doc["transfers"]:
+        via = f" under grant {short_hex(item['grant'])}" if item["grant"] else ""
+        lines.append(f"  - {who(item['actor'])} -> {who(item['to'])}{via} {at(item)}")
+
+    lines += ["", f"uses ({len(doc['uses'])})"]
+    for item in doc["uses"]:
+        if item["grant"]:
+            basis = f"under grant {short_hex(item['grant'])}"
+        elif item["actor"] == doc["owner"]:
+            basis = "as owner"
+        else:
+            basis = "without naming a grant"
+        lines.append(f"  - {who(item['actor'])} for {item['purpose']!r} {basis} {at(item)}")
+
+    lineage = doc["lineage"]
+    lines += ["", "lineage"]
+    if lineage["parents"]:
+        lines.append("  derived from:")
+        lines += [f"    {parent}" for parent in lineage["parents"]]
+    else:
+        lines.append("  derived from: nothing (registered directly)")
+    if lineage["children"]:
+        lines.append("  used to derive:")
+        for child in lineage["children"]:
+            lines.append(f"    {child['dataset']} by {who(child['actor'])} {at(child)}")
+    else:
+        lines.append("  used to derive: nothing")
+
+    lines += ["", f"destroys ({len(doc['destroys'])})"]
+    for item in doc["destroys"]:
+        lines.append(f"  - {who(item['actor'])} destroyed their copy {at(item)}")
+
+    lines += ["", f"attestations ({len(doc['attestations'])})"]
+    for item in doc["attestations"]:
+        meta = f" [{_meta_text(item['meta'])}]" if item["meta"] else ""
+        lines.append(f"  - {who(item['actor'])}: {item['claim']!r}{meta} {at(item)}")
+
+    if reported_used:
+        lines += ["", "* names as reported by the node; they are not part of the proof"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,240 @@
+"""Cluster and node homes on disk, and stopping processes by their pid files (no server)."""
+
+from __future__ import annotations
+
+import re
+import socket
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from ledger.crypto import PrivateKey
+from ledger.genesis import Genesis
+from node.cli import app
+from node.cluster import (
+    ClusterError,
+    ClusterExists,
+    cluster_down,
+    cluster_homes,
+    init_cluster,
+    init_full_node,
+    local_url,
+    node_running,
+    port_in_use,
+    stop_nodes,
+)
+from node.config import NodeSettings
+
+runner = CliRunner()
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_init_cluster_layout(tmp_path: Path) -> None:
+    cluster = tmp_path / "c"
+    genesis = init_cluster(cluster, 4, base_port=9100)
+    assert re.fullmatch(r"provledger-[0-9a-f]{8}", genesis.chain_id)
+    assert genesis.admission == "permissioned"
+    assert Genesis.load(cluster / "genesis.json") == genesis
+    registrar = cluster / "registrar.pem"
+    assert mode(registrar) == 0o600
+    assert genesis.registrars == (PrivateKey.load(registrar).public_key,)
+    validators = genesis.validators.validators
+    assert len(validators) == 4
+    urls = [f"http://127.0.0.1:{9100 + i}" for i in range(4)]
+    assert [v.url for v in validators] == urls
+    assert [v.name for v in validators] == [f"node-{i}" for i in range(4)]
+    assert all(v.power == 1 for v in validators)
+    assert cluster_homes(cluster) == [cluster / f"node-{i}" for i in range(4)]
+    for i, validator in enumerate(validators):
+        home = cluster / f"node-{i}"
+        settings = NodeSettings.load(home)
+        assert settings.name == f"node-{i}"
+        assert (settings.host, settings.port) == ("127.0.0.1", 9100 + i)
+        assert local_url(settings) == urls[i]
+        assert sorted(settings.peers) == sorted(u for u in urls if u != urls[i])
+        assert settings.is_validator
+        assert mode(settings.key_path) == 0o600
+        assert PrivateKey.load(settings.key_path).public_key == validator.public_key
+        assert Genesis.load(settings.genesis_path).hash() == genesis.hash()
+
+
+def test_open_admission(tmp_path: Path) -> None:
+    genesis = init_cluster(tmp_path / "c", 1, open_admission=True)
+    assert genesis.is_open
+    assert NodeSettings.load(tmp_path / "c" / "node-0").peers == ()
+
+
+def test_advertise_template(tmp_path: Path) -> None:
+    cluster = tmp_path / "docker"
+    genesis = init_cluster(cluster, 3, advertise="http://node-{i}:8800/")
+    urls = [f"http://node-{i}:8800" for i in range(3)]
+    assert [v.url for v in genesis.validators.validators] == urls
+    for i in range(3):
+        settings = NodeSettings.load(cluster / f"node-{i}")
+        assert (settings.host, settings.port) == ("0.0.0.0", 8800)
+        assert local_url(settings) == "http://127.0.0.1:8800"
+        assert sorted(settings.peers) == [u for u in urls if u != urls[i]]
+
+
+@pytest.mark.parametrize("template", ["http://node:8800", "http://node-{j}:8800", "{"])
+def test_advertise_template_needs_the_index(tmp_path: Path, template: str) -> None:
+    with pytest.raises(ClusterError):
+        init_cluster(tmp_path / "c", 2, advertise=template)
+    assert not (tmp_path / "c" / "registrar.pem").exists()
+
+
+@pytest.mark.parametrize(("nodes", "port"), [(0, 8800), (129, 8800), (4, 65534), (2, 0)])
+def test_bad_sizes_and_ports(tmp_path: Path, nodes: int, port: int) -> None:
+    with pytest.raises(ClusterError):
+        init_cluster(tmp_path / "c", nodes, base_port=port)
+
+
+def test_reinit_refuses_to_clobber(tmp_path: Path) -> None:
+    cluster = tmp_path / "c"
+    init_cluster(cluster, 2)
+    keys = {p: p.read_bytes() for p in cluster.rglob("*.pem")}
+    genesis = (cluster / "genesis.json").read_text()
+    with pytest.raises(ClusterExists):
+        init_cluster(cluster, 2)
+    with pytest.raises(ClusterExists):
+        init_cluster(cluster, 3, base_port=9000)
+    assert {p: p.read_bytes() for p in cluster.rglob("*.pem")} == keys
+    assert (cluster / "genesis.json").read_text() == genesis
+
+
+def test_a_half_written_cluster_is_not_clobbered_either(tmp_path: Path) -> None:
+    cluster = tmp_path / "c"
+    init_cluster(cluster, 2)
+    (cluster / "genesis.json").unlink()
+    with pytest.raises(ClusterExists):
+        init_cluster(cluster, 2)
+
+
+def test_cluster_init_command(tmp_path: Path) -> None:
+    cluster = tmp_path / "c"
+    args = ["cluster", "init", "--nodes", "3", "--dir", str(cluster), "--base-port", "9200"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    genesis = Genesis.load(cluster / "genesis.json")
+    assert genesis.chain_id in result.output
+    assert "http://127.0.0.1:9202" in result.output
+    again = runner.invoke(app, args)
+    assert again.exit_code == 2
+    assert "refusing to overwrite" in again.output
+    assert Genesis.load(cluster / "genesis.json") == genesis
+
+
+def test_cluster_init_command_with_advertise(tmp_path: Path) -> None:
+    cluster = tmp_path / "c"
+    template = "http://validator{i}.example:8800"
+    args = ["cluster", "init", "--nodes", "2", "--dir", str(cluster), "--open"]
+    result = runner.invoke(app, [*args, "--advertise", template])
+    assert result.exit_code == 0, result.output
+    genesis = Genesis.load(cluster / "genesis.json")
+    assert genesis.is_open
+    assert genesis.validators.validators[1].url == "http://validator1.example:8800"
+
+
+def test_init_full_node(tmp_path: Path) -> None:
+    cluster = tmp_path / "c"
+    genesis = init_cluster(cluster, 2)
+    home = tmp_path / "full"
+    peers = ["http://127.0.0.1:8800/", "http://127.0.0.1:8801"]
+    settings = init_full_node(home, cluster / "genesis.json", peers, port=8900, host="0.0.0.0")
+    assert not (home / "node_key.pem").exists()
+    loaded = NodeSettings.load(home)
+    assert not loaded.is_validator
+    assert loaded.peers == ("http://127.0.0.1:8800", "http://127.0.0.1:8801")
+    assert (loaded.port, loaded.host, loaded.name) == (8900, "0.0.0.0", "full")
+    assert loaded == settings
+    assert Genesis.load(home / "genesis.json") == genesis
+    with pytest.raises(ClusterExists):
+        init_full_node(home, cluster / "genesis.json", peers)
+    with pytest.raises(ClusterError):
+        init_full_node(tmp_path / "lonely", cluster / "genesis.json", [])
+    with pytest.raises(ClusterError):
+        init_full_node(tmp_path / "nogenesis", tmp_path / "missing.json", peers)
+
+
+def test_node_init_command(tmp_path: Path) -> None:
+    cluster = tmp_path / "c"
+    init_cluster(cluster, 1)
+    home = tmp_path / "follower"
+    args = ["node", "init", "--home", str(home), "--genesis", str(cluster / "genesis.json")]
+    result = runner.invoke(app, [*args, "--peer", "http://127.0.0.1:8800", "--port", "8950"])
+    assert result.exit_code == 0, result.output
+    assert NodeSettings.load(home).port == 8950
+    assert not (home / "node_key.pem").exists()
+    assert runner.invoke(app, [*args, "--peer", "http://127.0.0.1:8800"]).exit_code == 2
+    assert runner.invoke(app, args).exit_code == 2
+
+
+@pytest.fixture
+def sleeper(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
+    """A real process whose command line names a node home, recorded in its pid file."""
+    cluster = tmp_path / "c"
+    init_cluster(cluster, 2)
+    home = (cluster / "node-0").resolve()
+    process = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "--home", str(home)]
+    )
+    (home / "node.pid").write_text(f"{process.pid}\n")
+    try:
+        yield home, process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
+def test_node_running_follows_the_pid_file(tmp_path: Path, sleeper: tuple[Path, Any]) -> None:
+    home, process = sleeper
+    assert node_running(home)
+    other = home.parent / "node-1"
+    assert not node_running(other)
+    (other / "node.pid").write_text(f"{process.pid}\n")
+    assert not node_running(other), "a reused pid that serves another home is not ours"
+    (other / "node.pid").write_text("garbage\n")
+    assert not node_running(other)
+
+
+def test_stop_nodes_terminates_and_removes_pid_files(sleeper: tuple[Path, Any]) -> None:
+    home, process = sleeper
+    stopped = stop_nodes([home, home.parent / "node-1"], timeout=5)
+    assert stopped == [home]
+    process.wait(timeout=5)
+    assert not (home / "node.pid").exists()
+    assert not node_running(home)
+
+
+def test_cluster_down(sleeper: tuple[Path, Any]) -> None:
+    home, process = sleeper
+    assert cluster_down(home.parent) == ["node-0"]
+    process.wait(timeout=5)
+    result = runner.invoke(app, ["cluster", "down", "--dir", str(home.parent)])
+    assert result.exit_code == 0
+    assert "no node was running" in result.output
+
+
+def test_cluster_down_needs_a_cluster(tmp_path: Path) -> None:
+    with pytest.raises(ClusterError):
+        cluster_down(tmp_path)
+    assert runner.invoke(app, ["cluster", "down", "--dir", str(tmp_path)]).exit_code == 2
+
+
+def test_port_in_use() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        assert port_in_use("127.0.0.1", port)
+    assert not port_in_use("127.0.0.1", port)
