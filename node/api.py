@@ -8,7 +8,7 @@ are read: 1 MiB for the public API, more for peers carrying blocks.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -16,7 +16,7 @@ from fastapi import FastAPI, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ledger import codec, crypto, provenance
+from ledger import codec, provenance
 from ledger.errors import Malformed
 from ledger.rules import participant_key
 from node.config import NodeSettings
@@ -43,11 +43,12 @@ class SubmitRequest(BaseModel):
     envelope: str = Field(pattern=r"^([0-9a-fA-F]{2})+$", max_length=MAX_ENVELOPE_HEX)
 
 
-class BodyLimit:
-    """ASGI middleware: refuse bodies over the limit with 413 before reading them whole."""
+class Guard:
+    """ASGI middleware: caps request bodies (413 before reading them whole) and times requests."""
 
-    def __init__(self, app: ASGIApp, public_limit: int, peer_limit: int) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, public_limit: int, peer_limit: int) -> None:
         self.app = app
+        self.metrics = metrics
         self.public_limit = public_limit
         self.peer_limit = peer_limit
 
@@ -55,6 +56,16 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
+        try:
+            await self._guarded(scope, receive, send)
+        finally:
+            route = scope.get("route")
+            self.metrics.observe_request(
+                getattr(route, "path", "unmatched"), scope["method"], time.perf_counter() - started
+            )
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit = self.peer_limit if scope["path"].startswith("/p2p/") else self.public_limit
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
@@ -144,18 +155,6 @@ def create_app(settings: NodeSettings) -> FastAPI:
 
     def node() -> NodeService:
         return holder["service"]
-
-    @app.middleware("http")
-    async def observe(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        metrics.observe_request(
-            getattr(route, "path", "unmatched"), request.method, time.perf_counter() - started
-        )
-        return response
 
     @app.post("/v1/events", status_code=202, tags=["events"])
     async def submit_event(
@@ -355,7 +354,4 @@ def create_app(settings: NodeSettings) -> FastAPI:
             media_type=MSGPACK,
         )
 
-    return BodyLimit(app, settings.max_body_bytes, MAX_P2P_BODY)  # type: ignore[return-value]
-
-
-_ = crypto
+    return Guard(app, metrics, settings.max_body_bytes, MAX_P2P_BODY)  # type: ignore[return-value]
