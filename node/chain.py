@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 from ledger import events
 from ledger.blocks import Block, Commit
@@ -44,15 +43,6 @@ class SignatureCache:
             event.verify_signature()
             self.add(event.event_id)
         return event
-
-
-@dataclass(frozen=True)
-class Committed:
-    """What a commit did: the block, and the dropped mempool events with their reasons."""
-
-    block: Block
-    execution: Execution
-    dropped: list[tuple[events.SignedEvent, LedgerError]]
 
 
 class Chain:
@@ -91,6 +81,7 @@ class Chain:
         assert height == self.store.height + 1
         time = max(time, self.store.head_time + 1)
         execution = self.store.execute(self.mempool.take(self.block_max_events), height, time)
+        self.mempool.drop(execution.rejected)
         header = execution.header(
             self.genesis.chain_id, self.store.head_hash, proposer, self._validators_hash
         )
@@ -131,7 +122,7 @@ class Chain:
 
     # --- commit ---------------------------------------------------------------------------
 
-    def commit(self, block: Block, commit: Commit) -> Committed:
+    def commit(self, block: Block, commit: Commit) -> Execution:
         """Store a decided block atomically and re-check the mempool against the new head."""
         try:
             execution = self._validated_execution(block)
@@ -141,9 +132,8 @@ class Chain:
             ) from exc
         self.store.append_block(block, commit, execution)
         self._executions.clear()
-        committed_ids = {e.event_id for e in execution.accepted}
-        dropped = self.mempool.after_block(committed_ids, self.clock())
-        return Committed(block, execution, dropped)
+        self.mempool.after_block([e.event_id for e in execution.accepted], self.clock())
+        return execution
 
     def admit(self, envelopes: Iterable[bytes]) -> list[LedgerError | None]:
         """Admit envelopes into the mempool; one outcome (None = accepted) per envelope."""

@@ -3,12 +3,13 @@
 Bounded in events and bytes, deduplicated by event id, FIFO. Every admitted event has passed
 encoding, signature, chain, time-window, duplicate and rules checks against the committed
 state plus the events admitted before it (so an event may depend on one still pending).
-After each block the rest are re-checked and those that became invalid are dropped.
+After a block that may invalidate them, the rest are re-checked and the invalid dropped.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 
 from ledger.errors import Conflict, LedgerError
 from ledger.events import SignedEvent
@@ -20,8 +21,15 @@ from node.problems import mempool_full
 class Mempool:
     """Pending events in arrival order, with the state they lead to."""
 
-    def __init__(self, store: Store, max_events: int, max_bytes: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        max_events: int,
+        max_bytes: int,
+        on_drop: Callable[[SignedEvent, LedgerError], None] | None = None,
+    ) -> None:
         self.store = store
+        self.on_drop = on_drop
         self.max_events = max_events
         self.max_bytes = max_bytes
         self._events: OrderedDict[bytes, SignedEvent] = OrderedDict()
@@ -62,9 +70,40 @@ class Mempool:
             taken.append(event)
         return taken
 
-    def after_block(self, committed: set[bytes], now: int) -> list[tuple[SignedEvent, LedgerError]]:
-        """Forget committed events and re-check the rest on the new head; return the dropped."""
-        remaining = [e for e in self._events.values() if e.event_id not in committed]
+    def after_block(
+        self, committed: list[bytes], now: int
+    ) -> list[tuple[SignedEvent, LedgerError]]:
+        """Forget committed events; re-check the rest only when the block may invalidate them.
+
+        When every committed event was pending here, the pending state already holds their
+        effects (the rules' effects of mutually valid events do not depend on their order), so
+        it stays valid as it is. A block carrying an event this node never admitted may
+        conflict with what is pending here: then every remaining event is re-checked on the
+        new head and those that became invalid are dropped and returned.
+        """
+        window = self.store.rules.time_window_ms
+        all_known = all(event_id in self._events for event_id in committed)
+        for event_id in committed:
+            event = self._events.pop(event_id, None)
+            if event is not None:
+                self._bytes -= len(event.envelope)
+        if not self._events:
+            self._pending = self.store.state()
+            return []
+        if all_known and all(abs(e.body.time - now) <= window for e in self._events.values()):
+            return []
+        return self._recheck(now)
+
+    def drop(self, rejected: Iterable[tuple[SignedEvent, LedgerError]]) -> None:
+        """Remove events that block execution refused, and report them."""
+        for event, error in rejected:
+            if self._events.pop(event.event_id, None) is not None:
+                self._bytes -= len(event.envelope)
+                if self.on_drop is not None:
+                    self.on_drop(event, error)
+
+    def _recheck(self, now: int) -> list[tuple[SignedEvent, LedgerError]]:
+        remaining = list(self._events.values())
         self._events.clear()
         self._bytes = 0
         self._pending = self.store.state()
@@ -74,6 +113,8 @@ class Mempool:
                 self.store.rules.apply(self._pending, event, self._context(now))
             except LedgerError as exc:
                 dropped.append((event, exc))
+                if self.on_drop is not None:
+                    self.on_drop(event, exc)
                 continue
             self._events[event.event_id] = event
             self._bytes += len(event.envelope)

@@ -22,10 +22,11 @@ from consensus.signer import Signer
 from ledger.blocks import Block, Commit
 from ledger.crypto import PrivateKey
 from ledger.errors import Conflict, LedgerError, VerificationFailed
+from ledger.events import SignedEvent
 from ledger.genesis import Genesis
 from ledger.rules import Rules
-from ledger.store import Store
-from node.chain import Chain, Committed, SignatureCache
+from ledger.store import Execution, Store
+from node.chain import Chain, SignatureCache
 from node.config import NodeSettings
 from node.mempool import Mempool
 from node.p2p import Network
@@ -160,8 +161,8 @@ class NodeService:
         elif isinstance(output, cc.ScheduleTimeout):
             self._schedule(output)
         elif isinstance(output, cc.Decide):
-            committed = self.chain.commit(output.block, output.commit)
-            self._after_commit(committed)
+            execution = self.chain.commit(output.block, output.commit)
+            self._after_commit(output.block, execution)
             return cc.BlockApplied(height=output.block.header.height, now=self.clock())
         elif isinstance(output, cc.EvidenceFound):
             log.warning("equivocation evidence: %r", output.evidence)
@@ -182,24 +183,26 @@ class NodeService:
         handle = loop.call_later(output.delay_ms / 1000, fire)
         self._timers.add(handle)
 
-    def _after_commit(self, committed: Committed) -> None:
-        header = committed.block.header
+    def _after_commit(self, block: Block, execution: Execution) -> None:
+        header = block.header
         self.stats.blocks_committed += 1
-        self.stats.events_committed += len(committed.block.events)
-        self.stats.events_dropped += len(committed.dropped)
-        first_leaf = header.tree_size - len(committed.block.events)
-        for offset, event in enumerate(committed.execution.accepted):
+        self.stats.events_committed += len(block.events)
+        first_leaf = header.tree_size - len(block.events)
+        for offset, event in enumerate(execution.accepted):
             for waiter in self._waiters.pop(event.event_id, ()):
                 if not waiter.done():
                     waiter.set_result((header.height, first_leaf + offset))
-        for event, error in committed.dropped:
-            for waiter in self._waiters.pop(event.event_id, ()):
-                if not waiter.done():
-                    waiter.set_exception(error)
         self._height_changed.set()
         self._height_changed = asyncio.Event()
         if len(self.mempool):
             self._inputs.put_nowait(cc.EventsAvailable(now=self.clock()))
+
+    def _on_drop(self, event: SignedEvent, error: LedgerError) -> None:
+        """A pending event became invalid: tell whoever waits for its commit."""
+        self.stats.events_dropped += 1
+        for waiter in self._waiters.pop(event.event_id, ()):
+            if not waiter.done():
+                waiter.set_exception(error)
 
     async def _ticker(self) -> None:
         while True:
