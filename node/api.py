@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import FastAPI, HTTPException, Path, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledger import codec, provenance
@@ -29,6 +29,7 @@ HEX64 = r"^[0-9a-f]{64}$"
 HEX66 = r"^[0-9a-f]{66}$"
 MAX_ENVELOPE_HEX = 2 * 16 * 1024
 MAX_PAGE = 500
+MAX_INDEX = (1 << 63) - 1
 
 
 DatasetHash = Annotated[str, Path(pattern=HEX64, description="SHA-256 of the dataset")]
@@ -79,7 +80,7 @@ class Guard:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise NodeProblem(413, "too-large", "Payload too large", f"over {limit} B")
+                    raise HTTPException(413, f"bodies are limited to {limit} B")
             return message
 
         await self.app(scope, limited_receive, send)
@@ -122,6 +123,34 @@ def reply(request: Request, doc: Any, status: int = 200) -> Response:
     return Response(codec_json(doc), status_code=status, media_type="application/json")
 
 
+def parse_submission(body: bytes, content_type: str | None) -> bytes:
+    """The envelope bytes of a submit request, from JSON or msgpack; Malformed otherwise."""
+    if content_type is not None and content_type.split(";")[0].strip() == MSGPACK:
+        doc = codec.decode(body)
+        if (
+            isinstance(doc, dict)
+            and set(doc) == {"envelope"}
+            and isinstance(doc["envelope"], bytes)
+        ):
+            return doc["envelope"]
+        try:
+            request = SubmitRequest.model_validate(doc)
+        except ValidationError as exc:
+            raise Malformed(_validation_detail(exc)) from exc
+    else:
+        try:
+            request = SubmitRequest.model_validate_json(body)
+        except ValidationError as exc:
+            raise Malformed(_validation_detail(exc)) from exc
+    return _hex(request.envelope, "envelope")
+
+
+def _validation_detail(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:5]
+    )
+
+
 def _hex(value: str, what: str) -> bytes:
     try:
         return bytes.fromhex(value)
@@ -138,6 +167,7 @@ def create_app(settings: NodeSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service = NodeService(settings)
         holder["service"] = service
+        app.state.service = service
         metrics.bind(service)
         await service.start()
         try:
@@ -156,14 +186,30 @@ def create_app(settings: NodeSettings) -> FastAPI:
     def node() -> NodeService:
         return holder["service"]
 
-    @app.post("/v1/events", status_code=202, tags=["events"])
+    @app.post(
+        "/v1/events",
+        status_code=202,
+        tags=["events"],
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": SubmitRequest.model_json_schema()},
+                    MSGPACK: {"schema": SubmitRequest.model_json_schema()},
+                },
+            }
+        },
+    )
     async def submit_event(
         request: Request,
-        body: SubmitRequest,
         wait: Annotated[str | None, Query(pattern="^commit$")] = None,
     ) -> Response:
-        """Submit a signed envelope; with `?wait=commit`, answer once it is committed."""
-        result = await node().submit(_hex(body.envelope, "envelope"), wait == "commit")
+        """Submit a signed envelope `{"envelope": hex}` (JSON, or msgpack with hex or bin).
+
+        With `?wait=commit`, answer once it is committed, with its height and leaf index.
+        """
+        envelope = parse_submission(await request.body(), request.headers.get("content-type"))
+        result = await node().submit(envelope, wait == "commit")
         return reply(request, result, 200 if wait == "commit" else 202)
 
     @app.get("/v1/events/{event_id}", tags=["events"])
@@ -217,8 +263,8 @@ def create_app(settings: NodeSettings) -> FastAPI:
     async def get_participant_events(
         request: Request,
         public_key: PublicKey,
-        after: Annotated[int, Query(ge=-1, strict=True)] = -1,
-        limit: Annotated[int, Query(ge=1, le=MAX_PAGE, strict=True)] = 100,
+        after: Annotated[int, Query(ge=-1, le=MAX_INDEX)] = -1,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     ) -> Response:
         """What one key signed, in log order; pass `next` as `after` for the next page."""
         page = provenance.participant_events(node().store, bytes.fromhex(public_key), after, limit)
@@ -236,8 +282,8 @@ def create_app(settings: NodeSettings) -> FastAPI:
     @app.get("/v1/consistency", tags=["proofs"])
     async def get_consistency(
         request: Request,
-        first: Annotated[int, Query(ge=0, strict=True)],
-        second: Annotated[int, Query(ge=0, strict=True)],
+        first: Annotated[int, Query(ge=0, le=MAX_INDEX)],
+        second: Annotated[int, Query(ge=0, le=MAX_INDEX)],
     ) -> Response:
         """RFC 9162 consistency proof between two tree sizes."""
         store = node().store
@@ -256,7 +302,9 @@ def create_app(settings: NodeSettings) -> FastAPI:
         )
 
     @app.get("/v1/blocks/{height}", tags=["blocks"])
-    async def get_block(request: Request, height: Annotated[int, Path(ge=1)]) -> Response:
+    async def get_block(
+        request: Request, height: Annotated[int, Path(ge=1, le=MAX_INDEX)]
+    ) -> Response:
         """A block with its commit."""
         store = node().store
         block = store.block(height)
@@ -306,7 +354,9 @@ def create_app(settings: NodeSettings) -> FastAPI:
 
     @app.get("/healthz", tags=["node"])
     async def healthz(request: Request) -> Response:
-        """Liveness."""
+        """Liveness: 200 while the consensus task runs, 503 if it has stopped."""
+        if not node().consensus_alive:
+            raise NodeProblem(503, "consensus-stopped", "Consensus stopped", "see the node log")
         return reply(request, {"status": "ok", "height": node().store.height})
 
     @app.get("/metrics", tags=["node"], include_in_schema=False)
@@ -345,7 +395,7 @@ def create_app(settings: NodeSettings) -> FastAPI:
     @app.get("/p2p/blocks/{height}", include_in_schema=False)
     async def p2p_block(height: int) -> Response:
         store = node().store
-        block = store.block(height) if height >= 1 else None
+        block = store.block(height) if 1 <= height <= MAX_INDEX else None
         commit = store.commit(height) if block is not None else None
         if block is None or commit is None:
             raise not_found(f"no block at height {height}")

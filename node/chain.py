@@ -22,26 +22,31 @@ EXECUTION_CACHE = 16
 
 
 class SignatureCache:
-    """Event ids whose signatures this node already checked (bounded, oldest evicted)."""
+    """(event id, signature) pairs this node already checked (bounded, oldest evicted).
+
+    Keyed by the signature too: a body seen once with a valid signature proves nothing about
+    the same body with other signature bytes.
+    """
 
     def __init__(self, capacity: int = 200_000) -> None:
         self.capacity = capacity
         self._ids: OrderedDict[bytes, None] = OrderedDict()
 
-    def __contains__(self, event_id: bytes) -> bool:
-        return event_id in self._ids
+    def __contains__(self, key: bytes) -> bool:
+        return key in self._ids
 
-    def add(self, event_id: bytes) -> None:
-        self._ids[event_id] = None
+    def add(self, key: bytes) -> None:
+        self._ids[key] = None
         if len(self._ids) > self.capacity:
             self._ids.popitem(last=False)
 
     def decode(self, envelope: bytes, chain_id: str) -> events.SignedEvent:
         """Decode strictly; check the signature unless this node already did."""
         event = events.decode_envelope(envelope, chain_id=chain_id, verify=False)
-        if event.event_id not in self._ids:
+        key = event.event_id + event.signature
+        if key not in self._ids:
             event.verify_signature()
-            self.add(event.event_id)
+            self.add(key)
         return event
 
 

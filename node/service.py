@@ -73,11 +73,8 @@ class NodeService:
             self.signatures,
         )
         self.key = PrivateKey.load(settings.key_path) if settings.is_validator else None
-        self.signer = (
-            Signer(self.key, FileSignerPersistence(settings.signer_state_path))
-            if self.key is not None
-            else None
-        )
+        self._signer_file = FileSignerPersistence(settings.signer_state_path)
+        self.signer = Signer(self.key, self._signer_file) if self.key is not None else None
         self.core = cc.ConsensusCore(
             config=cc.ConsensusConfig(
                 timeout_propose_ms=settings.timeout_propose_ms,
@@ -108,6 +105,10 @@ class NodeService:
         return self.key.public_key if self.key else None
 
     @property
+    def consensus_alive(self) -> bool:
+        return bool(self._tasks) and not self._tasks[0].done()
+
+    @property
     def catching_up(self) -> bool:
         return self.best_peer_height > self.store.height + CATCH_UP_LAG
 
@@ -134,6 +135,7 @@ class NodeService:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.network.close()
+        self._signer_file.close()
         self.store.close()
 
     # --- the consensus task ---------------------------------------------------------------

@@ -1,0 +1,451 @@
+"""Benchmarks: `python -m node.bench ledger` measures the LevelDB ledger at growing sizes.
+
+For each size N the ledger benchmark fills a fresh store with N events (mostly `register`
+events of distinct random datasets, plus one target dataset with exactly 10 events spread
+evenly over the whole log), timing only the appends: `Store.execute`, the header, a commit
+signed by 3 of 4 validators and the synced atomic `Store.append_block`. It then times
+inclusion-proof generation and verification, the target dataset's provenance query, and its
+proof bundle generation and offline verification, and reports disk and memory use.
+
+Every event is signed by the bench itself before timing starts and kept as the `SignedEvent`
+that `sign_event` returns, so the timed section neither decodes nor re-verifies envelopes
+(a node checks signatures when it admits an event to its mempool, not when it executes a
+block). Events signed once for the largest size are reused, as prefixes, for smaller ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import random
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ledger import merkle, provenance
+from ledger.blocks import (
+    PRECOMMIT,
+    Block,
+    Commit,
+    CommitSignature,
+    Validator,
+    ValidatorSet,
+    vote_sign_bytes,
+)
+from ledger.crypto import PrivateKey
+from ledger.events import Attest, EventBody, Register, SignedEvent, Use, sign_event
+from ledger.genesis import OPEN, Genesis
+from ledger.store import Store
+
+CHAIN_ID = "bench"
+GENESIS_TIME = 1_700_000_000_000
+EVENT_TIME = GENESIS_TIME + 1_000
+VALIDATORS = 4
+FILLER_KEYS = 8
+TARGET_EVENTS = 10
+PROOF_SAMPLES = 1_000
+HISTORY_RUNS = 200
+ROUNDS = 10
+POOL_THRESHOLD = 20_000
+SIGN_CHUNK = 10_000
+DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
+DEFAULT_BLOCK_EVENTS = 2_000
+
+_signer: dict[str, Any] = {}
+
+
+def _init_signer(pems: Sequence[bytes]) -> None:
+    keys = [PrivateKey.from_pem(pem) for pem in pems]
+    _signer["keys"] = [(key, key.public_key) for key in keys]
+
+
+def _sign_fillers(span: tuple[int, int]) -> list[SignedEvent]:
+    """Sign `register` events start..start+count, each of a fresh random dataset."""
+    start, count = span
+    keys = _signer["keys"]
+    signed = []
+    for i in range(start, start + count):
+        key, public = keys[i % len(keys)]
+        body = Register(
+            chain=CHAIN_ID,
+            actor=public,
+            time=EVENT_TIME,
+            nonce=os.urandom(16),
+            dataset=os.urandom(32),
+            meta={"title": f"dataset {i}", "size": i},
+            open=True,
+        )
+        signed.append(sign_event(key, body))
+    return signed
+
+
+def sign_fillers(count: int) -> list[SignedEvent]:
+    """`count` signed filler events by a handful of keys, on 2 processes when it pays off."""
+    pems = [PrivateKey.generate().to_pem() for _ in range(FILLER_KEYS)]
+    spans = [(s, min(SIGN_CHUNK, count - s)) for s in range(0, count, SIGN_CHUNK)]
+    signed: list[SignedEvent] = []
+    if count < POOL_THRESHOLD:
+        _init_signer(pems)
+        for span in spans:
+            signed.extend(_sign_fillers(span))
+        return signed
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    with context.Pool(2, initializer=_init_signer, initargs=(pems,)) as pool:
+        for chunk in pool.imap(_sign_fillers, spans):
+            signed.extend(chunk)
+    return signed
+
+
+def sign_target() -> tuple[bytes, list[SignedEvent]]:
+    """The target dataset and its 10 events: a register, then attest and use by its owner."""
+    owner = PrivateKey.generate()
+    dataset = os.urandom(32)
+    common: dict[str, Any] = {
+        "chain": CHAIN_ID,
+        "actor": owner.public_key,
+        "time": EVENT_TIME,
+        "dataset": dataset,
+    }
+    bodies: list[EventBody] = [
+        Register(nonce=os.urandom(16), meta={"title": "target"}, open=True, **common)
+    ]
+    for j in range(1, TARGET_EVENTS):
+        if j % 2:
+            bodies.append(
+                Attest(nonce=os.urandom(16), claim=f"audit {j}", meta={"round": j}, **common)
+            )
+        else:
+            bodies.append(Use(nonce=os.urandom(16), purpose=f"analysis {j}", **common))
+    return dataset, [sign_event(owner, body) for body in bodies]
+
+
+def interleave(fillers: Sequence[SignedEvent], target: Sequence[SignedEvent]) -> list[SignedEvent]:
+    """Fillers with target event j at leaf j * N / len(target), N the total length."""
+    total = len(fillers) + len(target)
+    at = {j * total // len(target): event for j, event in enumerate(target)}
+    log: list[SignedEvent] = []
+    source = iter(fillers)
+    for leaf in range(total):
+        log.append(at[leaf] if leaf in at else next(source))
+    return log
+
+
+def make_genesis() -> tuple[list[PrivateKey], Genesis]:
+    """Open-admission genesis with one registrar and 4 validators of power 1."""
+    keys = [PrivateKey.generate() for _ in range(VALIDATORS)]
+    validators = ValidatorSet(
+        tuple(Validator(f"v{i}", key.public_key, 1) for i, key in enumerate(keys))
+    )
+    registrar = PrivateKey.generate()
+    genesis = Genesis(CHAIN_ID, GENESIS_TIME, validators, (registrar.public_key,), OPEN)
+    return keys, genesis
+
+
+def sign_commit(keys: Sequence[PrivateKey], height: int, block_hash: bytes) -> Commit:
+    """Precommits for `block_hash` by the first quorum (more than 2/3) of `keys`."""
+    message = vote_sign_bytes(CHAIN_ID, height, 0, PRECOMMIT, block_hash)
+    quorum = keys[: len(keys) * 2 // 3 + 1]
+    return Commit(
+        height, 0, block_hash, tuple(CommitSignature(k.public_key, k.sign(message)) for k in quorum)
+    )
+
+
+def fill(
+    store: Store, keys: Sequence[PrivateKey], log: Sequence[SignedEvent], block_events: int
+) -> dict[str, float]:
+    """Append `log` in blocks; return seconds spent executing, sealing and appending."""
+    proposer = keys[0].public_key
+    validators_hash = store.genesis.validators.hash()
+    spent = {"execute_s": 0.0, "seal_s": 0.0, "append_block_s": 0.0}
+    for start in range(0, len(log), block_events):
+        t0 = time.perf_counter()
+        height = store.height + 1
+        execution = store.execute(log[start : start + block_events], height, EVENT_TIME + height)
+        t1 = time.perf_counter()
+        if execution.rejected:
+            _, error = execution.rejected[0]
+            raise RuntimeError(f"bench event rejected at height {height}: {error}")
+        header = execution.header(CHAIN_ID, store.head_hash, proposer, validators_hash)
+        block = Block(header, tuple(e.envelope for e in execution.accepted))
+        commit = sign_commit(keys, height, header.block_hash)
+        t2 = time.perf_counter()
+        store.append_block(block, commit, execution)
+        t3 = time.perf_counter()
+        spent["execute_s"] += t1 - t0
+        spent["seal_s"] += t2 - t1
+        spent["append_block_s"] += t3 - t2
+    return spent
+
+
+def _p99(samples: Sequence[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+
+
+def _dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
+    return resource.getrusage(who).ru_maxrss / 1024
+
+
+@dataclass
+class Subject:
+    """One filled store under measurement and the samples (seconds) taken on it so far."""
+
+    store: Store
+    genesis: Genesis
+    dataset: bytes
+    samples: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+
+
+def measure_round(subject: Subject, rng: random.Random, proofs: int, queries: int) -> None:
+    """Take one round of samples: `proofs` inclusion proofs of random leaves (generated and
+    verified), `queries` history queries and `queries // 4 + 1` bundles (built and verified)."""
+    store, dataset, samples = subject.store, subject.dataset, subject.samples
+    size = store.tree_size
+    root = store.root()
+    clock = time.perf_counter
+    for _ in range(proofs):
+        leaf = rng.randrange(size)
+        leaf_hash = merkle.leaf_hash(store.envelope(leaf))
+        t0 = clock()
+        proof = store.inclusion_proof(leaf, size)
+        t1 = clock()
+        merkle.verify_inclusion(leaf_hash, leaf, size, proof, root)
+        t2 = clock()
+        samples["proof_gen"].append(t1 - t0)
+        samples["proof_verify"].append(t2 - t1)
+        samples["proof_hashes"].append(len(proof))
+    for _ in range(queries):
+        t0 = clock()
+        provenance.history(store, dataset)
+        samples["history"].append(clock() - t0)
+    for _ in range(queries // 4 + 1):
+        t0 = clock()
+        bundle = provenance.proof_bundle(store, dataset)
+        t1 = clock()
+        provenance.verify_bundle(bundle, subject.genesis)
+        t2 = clock()
+        samples["bundle_gen"].append(t1 - t0)
+        samples["bundle_verify"].append(t2 - t1)
+
+
+def summarize(subject: Subject) -> dict[str, Any]:
+    """Means, medians and p99s of the samples (µs for proofs, ms for queries and bundles),
+    and what the target dataset's history and bundle contain."""
+    samples = subject.samples
+    found = provenance.history(subject.store, subject.dataset)
+    bundle = provenance.proof_bundle(subject.store, subject.dataset)
+    story = provenance.verify_bundle(bundle, subject.genesis)
+    figures: dict[str, Any] = {}
+    for name, scale, unit in (
+        ("proof_gen", 1e6, "us"),
+        ("proof_verify", 1e6, "us"),
+        ("history", 1e3, "ms"),
+        ("bundle_gen", 1e3, "ms"),
+        ("bundle_verify", 1e3, "ms"),
+    ):
+        values = samples[name]
+        figures[f"{name}_mean_{unit}"] = statistics.fmean(values) * scale
+        figures[f"{name}_median_{unit}"] = statistics.median(values) * scale
+        figures[f"{name}_p99_{unit}"] = _p99(values) * scale
+        figures[f"{name}_samples"] = len(values)
+    figures["proof_hashes_mean"] = statistics.fmean(samples["proof_hashes"])
+    figures["history_events"] = len(found)
+    figures["history_leaves"] = [doc["leaf_index"] for doc in found]
+    figures["bundle_events"] = len(story.events)
+    figures["bundle_bytes"] = len(json.dumps(bundle))
+    return figures
+
+
+def bench_ledger(
+    sizes: Sequence[int] = DEFAULT_SIZES,
+    block_events: int = DEFAULT_BLOCK_EVENTS,
+    workdir: str | Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Run the ledger benchmark for each size; one dict of figures per size, in order.
+
+    Every store is built first, each timed alone. The stores then stay open and are measured
+    in interleaved rounds, so that load from other processes on the machine (and LevelDB's
+    background compaction) falls on every size alike. An untimed warm-up round comes first,
+    so that LevelDB has its table files open as it would in a running node.
+    """
+    if not sizes or min(sizes) <= TARGET_EVENTS or block_events < 1:
+        raise ValueError(f"sizes must exceed {TARGET_EVENTS} and block_events must be positive")
+    say = progress or (lambda _message: None)
+    t0 = time.perf_counter()
+    fillers = sign_fillers(max(sizes) - TARGET_EVENTS)
+    dataset, target = sign_target()
+    signing_s = time.perf_counter() - t0
+    signing_rss_mb = _peak_rss_mb()
+    say(f"signed {len(fillers) + len(target):,} events in {signing_s:.1f} s")
+    rng = random.Random(20_240_601)
+    results: list[dict[str, Any]] = []
+    subjects: list[Subject] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="provledger-bench-", dir=workdir) as scratch,
+        ExitStack() as stores,
+    ):
+        for size in sizes:
+            keys, genesis = make_genesis()
+            store = stores.enter_context(Store(Path(scratch) / f"ledger-{size}", genesis))
+            spent = fill(
+                store, keys, interleave(fillers[: size - TARGET_EVENTS], target), block_events
+            )
+            append_s = sum(spent.values())
+            say(f"{size:,} events appended in {append_s:.1f} s ({size / append_s:,.0f}/s)")
+            subjects.append(Subject(store, genesis, dataset))
+            results.append(
+                {
+                    "size": size,
+                    "block_events": block_events,
+                    "blocks": store.height,
+                    "sign_s": signing_s,
+                    "sign_peak_rss_mb": signing_rss_mb,
+                    "append_total_s": append_s,
+                    **spent,
+                    "append_rate_eps": size / append_s,
+                    "peak_rss_mb": _peak_rss_mb(),
+                    "peak_rss_children_mb": _peak_rss_mb(resource.RUSAGE_CHILDREN),
+                }
+            )
+        del fillers
+        for subject in subjects:
+            measure_round(subject, rng, PROOF_SAMPLES // ROUNDS, HISTORY_RUNS // ROUNDS)
+            subject.samples.clear()
+        for _ in range(ROUNDS):
+            for subject in subjects:
+                measure_round(subject, rng, PROOF_SAMPLES // ROUNDS, HISTORY_RUNS // ROUNDS)
+        say("measured proofs and provenance queries")
+        for result, subject in zip(results, subjects, strict=True):
+            result.update(summarize(subject))
+        stores.close()
+        for result in results:
+            result["store_bytes"] = _dir_bytes(Path(scratch) / f"ledger-{result['size']}")
+    return results
+
+
+ROWS: tuple[tuple[str, str, str], ...] = (
+    ("append rate (events/s)", "append_rate_eps", "{:,.0f}"),
+    ("  append total (s)", "append_total_s", "{:.1f}"),
+    ("  execute (s)", "execute_s", "{:.1f}"),
+    ("  header+commit (s)", "seal_s", "{:.2f}"),
+    ("  append_block (s)", "append_block_s", "{:.1f}"),
+    ("inclusion proof gen mean (us)", "proof_gen_mean_us", "{:.1f}"),
+    ("inclusion proof gen median (us)", "proof_gen_median_us", "{:.1f}"),
+    ("inclusion proof gen p99 (us)", "proof_gen_p99_us", "{:.1f}"),
+    ("inclusion proof verify mean (us)", "proof_verify_mean_us", "{:.1f}"),
+    ("inclusion proof verify p99 (us)", "proof_verify_p99_us", "{:.1f}"),
+    ("audit path length (hashes)", "proof_hashes_mean", "{:.1f}"),
+    ("history, 10 events, mean (ms)", "history_mean_ms", "{:.3f}"),
+    ("history, 10 events, median (ms)", "history_median_ms", "{:.3f}"),
+    ("history, 10 events, p99 (ms)", "history_p99_ms", "{:.3f}"),
+    ("proof_bundle gen mean (ms)", "bundle_gen_mean_ms", "{:.3f}"),
+    ("verify_bundle mean (ms)", "bundle_verify_mean_ms", "{:.3f}"),
+    ("store on disk (MB)", "store_mb", "{:.1f}"),
+    ("peak RSS after build (MB)", "peak_rss_mb", "{:.0f}"),
+)
+RATIO_KEYS = (
+    "proof_gen_mean_us",
+    "proof_gen_median_us",
+    "proof_gen_p99_us",
+    "proof_verify_mean_us",
+    "proof_verify_p99_us",
+    "history_mean_ms",
+    "history_median_ms",
+    "history_p99_ms",
+    "bundle_gen_mean_ms",
+    "bundle_verify_mean_ms",
+)
+
+
+def format_table(results: Sequence[dict[str, Any]]) -> str:
+    """Figures as rows, sizes as columns, plus a ratio column largest vs smallest size."""
+    rows = [{**r, "store_mb": r["store_bytes"] / 1e6} for r in results]
+    ratio_head = "last/first" if len(rows) > 1 else ""
+    header = ["N", *(f"{r['size']:,}" for r in rows), ratio_head]
+    lines = [header]
+    for label, key, fmt in ROWS:
+        ratio = ""
+        if key in RATIO_KEYS and len(rows) > 1 and rows[0][key] > 0:
+            ratio = f"{rows[-1][key] / rows[0][key]:.2f}x"
+        lines.append([label, *(fmt.format(r[key]) for r in rows), ratio])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = []
+    for n, line in enumerate(lines):
+        cells = [line[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(line[1:], widths[1:], strict=True)
+        ]
+        out.append("  ".join(cells).rstrip())
+        if n == 0:
+            out.append("-" * len(out[0]))
+    return "\n".join(out)
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part.replace("_", "")) for part in text.split(",") if part.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of sizes: {text}") from exc
+    if not sizes or min(sizes) <= TARGET_EVENTS:
+        raise argparse.ArgumentTypeError(f"every size must exceed {TARGET_EVENTS}")
+    return sizes
+
+
+def _run_ledger(args: argparse.Namespace) -> int:
+    def say(message: str) -> None:
+        print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+    started = time.perf_counter()
+    results = bench_ledger(args.sizes, args.block_events, args.workdir, say)
+    print(format_table(results))
+    print(
+        f"\n{os.cpu_count()} CPUs, blocks of {args.block_events:,} events, "
+        f"queries in {ROUNDS} interleaved rounds: {PROOF_SAMPLES:,} random leaves, "
+        f"history x{HISTORY_RUNS}, bundles x{results[0]['bundle_gen_samples']}; "
+        f"peak RSS after signing {results[0]['sign_peak_rss_mb']:.0f} MB; "
+        f"total {time.perf_counter() - started:.0f} s"
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps({"ledger": results}, indent=2) + "\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    ledger = commands.add_parser("ledger", help="append, proof and provenance figures by size")
+    ledger.add_argument(
+        "--sizes",
+        type=_sizes,
+        default=DEFAULT_SIZES,
+        help="comma-separated event counts (default 10000,100000,1000000)",
+    )
+    ledger.add_argument("--block-events", type=int, default=DEFAULT_BLOCK_EVENTS)
+    ledger.add_argument("--workdir", help="where the temporary stores go (default: system temp)")
+    ledger.add_argument("--json", metavar="FILE", help="also write every figure as JSON")
+    ledger.set_defaults(run=_run_ledger)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
