@@ -61,7 +61,8 @@ def test_state_survives_a_new_signer_over_the_same_file(key: PrivateKey, path: P
 
     again = restart(key, path)
     assert again.state == state
-    assert again.locked(5) == (1, BLOCK_A)
+    lock = again.lock(5)
+    assert lock is not None and (lock.round, lock.block_hash) == (1, BLOCK_A)
     assert again.last_round(5) == 1
     assert [v.type for v in again.recent_votes(5)] == [PREVOTE, PRECOMMIT]
     loaded = FileSignerPersistence(path).load()
@@ -189,19 +190,19 @@ def test_one_damaged_slot_falls_back_to_the_other(key: PrivateKey, path: Path) -
     signer.sign_vote(CHAIN, PRECOMMIT, 2, 0, BLOCK_A)
     newest = signer.state
     assert restart(key, path).state == newest
-    data = bytearray(path.read_bytes())
-    half = len(data) // 2
-    # Flip one byte in the slot holding the newest state (the one not holding `older`).
-    for start in (0, half):
-        trial = bytearray(data)
-        trial[start + 40] ^= 0xFF
-        path.write_bytes(bytes(trial))
+    # Flip one byte in the file holding the newest state (the one not holding `older`).
+    for damaged in FileSignerPersistence(path).paths:
+        original = damaged.read_bytes()
+        trial = bytearray(original)
+        trial[40] ^= 0xFF
+        damaged.write_bytes(bytes(trial))
         state = FileSignerPersistence(path).load()
         assert state in (older, newest)
         if state == older:
             break
+        damaged.write_bytes(original)
     else:
-        raise AssertionError("damaging either slot never exposed the older state")
+        raise AssertionError("damaging either file never exposed the older state")
     # Falling back means the newest (unreleased, by construction) slot may be signed again.
     assert restart(key, path).state == older
 
@@ -210,8 +211,8 @@ def test_a_corrupt_state_file_is_an_error_not_a_fresh_start(key: PrivateKey, pat
     signer = restart(key, path)
     signer.sign_vote(CHAIN, PREVOTE, 9, 0, BLOCK_A)
     signer.sign_vote(CHAIN, PRECOMMIT, 9, 0, BLOCK_A)
-    size = len(path.read_bytes())
-    path.write_bytes(os.urandom(size))
+    for stored in FileSignerPersistence(path).paths:
+        stored.write_bytes(os.urandom(len(stored.read_bytes())))
     with pytest.raises(Corruption):
         FileSignerPersistence(path).load()
     with pytest.raises(Corruption):
