@@ -37,6 +37,15 @@ EventId = Annotated[str, Path(pattern=HEX64, description="SHA-256 of the event b
 PublicKey = Annotated[str, Path(pattern=HEX66, description="compressed P-256 key, hex")]
 
 
+class BatchRequest(BaseModel):
+    """Up to MAX_BATCH signed envelopes, hex-encoded."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    envelopes: list[
+        Annotated[str, Field(pattern=r"^([0-9a-fA-F]{2})+$", max_length=MAX_ENVELOPE_HEX)]
+    ] = Field(min_length=1, max_length=1000)
+
+
 class SubmitRequest(BaseModel):
     """A signed envelope, hex-encoded."""
 
@@ -211,6 +220,22 @@ def create_app(settings: NodeSettings) -> FastAPI:
         envelope = parse_submission(await request.body(), request.headers.get("content-type"))
         result = await node().submit(envelope, wait == "commit")
         return reply(request, result, 200 if wait == "commit" else 202)
+
+    @app.post("/v1/events/batch", status_code=202, tags=["events"])
+    async def submit_batch(
+        request: Request,
+        body: BatchRequest,
+        wait: Annotated[str | None, Query(pattern="^commit$")] = None,
+    ) -> Response:
+        """Submit up to 1,000 envelopes; each gets its own outcome, in order.
+
+        An accepted envelope answers `{"event_id", "status": "pending"}` (with `?wait=commit`:
+        `"committed"`, `height`, `leaf_index`); a refused one answers `{"status": <code>,
+        "title", "detail"}` with the code a single submit would get.
+        """
+        envelopes = [_hex(item, "envelope") for item in body.envelopes]
+        results = await node().submit_batch(envelopes, wait == "commit")
+        return reply(request, {"results": results}, 200 if wait == "commit" else 202)
 
     @app.get("/v1/events/{event_id}", tags=["events"])
     async def get_event(request: Request, event_id: EventId) -> Response:

@@ -30,7 +30,7 @@ from node.chain import Chain, SignatureCache
 from node.config import NodeSettings
 from node.mempool import Mempool
 from node.p2p import Network
-from node.problems import commit_timeout, not_caught_up
+from node.problems import NodeProblem, commit_timeout, not_caught_up, problem_for
 from node.signer_file import FileSignerPersistence
 
 log = logging.getLogger("provledger.node")
@@ -278,6 +278,65 @@ class NodeService:
         if was_empty and len(self.mempool):
             self._inputs.put_nowait(cc.EventsAvailable(now=self.clock()))
 
+    async def submit_batch(self, envelopes: list[bytes], wait: bool) -> list[dict[str, Any]]:
+        """Admit many envelopes at once; one outcome each (pending or committed, or the problem).
+
+        With `wait`, answer once every accepted envelope is committed (or dropped).
+        """
+        if self.catching_up:
+            raise not_caught_up(
+                f"at height {self.store.height}, peers are at {self.best_peer_height}"
+            )
+        was_empty = len(self.mempool) == 0
+        results: list[dict[str, Any]] = []
+        accepted: list[bytes] = []
+        now = self.clock()
+        for envelope in envelopes:
+            try:
+                event = self.signatures.decode(envelope, self.genesis.chain_id)
+                self.mempool.admit(event, now)
+            except (LedgerError, NodeProblem) as exc:
+                problem = problem_for(exc)
+                results.append(
+                    {"status": problem.status, "title": problem.title, "detail": problem.detail}
+                )
+                continue
+            accepted.append(envelope)
+            results.append({"event_id": event.event_id.hex(), "status": "pending"})
+        self.network.gossip(accepted)
+        if was_empty and accepted:
+            self._inputs.put_nowait(cc.EventsAvailable(now=self.clock()))
+        if wait:
+            pending = [r for r in results if r.get("status") == "pending"]
+            futures = [self._waiter(bytes.fromhex(r["event_id"])) for r in pending]
+            await asyncio.gather(
+                *(self._await_commit(r, f) for r, f in zip(pending, futures, strict=True))
+            )
+        return results
+
+    def _waiter(self, event_id: bytes) -> asyncio.Future[tuple[int, int]]:
+        """Register for an event's commit; must happen before the loop can run a commit."""
+        future: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(event_id, []).append(future)
+        return future
+
+    async def _await_commit(
+        self, result: dict[str, Any], future: asyncio.Future[tuple[int, int]]
+    ) -> None:
+        """Wait for one pending event; fill in its height and leaf index, or its refusal."""
+        event_id = bytes.fromhex(result["event_id"])
+        try:
+            height, leaf_index = await asyncio.wait_for(future, COMMIT_WAIT_S)
+        except TimeoutError as exc:
+            raise commit_timeout(
+                f"event {event_id.hex()} is pending but not committed after {COMMIT_WAIT_S:.0f} s"
+            ) from exc
+        except LedgerError as exc:
+            problem = problem_for(exc)
+            result.update(status=problem.status, title=problem.title, detail=problem.detail)
+            return
+        result.update(status="committed", height=height, leaf_index=leaf_index)
+
     async def submit(self, envelope: bytes, wait: bool) -> dict[str, Any]:
         """Admit one envelope from a client; gossip it; optionally wait for its commit."""
         if self.catching_up:
@@ -291,18 +350,10 @@ class NodeService:
         if was_empty:
             self._inputs.put_nowait(cc.EventsAvailable(now=self.clock()))
         result: dict[str, Any] = {"event_id": event.event_id.hex(), "status": "pending"}
-        if not wait:
-            return result
-        future: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(event.event_id, []).append(future)
-        try:
-            height, leaf_index = await asyncio.wait_for(future, COMMIT_WAIT_S)
-        except TimeoutError as exc:
-            raise commit_timeout(
-                f"event {event.event_id.hex()} is pending but not committed after "
-                f"{COMMIT_WAIT_S:.0f} s"
-            ) from exc
-        result.update(status="committed", height=height, leaf_index=leaf_index)
+        if wait:
+            await self._await_commit(result, self._waiter(event.event_id))
+            if result["status"] != "committed":
+                raise NodeProblem(result["status"], "dropped", result["title"], result["detail"])
         return result
 
     def status(self) -> dict[str, Any]:

@@ -1,0 +1,470 @@
+"""`scripts/bench cluster`: a 4-validator cluster under load, measured against this machine.
+
+It pre-signs N register events before the clock starts, submits them from concurrent clients
+spread over all nodes, and reports committed events/s (until the last event is in a
+checkpoint), submit-to-commit latency at half that rate, CPU time per committed event per node
+and peak memory per node. It also measures this machine's bounds — ECDSA P-256 verifies/s per
+core, LevelDB synced batch writes/s, a trivial uvicorn endpoint's requests/s — and prints each
+result as a ratio to the bound it runs into.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import plyvel
+
+from ledger import crypto, events
+from node.cluster import init_cluster, node_home, node_pid, start_node, stop_nodes
+
+SIGNING_KEYS = 8
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+# --- machine bounds -------------------------------------------------------------------------
+
+
+def ecdsa_verifies_per_core(seconds: float = 1.0) -> float:
+    key = crypto.PrivateKey.generate()
+    message = b"provledger bench"
+    signature = key.sign(message)
+    public_key = key.public_key
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        for _ in range(100):
+            crypto.verify(public_key, message, signature)
+        count += 100
+    return count / (time.perf_counter() - started)
+
+
+def leveldb_synced_batches_per_s(seconds: float = 1.0) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        db = plyvel.DB(tmp, create_if_missing=True)
+        try:
+            count, started = 0, time.perf_counter()
+            while time.perf_counter() - started < seconds:
+                with db.write_batch(transaction=True, sync=True) as batch:
+                    batch.put(b"k%d" % count, os.urandom(256))
+                count += 1
+            return count / (time.perf_counter() - started)
+        finally:
+            db.close()
+
+
+_TRIVIAL_APP = """
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": b"{}"})
+"""
+
+
+async def _hammer(urls: list[str], seconds: float, concurrency: int) -> float:
+    done = 0
+    deadline = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=10) as client:
+
+        async def worker(index: int) -> None:
+            nonlocal done
+            url = urls[index % len(urls)]
+            while time.perf_counter() < deadline:
+                await client.get(url)
+                done += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(i) for i in range(concurrency)))
+        return done / (time.perf_counter() - started)
+
+
+def trivial_uvicorn_requests_per_s(port: int, seconds: float = 3.0) -> float:
+    """Requests/s of a do-nothing ASGI app under uvicorn, loaded by this same client."""
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "trivial_app.py").write_text(_TRIVIAL_APP)
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "trivial_app:app",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            cwd=tmp,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}/"
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                try:
+                    httpx.get(url, timeout=1)
+                    break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            return asyncio.run(_hammer([url], seconds, 32))
+        finally:
+            server.terminate()
+            server.wait()
+
+
+# --- pre-signed load ------------------------------------------------------------------------
+
+
+def _sign_batch(args: tuple[str, int, int, int]) -> list[tuple[str, bytes]]:
+    chain_id, count, seed, time_ms = args
+    keys = [crypto.PrivateKey.generate() for _ in range(SIGNING_KEYS)]
+    out = []
+    for i in range(count):
+        key = keys[(seed + i) % SIGNING_KEYS]
+        body = events.Register(
+            chain=chain_id,
+            actor=key.public_key,
+            time=time_ms,
+            nonce=os.urandom(16),
+            dataset=os.urandom(32),
+            meta={"title": f"bench dataset {seed}-{i}"},
+            open=False,
+        )
+        event = events.sign_event(key, body)
+        out.append((event.event_id.hex(), event.envelope))
+    return out
+
+
+def presign(chain_id: str, count: int, workers: int = 2) -> list[tuple[str, bytes]]:
+    """`count` register events by several keys, signed in `workers` processes."""
+    shares = [count // workers + (1 if i < count % workers else 0) for i in range(workers)]
+    now = _now_ms()
+    with ProcessPoolExecutor(workers) as pool:
+        parts = pool.map(
+            _sign_batch, [(chain_id, n, i * 1_000_003, now) for i, n in enumerate(shares)]
+        )
+        return [item for part in parts for item in part]
+
+
+# --- the cluster run ------------------------------------------------------------------------
+
+
+@dataclass
+class NodeUsage:
+    pid: int
+    cpu_s: float = 0.0
+    peak_rss_mb: float = 0.0
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@dataclass
+class ClusterRun:
+    urls: list[str]
+    pids: list[int]
+    results: dict[str, Any] = field(default_factory=dict)
+
+
+async def _status(client: httpx.AsyncClient, url: str) -> dict[str, Any]:
+    return (await client.get(f"{url}/v1/status")).json()
+
+
+async def _wait_tree_size(client: httpx.AsyncClient, url: str, size: int, timeout: float) -> float:
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        if (await _status(client, url))["tree_size"] >= size:
+            return time.perf_counter()
+        await asyncio.sleep(0.02)
+    raise TimeoutError(f"tree size {size} not reached in {timeout:.0f} s")
+
+
+async def saturate(
+    urls: list[str], load: list[tuple[str, bytes]], clients: int, batch: int
+) -> dict[str, Any]:
+    """Submit everything as fast as the nodes take it; time until the last is committed."""
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+        start_size = (await _status(client, urls[0]))["tree_size"]
+        statuses: dict[int, int] = {}
+        queue = list(range(0, len(load), batch))
+        position = 0
+
+        async def worker(index: int) -> None:
+            nonlocal position
+            url = urls[index % len(urls)]
+            while position < len(queue):
+                first = queue[position]
+                position += 1
+                chunk = load[first : first + batch]
+                if batch == 1:
+                    response = await client.post(
+                        f"{url}/v1/events", json={"envelope": chunk[0][1].hex()}
+                    )
+                else:
+                    response = await client.post(
+                        f"{url}/v1/events/batch",
+                        json={"envelopes": [envelope.hex() for _, envelope in chunk]},
+                    )
+                statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(i) for i in range(clients)))
+        submitted = time.perf_counter()
+        finished = await _wait_tree_size(client, urls[0], start_size + len(load), 600)
+    elapsed = finished - started
+    return {
+        "events": len(load),
+        "http_statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "submit_s": round(submitted - started, 3),
+        "commit_s": round(elapsed, 3),
+        "events_per_s": round(len(load) / elapsed, 1),
+    }
+
+
+async def count_committed(url: str, expected: set[str]) -> dict[str, int]:
+    """Walk every block and count each submitted event: lost, duplicated, foreign."""
+    seen: dict[str, int] = {}
+    async with httpx.AsyncClient(timeout=60) as client:
+        height = (await _status(client, url))["height"]
+        for h in range(1, height + 1):
+            block = (await client.get(f"{url}/v1/blocks/{h}")).json()
+            for event in block["events"]:
+                seen[event["id"]] = seen.get(event["id"], 0) + 1
+    return {
+        "lost": sum(1 for event_id in expected if event_id not in seen),
+        "duplicated": sum(1 for event_id in expected if seen.get(event_id, 0) > 1),
+        "committed": sum(1 for event_id in expected if event_id in seen),
+    }
+
+
+async def latency_at_rate(
+    urls: list[str], load: list[tuple[str, bytes]], rate: float, batch: int
+) -> dict[str, Any]:
+    """Open-loop submission at `rate` events/s (in requests of `batch`) with ?wait=commit.
+
+    Each event's latency runs from the start of the request that carried it until the node
+    answered that it is committed.
+    """
+    latencies: list[float] = []
+    failures = 0
+    limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+
+        async def one(index: int, chunk: list[tuple[str, bytes]]) -> None:
+            nonlocal failures
+            url = urls[index % len(urls)]
+            started = time.perf_counter()
+            if batch == 1:
+                response = await client.post(
+                    f"{url}/v1/events?wait=commit", json={"envelope": chunk[0][1].hex()}
+                )
+                outcomes = [response.json()] if response.status_code == 200 else []
+            else:
+                response = await client.post(
+                    f"{url}/v1/events/batch?wait=commit",
+                    json={"envelopes": [envelope.hex() for _, envelope in chunk]},
+                )
+                outcomes = response.json()["results"] if response.status_code == 200 else []
+            elapsed = time.perf_counter() - started
+            committed = sum(1 for o in outcomes if o.get("status") == "committed")
+            latencies.extend([elapsed] * committed)
+            failures += len(chunk) - committed
+
+        tasks = []
+        begin = time.perf_counter()
+        for index, first in enumerate(range(0, len(load), batch)):
+            delay = begin + first / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(index, load[first : first + batch])))
+        await asyncio.gather(*tasks)
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return round(1000 * latencies[min(len(latencies) - 1, int(p * len(latencies)))], 1)
+
+    return {
+        "rate": round(rate, 1),
+        "events": len(load),
+        "failures": failures,
+        "p50_ms": pct(0.50),
+        "p95_ms": pct(0.95),
+        "p99_ms": pct(0.99),
+        "mean_ms": round(1000 * statistics.fmean(latencies), 1),
+    }
+
+
+def bench_cluster(
+    events_total: int = 20_000,
+    clients: int = 32,
+    batch: int = 1,
+    nodes: int = 4,
+    base_port: int = 18800,
+    latency_events: int | None = None,
+    workdir: str | None = None,
+) -> dict[str, Any]:
+    cores = os.cpu_count() or 1
+    results: dict[str, Any] = {
+        "cores": cores,
+        "validators": nodes,
+        "batch": batch,
+        "clients": clients,
+    }
+    results["bounds"] = {
+        "ecdsa_verifies_per_core": round(ecdsa_verifies_per_core()),
+        "leveldb_synced_batches_per_s": round(leveldb_synced_batches_per_s()),
+        "trivial_uvicorn_requests_per_s": round(trivial_uvicorn_requests_per_s(base_port + 90)),
+    }
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        root = Path(tmp) / "cluster"
+        genesis = init_cluster(root, nodes, base_port=base_port, open_admission=True)
+        homes = [node_home(root, i) for i in range(nodes)]
+        urls = [f"http://127.0.0.1:{base_port + i}" for i in range(nodes)]
+        latency_events = latency_events or max(500, events_total // 10)
+        load = presign(genesis.chain_id, events_total + latency_events)
+        try:
+            for home in homes:
+                start_node(home)
+            asyncio.run(_wait_started(urls))
+            pids = [node_pid(home) or 0 for home in homes]
+            cpu_before = [_cpu_seconds(pid) for pid in pids]
+            saturation = asyncio.run(saturate(urls, load[:events_total], clients, batch))
+            cpu_after = [_cpu_seconds(pid) for pid in pids]
+            saturation.update(
+                asyncio.run(count_committed(urls[0], {i for i, _ in load[:events_total]}))
+            )
+            results["saturation"] = saturation
+            results["cpu_ms_per_event_per_node"] = [
+                round(1000 * (after - before) / events_total, 3)
+                for before, after in zip(cpu_before, cpu_after, strict=True)
+            ]
+            half = saturation["events_per_s"] / 2
+            results["latency"] = asyncio.run(
+                latency_at_rate(urls, load[events_total:], half, batch)
+            )
+            results["peak_rss_mb_per_node"] = [round(_peak_rss_mb(pid), 1) for pid in pids]
+            results["rss_mb_per_node"] = [round(_rss_mb(pid), 1) for pid in pids]
+        finally:
+            stop_nodes(homes)
+    bounds = results["bounds"]
+    verify_bound = cores * bounds["ecdsa_verifies_per_core"] / nodes
+    results["ratios"] = {
+        "events_per_s_vs_verify_bound": round(saturation["events_per_s"] / verify_bound, 3),
+        "verify_bound_events_per_s": round(verify_bound),
+        "submits_per_s_vs_trivial_uvicorn": round(
+            (events_total / batch / saturation["submit_s"])
+            / bounds["trivial_uvicorn_requests_per_s"],
+            3,
+        ),
+    }
+    return results
+
+
+async def _wait_started(urls: list[str], timeout: float = 90) -> None:
+    async with httpx.AsyncClient(timeout=3) as client:
+        deadline = time.perf_counter() + timeout
+        for url in urls:
+            while True:
+                try:
+                    if (await _status(client, url))["height"] >= 1:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.perf_counter() > deadline:
+                    raise TimeoutError(f"{url} did not start")
+                await asyncio.sleep(0.2)
+
+
+def print_cluster(results: dict[str, Any]) -> None:
+    s, lat, b, r = results["saturation"], results["latency"], results["bounds"], results["ratios"]
+    rows = [
+        (
+            "machine",
+            f"{results['cores']} cores; {results['validators']} validators + load generator",
+        ),
+        ("ECDSA P-256 verifies/s per core", f"{b['ecdsa_verifies_per_core']:,}"),
+        ("LevelDB synced batches/s", f"{b['leveldb_synced_batches_per_s']:,}"),
+        ("trivial uvicorn requests/s", f"{b['trivial_uvicorn_requests_per_s']:,}"),
+        (
+            "submissions",
+            f"{s['events']:,} events, batch {results['batch']}, {results['clients']} clients, "
+            f"statuses {s['http_statuses']}",
+        ),
+        (
+            "committed events/s",
+            f"{s['events_per_s']:,} (all in a checkpoint after {s['commit_s']} s)",
+        ),
+        (
+            "  vs verify bound",
+            f"{r['events_per_s_vs_verify_bound']:.1%} of {r['verify_bound_events_per_s']:,}/s "
+            "= cores x verifies/s / validators",
+        ),
+        ("  requests/s vs trivial uvicorn", f"{r['submits_per_s_vs_trivial_uvicorn']:.1%}"),
+        ("lost / duplicated", f"{s['lost']} / {s['duplicated']} (committed {s['committed']:,})"),
+        (
+            "latency at half rate",
+            f"{lat['rate']}/s: p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, "
+            f"p99 {lat['p99_ms']} ms ({lat['failures']} failed)",
+        ),
+        (
+            "CPU ms per event per node",
+            ", ".join(str(x) for x in results["cpu_ms_per_event_per_node"]),
+        ),
+        ("peak RSS MB per node", ", ".join(str(x) for x in results["peak_rss_mb_per_node"])),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+
+
+def main(argv: list[str]) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="scripts/bench cluster")
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--base-port", type=int, default=18800)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    results = bench_cluster(args.events, args.clients, args.batch, base_port=args.base_port)
+    print_cluster(results)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
