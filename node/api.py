@@ -410,7 +410,9 @@ def create_app(settings: NodeSettings) -> FastAPI:
 
     @app.post("/p2p/events", status_code=204, include_in_schema=False)
     async def p2p_events(request: Request) -> Response:
-        node().receive_events(_bytes_list(await _peer_doc(request), "events"))
+        doc = await _peer_doc(request)
+        sender = doc.get("from")
+        node().receive_events(_bytes_list(doc, "events"), sender if isinstance(sender, str) else "")
         return Response(status_code=204)
 
     @app.get("/p2p/status", include_in_schema=False)

@@ -141,7 +141,10 @@ class Chain:
         return execution
 
     def admit(self, envelopes: Iterable[bytes]) -> list[LedgerError | None]:
-        """Admit envelopes into the mempool; one outcome (None = accepted) per envelope."""
+        """Admit envelopes into the mempool; one outcome (None = accepted) per envelope.
+
+        Stops with the mempool's 429 problem when it is full.
+        """
         outcomes: list[LedgerError | None] = []
         now = self.clock()
         for envelope in envelopes:

@@ -19,6 +19,7 @@ from typing import Any
 from consensus import core as cc
 from consensus.messages import Proposal, decode_message, encode_message
 from consensus.signer import Signer
+from ledger import merkle
 from ledger.blocks import Block, Commit
 from ledger.crypto import PrivateKey
 from ledger.errors import Conflict, LedgerError, VerificationFailed
@@ -93,6 +94,7 @@ class NodeService:
         )
         self.network = Network(settings.peers, settings.name, settings.peer_queue_limit)
         self.stats = NodeStats()
+        self._validator_names = frozenset(v.name for v in self.genesis.validators.validators)
         self.best_peer_height = 0
         self._inputs: asyncio.Queue[Any] = asyncio.Queue()
         self._waiters: dict[bytes, list[asyncio.Future[tuple[int, int]]]] = {}
@@ -248,6 +250,10 @@ class NodeService:
             return False
         if header.prev != self.store.head_hash:
             return False
+        leaves = [merkle.leaf_hash(envelope) for envelope in block.events]
+        if merkle.root_from_leaf_hashes(leaves) != header.events_root:
+            self.stats.peer_messages_rejected += 1
+            return False
         try:
             commit.verify(self.genesis.chain_id, self.genesis.validators)
         except VerificationFailed:
@@ -270,11 +276,25 @@ class NodeService:
             else:
                 self._inputs.put_nowait(cc.VoteReceived(vote=message, now=now))
 
-    def receive_events(self, envelopes: list[bytes]) -> None:
+    def receive_events(self, envelopes: list[bytes], sender: str) -> None:
+        """Admit gossiped events; pass on the new ones unless a validator sent them.
+
+        Validators gossip to every validator, so what one sends needs no relaying; a full
+        node may reach only some validators, so what it sends is relayed once.
+        """
         was_empty = len(self.mempool) == 0
-        for outcome in self.chain.admit(envelopes):
-            if outcome is not None and not isinstance(outcome, Conflict):
+        fresh = []
+        try:
+            outcomes = self.chain.admit(envelopes)
+        except NodeProblem:
+            return
+        for envelope, outcome in zip(envelopes, outcomes, strict=False):
+            if outcome is None:
+                fresh.append(envelope)
+            elif not isinstance(outcome, Conflict):
                 self.stats.peer_messages_rejected += 1
+        if sender not in self._validator_names:
+            self.network.gossip(fresh)
         if was_empty and len(self.mempool):
             self._inputs.put_nowait(cc.EventsAvailable(now=self.clock()))
 
