@@ -109,6 +109,11 @@ def _reject_floats(value: CanonicalValue, depth: int) -> None:
             _reject_floats(item, depth + 1)
 
 
+def decode_trusted(data: bytes) -> CanonicalValue:
+    """Decode bytes this node encoded itself (its own state records): no canonical re-check."""
+    return msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True)
+
+
 def decode_map(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, Any]:
     """Decode canonical bytes that must hold a map."""
     value = decode(data, max_bytes)

@@ -35,7 +35,7 @@ class StateOverlay:
 
     def get_doc(self, key: bytes) -> Any:
         raw = self.get(key)
-        return None if raw is None else codec.decode(raw)
+        return None if raw is None else codec.decode_trusted(raw)
 
     def put_doc(self, key: bytes, doc: Any) -> None:
         self.put(key, codec.encode(doc))

@@ -110,7 +110,13 @@ class Store:
     def _open(path: Path) -> plyvel.DB:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            return plyvel.DB(str(path), create_if_missing=True, paranoid_checks=True)
+            return plyvel.DB(
+                str(path),
+                create_if_missing=True,
+                paranoid_checks=True,
+                bloom_filter_bits=10,
+                lru_cache_size=64 << 20,
+            )
         except plyvel.IOError as exc:
             if "lock" in str(exc).lower():
                 raise Corruption(f"store {path} is locked: another process has it open") from exc

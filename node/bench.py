@@ -426,7 +426,7 @@ def _run_ledger(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="scripts/bench", description="provledger benchmarks")
     commands = parser.add_subparsers(dest="command", required=True)
     ledger = commands.add_parser("ledger", help="append, proof and provenance figures by size")
     ledger.add_argument(
