@@ -439,7 +439,26 @@ def build_parser() -> argparse.ArgumentParser:
     ledger.add_argument("--workdir", help="where the temporary stores go (default: system temp)")
     ledger.add_argument("--json", metavar="FILE", help="also write every figure as JSON")
     ledger.set_defaults(run=_run_ledger)
+    cluster = commands.add_parser(
+        "cluster", help="committed events/s, latency, CPU and memory of a 4-validator cluster"
+    )
+    cluster.add_argument("--events", type=int, default=20_000)
+    cluster.add_argument("--clients", type=int, default=16)
+    cluster.add_argument("--batch", type=int, default=100, help="envelopes per request")
+    cluster.add_argument("--base-port", type=int, default=18800)
+    cluster.add_argument("--json", metavar="FILE", help="also write every figure as JSON")
+    cluster.set_defaults(run=_run_cluster)
     return parser
+
+
+def _run_cluster(args: argparse.Namespace) -> int:
+    from node import loadgen
+
+    results = loadgen.bench_cluster(args.events, args.clients, args.batch, base_port=args.base_port)
+    loadgen.print_cluster(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"cluster": results}, indent=2) + "\n")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""`scripts/bench cluster`: a 4-validator cluster under load, measured against this machine.
+"""`scripts/bench cluster` (see node/bench.py): a 4-validator cluster under load.
 
 It pre-signs N register events before the clock starts, submits them from concurrent clients
 spread over all nodes, and reports committed events/s (until the last event is in a
@@ -11,7 +11,6 @@ result as a ratio to the bound it runs into.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import statistics
 import subprocess
@@ -448,23 +447,3 @@ def print_cluster(results: dict[str, Any]) -> None:
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
-
-
-def main(argv: list[str]) -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="scripts/bench cluster")
-    parser.add_argument("--events", type=int, default=20_000)
-    parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--base-port", type=int, default=18800)
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args(argv)
-    results = bench_cluster(args.events, args.clients, args.batch, base_port=args.base_port)
-    print_cluster(results)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
