@@ -443,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
         "cluster", help="committed events/s, latency, CPU and memory of a 4-validator cluster"
     )
     cluster.add_argument("--events", type=int, default=20_000)
-    cluster.add_argument("--clients", type=int, default=16)
+    cluster.add_argument("--clients", type=int, default=4, help="concurrent submitters")
     cluster.add_argument("--batch", type=int, default=100, help="envelopes per request")
     cluster.add_argument("--base-port", type=int, default=18800)
     cluster.add_argument("--json", metavar="FILE", help="also write every figure as JSON")

@@ -118,7 +118,10 @@ class Chain:
             or len(block.events) > self.block_max_events
         ):
             raise RuleViolation("block header does not extend this chain")
-        decoded = [self.signatures.decode(e, self.genesis.chain_id) for e in block.events]
+        decoded = [
+            self.mempool.lookup(e) or self.signatures.decode(e, self.genesis.chain_id)
+            for e in block.events
+        ]
         execution = self.store.execute(decoded, header.height, header.time)
         if execution.rejected or not execution.matches(header):
             raise RuleViolation("block contents do not match its header")

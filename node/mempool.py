@@ -33,6 +33,7 @@ class Mempool:
         self.max_events = max_events
         self.max_bytes = max_bytes
         self._events: OrderedDict[bytes, SignedEvent] = OrderedDict()
+        self._by_envelope: dict[bytes, SignedEvent] = {}
         self._bytes = 0
         self._pending = store.state()
 
@@ -58,8 +59,23 @@ class Mempool:
         ):
             raise mempool_full(f"{len(self._events)} events / {self._bytes} bytes pending")
         self.store.rules.apply(self._pending, event, self._context(now))
+        self._add(event)
+
+    def _add(self, event: SignedEvent) -> None:
         self._events[event.event_id] = event
+        self._by_envelope[event.envelope] = event
         self._bytes += len(event.envelope)
+
+    def _remove(self, event_id: bytes) -> SignedEvent | None:
+        event = self._events.pop(event_id, None)
+        if event is not None:
+            del self._by_envelope[event.envelope]
+            self._bytes -= len(event.envelope)
+        return event
+
+    def lookup(self, envelope: bytes) -> SignedEvent | None:
+        """The pending event with exactly these envelope bytes (already decoded and checked)."""
+        return self._by_envelope.get(envelope)
 
     def take(self, max_events: int) -> list[SignedEvent]:
         """The oldest pending events, at most `max_events`, left in place until committed."""
@@ -84,9 +100,7 @@ class Mempool:
         window = self.store.rules.time_window_ms
         all_known = all(event_id in self._events for event_id in committed)
         for event_id in committed:
-            event = self._events.pop(event_id, None)
-            if event is not None:
-                self._bytes -= len(event.envelope)
+            self._remove(event_id)
         if not self._events:
             self._pending = self.store.state()
             return []
@@ -97,14 +111,13 @@ class Mempool:
     def drop(self, rejected: Iterable[tuple[SignedEvent, LedgerError]]) -> None:
         """Remove events that block execution refused, and report them."""
         for event, error in rejected:
-            if self._events.pop(event.event_id, None) is not None:
-                self._bytes -= len(event.envelope)
-                if self.on_drop is not None:
-                    self.on_drop(event, error)
+            if self._remove(event.event_id) is not None and self.on_drop is not None:
+                self.on_drop(event, error)
 
     def _recheck(self, now: int) -> list[tuple[SignedEvent, LedgerError]]:
         remaining = list(self._events.values())
         self._events.clear()
+        self._by_envelope.clear()
         self._bytes = 0
         self._pending = self.store.state()
         dropped: list[tuple[SignedEvent, LedgerError]] = []
@@ -116,6 +129,5 @@ class Mempool:
                 if self.on_drop is not None:
                     self.on_drop(event, exc)
                 continue
-            self._events[event.event_id] = event
-            self._bytes += len(event.envelope)
+            self._add(event)
         return dropped
