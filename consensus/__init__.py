@@ -1,1 +1,86 @@
-"""placeholder"""
+"""Tendermint consensus (Algorithm 1) as a pure, sans-I/O state machine.
+
+Imports only the standard library and `ledger`; the node drives it (see `consensus.core`).
+"""
+
+from __future__ import annotations
+
+from consensus.core import (
+    BlockApplied,
+    BlockSource,
+    Broadcast,
+    CommitReceived,
+    ConsensusConfig,
+    ConsensusCore,
+    Decide,
+    EventsAvailable,
+    EvidenceFound,
+    Input,
+    Output,
+    ProposalReceived,
+    ScheduleTimeout,
+    Start,
+    Tick,
+    TimeoutFired,
+    TimeoutKind,
+    Verifier,
+    VoteReceived,
+)
+from consensus.errors import ConsensusError, NoQuorum, SignerRefused
+from consensus.messages import (
+    NO_ROUND,
+    Evidence,
+    Message,
+    Proposal,
+    Step,
+    decode_message,
+    encode_message,
+    message_from_wire,
+    message_to_wire,
+    proposal_sign_bytes,
+)
+from consensus.proposer import proposer, proposer_schedule
+from consensus.signer import MemorySignerPersistence, Signer, SignerPersistence, SignerState
+from consensus.vote_set import VoteSet
+
+__all__ = [
+    "NO_ROUND",
+    "BlockApplied",
+    "BlockSource",
+    "Broadcast",
+    "CommitReceived",
+    "ConsensusConfig",
+    "ConsensusCore",
+    "ConsensusError",
+    "Decide",
+    "EventsAvailable",
+    "Evidence",
+    "EvidenceFound",
+    "Input",
+    "MemorySignerPersistence",
+    "Message",
+    "NoQuorum",
+    "Output",
+    "Proposal",
+    "ProposalReceived",
+    "ScheduleTimeout",
+    "Signer",
+    "SignerPersistence",
+    "SignerRefused",
+    "SignerState",
+    "Start",
+    "Step",
+    "Tick",
+    "TimeoutFired",
+    "TimeoutKind",
+    "Verifier",
+    "VoteReceived",
+    "VoteSet",
+    "decode_message",
+    "encode_message",
+    "message_from_wire",
+    "message_to_wire",
+    "proposal_sign_bytes",
+    "proposer",
+    "proposer_schedule",
+]

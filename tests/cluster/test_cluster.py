@@ -79,7 +79,7 @@ def test_sigstop_two_of_four_halts_and_sigcont_commits_exactly_once(
 
 
 def test_sigkill_all_under_load_keeps_every_acknowledged_event(cluster: LocalCluster) -> None:
-    acknowledged: list[str] = []
+    acknowledged: list[tuple[str, int]] = []
     stop = threading.Event()
 
     def load(worker: int) -> None:
@@ -92,7 +92,7 @@ def test_sigkill_all_under_load_keeps_every_acknowledged_event(cluster: LocalClu
             except Exception:
                 continue
             if response.status_code == 200:
-                acknowledged.append(event.event_id.hex())
+                acknowledged.append((event.event_id.hex(), response.json()["height"]))
 
     workers = [threading.Thread(target=load, args=(w,)) for w in range(4)]
     for worker in workers:
@@ -106,8 +106,10 @@ def test_sigkill_all_under_load_keeps_every_acknowledged_event(cluster: LocalClu
     confirmed = list(acknowledged)
     cluster.start()
     cluster.wait_all_started()
+    highest = max(height for _, height in confirmed)
     for index in range(4):
-        for event_id in confirmed:
+        cluster.wait_height(index, highest)
+        for event_id, _ in confirmed:
             assert cluster.get(index, f"/v1/events/{event_id}") is not None, (
                 f"node {index} lost acknowledged event {event_id}"
             )
