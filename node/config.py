@@ -41,7 +41,7 @@ class NodeSettings:
     timeout_vote_ms: int = 500
     timeout_vote_delta_ms: int = 500
     gossip_interval_ms: int = 20
-    retransmit_interval_ms: int = 1_000
+    retransmit_interval_ms: int = 500
     sync_interval_ms: int = 500
     time_window_ms: int = 10 * 60 * 1000
     max_body_bytes: int = 1 << 20
