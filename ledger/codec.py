@@ -20,42 +20,46 @@ MAX_ITEMS = 1 << 16
 CanonicalValue = Any
 
 
-def _utf8(text: str) -> bytes:
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise Malformed("text is not valid Unicode (unpaired surrogate)") from exc
+_SCALARS = frozenset({str, bytes, bool, int, type(None)})
 
 
-def _check_value(value: CanonicalValue, depth: int) -> CanonicalValue:
-    """Validate a value tree and return it with maps key-sorted by UTF-8 bytes."""
-    if depth > MAX_DEPTH:
-        raise Malformed(f"nesting deeper than {MAX_DEPTH}")
-    if isinstance(value, bool) or value is None:
+def _canonical(value: CanonicalValue, depth: int) -> CanonicalValue:
+    """Validate a value tree and return it with every map's keys in canonical order.
+
+    Keys are sorted as Python strings: for valid Unicode, code-point order is exactly the
+    order of the keys' UTF-8 bytes. Integer range and unpaired surrogates are left to msgpack,
+    whose errors `encode` turns into Malformed.
+    """
+    kind = type(value)
+    if kind in _SCALARS:
         return value
-    if isinstance(value, int):
-        if not -(1 << 63) <= value < (1 << 64):
-            raise Malformed("integer out of the 64-bit range")
-        return value
-    if isinstance(value, str):
-        _utf8(value)
-        return value
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, list | tuple):
-        return [_check_value(item, depth + 1) for item in value]
-    if isinstance(value, dict):
+    if kind is dict or (kind is not list and kind is not tuple and isinstance(value, dict)):
+        if value and depth + 1 > MAX_DEPTH:
+            raise Malformed(f"nesting deeper than {MAX_DEPTH}")
         for key in value:
             if not isinstance(key, str):
                 raise Malformed("map keys must be text")
-        ordered = sorted(value.items(), key=lambda kv: _utf8(kv[0]))
-        return {k: _check_value(v, depth + 1) for k, v in ordered}
-    raise Malformed(f"type {type(value).__name__} has no canonical encoding")
+        return {str(key): _canonical(value[key], depth + 1) for key in sorted(value)}
+    if kind is list or kind is tuple or isinstance(value, list | tuple):
+        if value and depth + 1 > MAX_DEPTH:
+            raise Malformed(f"nesting deeper than {MAX_DEPTH}")
+        return [_canonical(item, depth + 1) for item in value]
+    if isinstance(value, bool):
+        return bool(value)
+    for base in (int, str, bytes):
+        if isinstance(value, base):
+            return base(value)
+    raise Malformed(f"type {kind.__name__} has no canonical encoding")
 
 
 def encode(value: CanonicalValue) -> bytes:
     """The canonical encoding of `value` (maps sorted, shortest ints, bin for bytes)."""
-    return msgpack.packb(_check_value(value, 0), use_bin_type=True)
+    try:
+        return msgpack.packb(_canonical(value, 0), use_bin_type=True)
+    except OverflowError as exc:
+        raise Malformed("integer out of the 64-bit range") from exc
+    except UnicodeEncodeError as exc:
+        raise Malformed("text is not valid Unicode (unpaired surrogate)") from exc
 
 
 def _reject_ext(code: int, data: bytes) -> Any:

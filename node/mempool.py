@@ -17,6 +17,8 @@ from ledger.rules import BlockContext
 from ledger.store import Store
 from node.problems import mempool_full
 
+WINDOW_SCAN_INTERVAL_MS = 1_000
+
 
 class Mempool:
     """Pending events in arrival order, with the state they lead to."""
@@ -34,6 +36,7 @@ class Mempool:
         self.max_bytes = max_bytes
         self._events: OrderedDict[bytes, SignedEvent] = OrderedDict()
         self._by_envelope: dict[bytes, SignedEvent] = {}
+        self._window_checked_at = 0
         self._bytes = 0
         self._pending = store.state()
 
@@ -97,16 +100,23 @@ class Mempool:
         conflict with what is pending here: then every remaining event is re-checked on the
         new head and those that became invalid are dropped and returned.
         """
-        window = self.store.rules.time_window_ms
         all_known = all(event_id in self._events for event_id in committed)
         for event_id in committed:
             self._remove(event_id)
         if not self._events:
             self._pending = self.store.state()
             return []
-        if all_known and all(abs(e.body.time - now) <= window for e in self._events.values()):
+        if all_known and not self._aged_out(now):
             return []
         return self._recheck(now)
+
+    def _aged_out(self, now: int) -> bool:
+        """Whether a pending event left the time window (scanned at most once a second)."""
+        if now - self._window_checked_at < WINDOW_SCAN_INTERVAL_MS:
+            return False
+        self._window_checked_at = now
+        window = self.store.rules.time_window_ms
+        return any(abs(e.body.time - now) > window for e in self._events.values())
 
     def drop(self, rejected: Iterable[tuple[SignedEvent, LedgerError]]) -> None:
         """Remove events that block execution refused, and report them."""
