@@ -446,6 +446,11 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--clients", type=int, default=4, help="concurrent submitters")
     cluster.add_argument("--batch", type=int, default=100, help="envelopes per request")
     cluster.add_argument("--base-port", type=int, default=18800)
+    cluster.add_argument(
+        "--rss-at",
+        default="",
+        help="comma-separated committed-event counts at which to sample each node's memory",
+    )
     cluster.add_argument("--json", metavar="FILE", help="also write every figure as JSON")
     cluster.set_defaults(run=_run_cluster)
     return parser
@@ -454,7 +459,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _run_cluster(args: argparse.Namespace) -> int:
     from node import loadgen
 
-    results = loadgen.bench_cluster(args.events, args.clients, args.batch, base_port=args.base_port)
+    rss_at = tuple(int(x) for x in args.rss_at.split(",") if x)
+    results = loadgen.bench_cluster(
+        args.events, args.clients, args.batch, base_port=args.base_port, rss_at=rss_at
+    )
     loadgen.print_cluster(results)
     if args.json:
         Path(args.json).write_text(json.dumps({"cluster": results}, indent=2) + "\n")
