@@ -107,7 +107,7 @@ def load_public_key(public_key: bytes) -> ec.EllipticCurvePublicKey:
 
 def check_public_key(public_key: bytes) -> bytes:
     """Return `public_key` if it is a valid compressed P-256 point, else raise Malformed."""
-    load_public_key(public_key)
+    _cached_public_key(public_key)
     return public_key
 
 
@@ -115,6 +115,9 @@ _key_cache: dict[bytes, ec.EllipticCurvePublicKey] = {}
 
 
 def _cached_public_key(public_key: bytes) -> ec.EllipticCurvePublicKey:
+    """Parsed keys by their bytes: decompressing a point costs as much as a quarter verify."""
+    if not isinstance(public_key, bytes):
+        raise Malformed("a public key is 33 bytes")
     key = _key_cache.get(public_key)
     if key is None:
         key = load_public_key(public_key)

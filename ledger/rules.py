@@ -143,6 +143,13 @@ class Rules:
             raise RuleViolation(f"dataset {dataset.hex()} is not registered")
         return doc
 
+    def _active_dataset(self, state: StateOverlay, dataset: bytes) -> dict[str, Any]:
+        """A registered dataset its owner has not destroyed (no new grants or transfers)."""
+        doc = self._dataset(state, dataset)
+        if doc["status"] == STATUS_DESTROYED:
+            raise RuleViolation("the dataset has been destroyed by its owner")
+        return doc
+
     def _live_grant(
         self,
         state: StateOverlay,
@@ -239,11 +246,9 @@ class Rules:
     def _apply_grant(
         self, state: StateOverlay, body: events.Grant, event_id: bytes, ctx: BlockContext
     ) -> tuple[bytes, ...]:
-        dataset = self._dataset(state, body.dataset)
+        dataset = self._active_dataset(state, body.dataset)
         if dataset["owner"] != body.actor:
             raise Forbidden("only the dataset's owner may grant it")
-        if dataset["status"] == STATUS_DESTROYED:
-            raise RuleViolation("the dataset has been destroyed by its owner")
         self._require_recipient(state, body.to)
         if body.expires is not None and body.expires <= ctx.time:
             raise RuleViolation("the grant would already be expired")
@@ -307,9 +312,7 @@ class Rules:
     def _apply_transfer(
         self, state: StateOverlay, body: events.Transfer, event_id: bytes, ctx: BlockContext
     ) -> tuple[bytes, ...]:
-        dataset = self._dataset(state, body.dataset)
-        if dataset["status"] == STATUS_DESTROYED:
-            raise RuleViolation("the dataset has been destroyed by its owner")
+        self._active_dataset(state, body.dataset)
         self._authorise_holder(
             state,
             dataset=body.dataset,

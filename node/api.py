@@ -195,6 +195,12 @@ def create_app(settings: NodeSettings) -> FastAPI:
     def node() -> NodeService:
         return holder["service"]
 
+    def leaf_of(event_id: str) -> int:
+        location = node().store.locate(bytes.fromhex(event_id))
+        if location is None:
+            raise not_found(f"no committed event {event_id}")
+        return location.leaf_index
+
     @app.post(
         "/v1/events",
         status_code=202,
@@ -240,20 +246,12 @@ def create_app(settings: NodeSettings) -> FastAPI:
     @app.get("/v1/events/{event_id}", tags=["events"])
     async def get_event(request: Request, event_id: EventId) -> Response:
         """The event, decoded, with its envelope, height and leaf index."""
-        store = node().store
-        location = store.locate(bytes.fromhex(event_id))
-        if location is None:
-            raise not_found(f"no committed event {event_id}")
-        return reply(request, provenance.event_json(store, location.leaf_index))
+        return reply(request, provenance.event_json(node().store, leaf_of(event_id)))
 
     @app.get("/v1/events/{event_id}/proof", tags=["proofs"])
     async def get_event_proof(request: Request, event_id: EventId) -> Response:
         """Inclusion proof of the event against the latest checkpoint."""
-        store = node().store
-        location = store.locate(bytes.fromhex(event_id))
-        if location is None:
-            raise not_found(f"no committed event {event_id}")
-        return reply(request, provenance.inclusion(store, location.leaf_index))
+        return reply(request, provenance.inclusion(node().store, leaf_of(event_id)))
 
     @app.get("/v1/datasets/{dataset}", tags=["datasets"])
     async def get_dataset(request: Request, dataset: DatasetHash) -> Response:

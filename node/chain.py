@@ -140,7 +140,9 @@ class Chain:
             ) from exc
         self.store.append_block(block, commit, execution)
         self._executions.clear()
-        self.mempool.after_block([e.event_id for e in execution.accepted], self.clock())
+        self.mempool.after_block(
+            [e.event_id for e in execution.accepted], execution.state_writes, self.clock()
+        )
         return execution
 
     def admit(self, envelopes: Iterable[bytes]) -> list[LedgerError | None]:

@@ -3,13 +3,19 @@
 Bounded in events and bytes, deduplicated by event id, FIFO. Every admitted event has passed
 encoding, signature, chain, time-window, duplicate and rules checks against the committed
 state plus the events admitted before it (so an event may depend on one still pending).
-After a block that may invalidate them, the rest are re-checked and the invalid dropped.
+
+The pending state is an overlay on the committed state holding what the pending events
+wrote, with, for every key, the set of pending events that wrote it. When a block commits,
+a key that no pending event still writes leaves the overlay (the store now holds its value),
+so the overlay stays as small as the mempool. The rest is re-checked only when the block
+wrote a key that a still-pending event also wrote — the only way a block can invalidate a
+pending event — or when a pending event may have left the time window.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 
 from ledger.errors import Conflict, LedgerError
 from ledger.events import SignedEvent
@@ -36,6 +42,8 @@ class Mempool:
         self.max_bytes = max_bytes
         self._events: OrderedDict[bytes, SignedEvent] = OrderedDict()
         self._by_envelope: dict[bytes, SignedEvent] = {}
+        self._keys_of: dict[bytes, tuple[bytes, ...]] = {}
+        self._writers: dict[bytes, set[bytes]] = {}
         self._window_checked_at = 0
         self._bytes = 0
         self._pending = store.state()
@@ -50,6 +58,11 @@ class Mempool:
     def size_bytes(self) -> int:
         return self._bytes
 
+    @property
+    def overlay_keys(self) -> int:
+        """How many state keys the pending events hold over the committed state."""
+        return len(self._pending.writes)
+
     def _context(self, now: int) -> BlockContext:
         return BlockContext(self.store.height + 1, now, self.store.tree_size + len(self._events))
 
@@ -61,19 +74,33 @@ class Mempool:
             self.max_bytes
         ):
             raise mempool_full(f"{len(self._events)} events / {self._bytes} bytes pending")
-        self.store.rules.apply(self._pending, event, self._context(now))
-        self._add(event)
+        self._apply(event, now)
 
-    def _add(self, event: SignedEvent) -> None:
+    def _apply(self, event: SignedEvent, now: int) -> None:
+        draft = self._pending.child()
+        self.store.rules.apply(draft, event, self._context(now))
+        keys = tuple(draft.writes)
+        draft.merge_into_parent()
         self._events[event.event_id] = event
         self._by_envelope[event.envelope] = event
         self._bytes += len(event.envelope)
+        self._keys_of[event.event_id] = keys
+        for key in keys:
+            self._writers.setdefault(key, set()).add(event.event_id)
 
     def _remove(self, event_id: bytes) -> SignedEvent | None:
+        """Forget a pending event; keys nobody pending still writes leave the overlay."""
         event = self._events.pop(event_id, None)
-        if event is not None:
-            del self._by_envelope[event.envelope]
-            self._bytes -= len(event.envelope)
+        if event is None:
+            return None
+        del self._by_envelope[event.envelope]
+        self._bytes -= len(event.envelope)
+        for key in self._keys_of.pop(event_id):
+            writers = self._writers[key]
+            writers.discard(event_id)
+            if not writers:
+                del self._writers[key]
+                self._pending.writes.pop(key, None)
         return event
 
     def lookup(self, envelope: bytes) -> SignedEvent | None:
@@ -90,25 +117,21 @@ class Mempool:
         return taken
 
     def after_block(
-        self, committed: list[bytes], now: int
+        self, committed: Iterable[bytes], written: Collection[bytes], now: int
     ) -> list[tuple[SignedEvent, LedgerError]]:
-        """Forget committed events; re-check the rest only when the block may invalidate them.
+        """Forget committed events; re-check the rest only if the block may invalidate them.
 
-        When every committed event was pending here, the pending state already holds their
-        effects (the rules' effects of mutually valid events do not depend on their order), so
-        it stays valid as it is. A block carrying an event this node never admitted may
-        conflict with what is pending here: then every remaining event is re-checked on the
-        new head and those that became invalid are dropped and returned.
+        `written` are the state keys the block wrote. Returns the dropped events.
         """
-        all_known = all(event_id in self._events for event_id in committed)
         for event_id in committed:
             self._remove(event_id)
         if not self._events:
             self._pending = self.store.state()
             return []
-        if all_known and not self._aged_out(now):
-            return []
-        return self._recheck(now)
+        overlapping = any(key in self._writers for key in written)
+        if overlapping or self._aged_out(now):
+            return self._recheck(now)
+        return []
 
     def _aged_out(self, now: int) -> bool:
         """Whether a pending event left the time window (scanned at most once a second)."""
@@ -128,16 +151,16 @@ class Mempool:
         remaining = list(self._events.values())
         self._events.clear()
         self._by_envelope.clear()
+        self._keys_of.clear()
+        self._writers.clear()
         self._bytes = 0
         self._pending = self.store.state()
         dropped: list[tuple[SignedEvent, LedgerError]] = []
         for event in remaining:
             try:
-                self.store.rules.apply(self._pending, event, self._context(now))
+                self._apply(event, now)
             except LedgerError as exc:
                 dropped.append((event, exc))
                 if self.on_drop is not None:
                     self.on_drop(event, exc)
-                continue
-            self._add(event)
         return dropped

@@ -77,8 +77,9 @@ def test_bounded_in_events(chain: tuple[ChainBuilder, PrivateKey]) -> None:
     assert doc["status"] == 429 and doc["type"].endswith("mempool-full") and doc["title"]
     assert ids(pool.take(10)) == ids([first, second])
     # Once a block takes the first two, there is room again.
-    builder.append([first, second])
-    assert pool.after_block({first.event_id, second.event_id}, builder.now) == []
+    execution = builder.append([first, second])
+    committed = [first.event_id, second.event_id]
+    assert pool.after_block(committed, execution.state_writes, builder.now) == []
     pool.admit(third, builder.now)
     assert ids(pool.take(10)) == [third.event_id]
 
@@ -125,8 +126,8 @@ def test_duplicates_are_conflicts(chain: tuple[ChainBuilder, PrivateKey]) -> Non
         pool.admit(event, builder.now)
     assert len(pool) == 1 and pool.size_bytes == len(event.envelope)
     # And once committed, it is a conflict with the chain.
-    builder.append([event])
-    assert pool.after_block({event.event_id}, builder.now) == []
+    execution = builder.append([event])
+    assert pool.after_block([event.event_id], execution.state_writes, builder.now) == []
     assert len(pool) == 0 and pool.size_bytes == 0
     with pytest.raises(Conflict):
         pool.admit(event, builder.now)
@@ -210,7 +211,8 @@ def test_after_block_drops_what_became_invalid_and_keeps_order(
         pool.admit(bob_registers, builder.now)  # this node would not even take it
     execution = builder.append([admit_carol, bob_registers])
     assert execution.rejected == ()
-    dropped = pool.after_block({admit_carol.event_id, bob_registers.event_id}, builder.now)
+    committed = [admit_carol.event_id, bob_registers.event_id]
+    dropped = pool.after_block(committed, execution.state_writes, builder.now)
 
     reasons = {event.event_id: error for event, error in dropped}
     assert set(reasons) == {alice_registers.event_id, alice_grants.event_id}
@@ -222,8 +224,9 @@ def test_after_block_drops_what_became_invalid_and_keeps_order(
     # The survivors still execute as the next block, in order.
     execution = builder.append(pool.take(100))
     assert execution.rejected == ()
-    assert pool.after_block({e.event_id for e in execution.accepted}, builder.now) == []
-    assert len(pool) == 0
+    committed = [e.event_id for e in execution.accepted]
+    assert pool.after_block(committed, execution.state_writes, builder.now) == []
+    assert len(pool) == 0 and pool.overlay_keys == 0
 
 
 def test_after_block_drops_events_whose_time_has_passed(
@@ -234,7 +237,44 @@ def test_after_block_drops_events_whose_time_has_passed(
     old = admit(builder, registrar, PrivateKey.generate())
     pool.admit(old, builder.now)
     later = builder.now + 20 * 60 * 1000
-    builder.append([], time=later)
-    dropped = pool.after_block(set(), later)
+    execution = builder.append([], time=later)
+    dropped = pool.after_block([], execution.state_writes, later)
     assert [(e.event_id, type(err)) for e, err in dropped] == [(old.event_id, RuleViolation)]
     assert len(pool) == 0 and pool.size_bytes == 0
+
+
+def test_the_pending_overlay_shrinks_as_blocks_commit(
+    chain: tuple[ChainBuilder, PrivateKey],
+) -> None:
+    """Under steady load the mempool never empties; its overlay must not keep what committed."""
+    builder, registrar = chain
+    pool = Mempool(builder.store, 1_000, 1 << 22)
+    waiting = [admit(builder, registrar, PrivateKey.generate()) for _ in range(30)]
+    for event in waiting[:10]:
+        pool.admit(event, builder.now)
+    per_event = pool.overlay_keys / 10
+    for start in range(0, 20, 10):
+        block = waiting[start : start + 10]
+        for event in waiting[start + 10 : start + 20]:
+            pool.admit(event, builder.now)
+        execution = builder.append(block)
+        committed = [e.event_id for e in execution.accepted]
+        assert pool.after_block(committed, execution.state_writes, builder.now) == []
+        assert len(pool) == 10
+        assert pool.overlay_keys == per_event * 10
+    assert ids(pool.take(100)) == ids(waiting[20:30])
+
+
+def test_a_block_of_events_never_seen_here_keeps_unrelated_pending_events(
+    chain: tuple[ChainBuilder, PrivateKey],
+) -> None:
+    builder, registrar = chain
+    pool = Mempool(builder.store, 100, 1 << 20)
+    mine = admit(builder, registrar, PrivateKey.generate())
+    pool.admit(mine, builder.now)
+    theirs = admit(builder, registrar, PrivateKey.generate())
+    execution = builder.append([theirs])
+    assert pool.after_block([theirs.event_id], execution.state_writes, builder.now) == []
+    assert ids(pool.take(10)) == [mine.event_id]
+    execution = builder.append(pool.take(10))
+    assert execution.rejected == ()
