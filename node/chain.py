@@ -16,6 +16,7 @@ from ledger.errors import Corruption, LedgerError, RuleViolation
 from ledger.genesis import Genesis
 from ledger.store import Execution, Store
 from node.mempool import Mempool
+from node.problems import NodeProblem
 
 MAX_CLOCK_DRIFT_MS = 30_000
 EXECUTION_CACHE = 16
@@ -145,19 +146,21 @@ class Chain:
         )
         return execution
 
-    def admit(self, envelopes: Iterable[bytes]) -> list[LedgerError | None]:
-        """Admit envelopes into the mempool; one outcome (None = accepted) per envelope.
+    def admit(self, envelopes: Iterable[bytes]) -> list[events.SignedEvent | Exception]:
+        """Admit envelopes into the mempool: the admitted event, or why not, per envelope.
 
-        Stops with the mempool's 429 problem when it is full.
+        Room is checked before anything is decoded, so a full mempool costs no signature
+        checks; refusals are LedgerErrors or the 429 NodeProblem.
         """
-        outcomes: list[LedgerError | None] = []
+        outcomes: list[events.SignedEvent | Exception] = []
         now = self.clock()
         for envelope in envelopes:
             try:
+                self.mempool.check_room(len(envelope))
                 event = self.signatures.decode(envelope, self.genesis.chain_id)
                 self.mempool.admit(event, now)
-            except LedgerError as exc:
+            except (LedgerError, NodeProblem) as exc:
                 outcomes.append(exc)
                 continue
-            outcomes.append(None)
+            outcomes.append(event)
         return outcomes

@@ -70,11 +70,13 @@ class Mempool:
         """Accept a signature-checked event or raise why not (LedgerError or 429 problem)."""
         if event.event_id in self._events:
             raise Conflict("duplicate event: already pending")
-        if len(self._events) >= self.max_events or self._bytes + len(event.envelope) > (
-            self.max_bytes
-        ):
-            raise mempool_full(f"{len(self._events)} events / {self._bytes} bytes pending")
+        self.check_room(len(event.envelope))
         self._apply(event, now)
+
+    def check_room(self, size: int) -> None:
+        """Raise the 429 problem unless an envelope of `size` bytes fits (cheap: call first)."""
+        if len(self._events) >= self.max_events or self._bytes + size > self.max_bytes:
+            raise mempool_full(f"{len(self._events)} events / {self._bytes} bytes pending")
 
     def _apply(self, event: SignedEvent, now: int) -> None:
         draft = self._pending.child()

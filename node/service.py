@@ -284,18 +284,14 @@ class NodeService:
         """
         was_empty = len(self.mempool) == 0
         fresh = []
-        try:
-            outcomes = self.chain.admit(envelopes)
-        except NodeProblem:
-            return
-        for envelope, outcome in zip(envelopes, outcomes, strict=False):
-            if outcome is None:
+        for envelope, outcome in zip(envelopes, self.chain.admit(envelopes), strict=True):
+            if isinstance(outcome, SignedEvent):
                 fresh.append(envelope)
-            elif not isinstance(outcome, Conflict):
+            elif not isinstance(outcome, Conflict | NodeProblem):
                 self.stats.peer_messages_rejected += 1
         if sender not in self._validator_names:
             self.network.gossip(fresh)
-        if was_empty and len(self.mempool):
+        if was_empty and fresh:
             self._inputs.put_nowait(cc.EventsAvailable(now=self.clock()))
 
     async def submit_batch(self, envelopes: list[bytes], wait: bool) -> list[dict[str, Any]]:
@@ -310,19 +306,15 @@ class NodeService:
         was_empty = len(self.mempool) == 0
         results: list[dict[str, Any]] = []
         accepted: list[bytes] = []
-        now = self.clock()
-        for envelope in envelopes:
-            try:
-                event = self.signatures.decode(envelope, self.genesis.chain_id)
-                self.mempool.admit(event, now)
-            except (LedgerError, NodeProblem) as exc:
-                problem = problem_for(exc)
+        for envelope, outcome in zip(envelopes, self.chain.admit(envelopes), strict=True):
+            if isinstance(outcome, SignedEvent):
+                accepted.append(envelope)
+                results.append({"event_id": outcome.event_id.hex(), "status": "pending"})
+            else:
+                problem = problem_for(outcome)
                 results.append(
                     {"status": problem.status, "title": problem.title, "detail": problem.detail}
                 )
-                continue
-            accepted.append(envelope)
-            results.append({"event_id": event.event_id.hex(), "status": "pending"})
         self.network.gossip(accepted)
         if was_empty and accepted:
             self._inputs.put_nowait(cc.EventsAvailable(now=self.clock()))
