@@ -32,6 +32,8 @@ SIGNING_KEYS = 8
 # httpx's async pool slows down sharply past a few connections (measured here: ~1,200
 # trivial requests/s with 4 connections, ~270/s with 32), so every phase uses a small pool.
 CLIENT_CONNECTIONS = 4
+LIGHT_EVENTS = 100
+LIGHT_RATE = 5.0
 
 
 def _now_ms() -> int:
@@ -403,11 +405,13 @@ def bench_cluster(
         homes = [node_home(root, i) for i in range(nodes)]
         urls = [f"http://127.0.0.1:{base_port + i}" for i in range(nodes)]
         latency_events = latency_events or max(500, events_total // 10)
-        load = presign(genesis.chain_id, events_total + latency_events)
+        load = presign(genesis.chain_id, events_total + latency_events + LIGHT_EVENTS)
+        light = load[events_total + latency_events :]
         try:
             for home in homes:
                 start_node(home)
             asyncio.run(_wait_started(urls))
+            results["light_latency"] = asyncio.run(latency_at_rate(urls, light, LIGHT_RATE, 1))
             pids = [node_pid(home) or 0 for home in homes]
             cpu_before = [_cpu_seconds(pid) for pid in pids]
             saturation = asyncio.run(
@@ -424,7 +428,9 @@ def bench_cluster(
             ]
             half = saturation["events_per_s"] / 2
             results["latency"] = asyncio.run(
-                latency_at_rate(urls, load[events_total:], half, batch)
+                latency_at_rate(
+                    urls, load[events_total : events_total + latency_events], half, batch
+                )
             )
             results["peak_rss_mb_per_node"] = [round(_peak_rss_mb(pid), 1) for pid in pids]
             results["rss_mb_per_node"] = [round(_rss_mb(pid), 1) for pid in pids]
@@ -496,6 +502,15 @@ def print_cluster(results: dict[str, Any]) -> None:
         ),
         ("peak RSS MB per node", ", ".join(str(x) for x in results["peak_rss_mb_per_node"])),
     ]
+    light = results["light_latency"]
+    rows.insert(
+        4,
+        (
+            "latency at light load",
+            f"{light['rate']}/s single submits: p50 {light['p50_ms']} ms, "
+            f"p99 {light['p99_ms']} ms ({light['failures']} failed)",
+        ),
+    )
     for committed, sizes in s.get("rss_mb_at_committed", {}).items():
         rows.append((f"RSS MB at {int(committed):,} committed", ", ".join(map(str, sizes))))
     if s.get("retried_429"):
