@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import msgpack
+
 from ledger import codec, crypto
 
 Reader = Callable[[bytes], bytes | None]
@@ -56,7 +58,8 @@ def next_state_root(previous_root: bytes, writes: dict[bytes, bytes]) -> bytes:
     """Fold one block's state changes into the running state commitment.
 
     `SHA-256(previous_root || SHA-256(canonical sorted [key, value] list))`: incremental per
-    block, never a rehash of the whole state.
+    block, never a rehash of the whole state. Keys and values are all byte strings, so msgpack
+    of the sorted pairs is already the canonical encoding.
     """
-    delta = codec.encode([[k, writes[k]] for k in sorted(writes)])
+    delta = msgpack.packb(sorted(writes.items()), use_bin_type=True)
     return crypto.sha256(previous_root + crypto.sha256(delta))

@@ -14,6 +14,7 @@ pending event — or when a pending event may have left the time window.
 
 from __future__ import annotations
 
+import heapq
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable
 
@@ -45,6 +46,7 @@ class Mempool:
         self._keys_of: dict[bytes, tuple[bytes, ...]] = {}
         self._writers: dict[bytes, set[bytes]] = {}
         self._window_checked_at = 0
+        self._times: list[tuple[int, bytes]] = []
         self._bytes = 0
         self._pending = store.state()
 
@@ -87,6 +89,7 @@ class Mempool:
         self._by_envelope[event.envelope] = event
         self._bytes += len(event.envelope)
         self._keys_of[event.event_id] = keys
+        heapq.heappush(self._times, (event.body.time, event.event_id))
         for key in keys:
             self._writers.setdefault(key, set()).add(event.event_id)
 
@@ -140,8 +143,15 @@ class Mempool:
         if now - self._window_checked_at < WINDOW_SCAN_INTERVAL_MS:
             return False
         self._window_checked_at = now
-        window = self.store.rules.time_window_ms
-        return any(abs(e.body.time - now) > window for e in self._events.values())
+        times = self._times
+        while times and times[0][1] not in self._events:
+            heapq.heappop(times)
+        if len(times) > 2 * len(self._events) + 1_000:
+            self._times = times = [(e.body.time, i) for i, e in self._events.items()]
+            heapq.heapify(times)
+        # Admitted events were inside the window; time only moves on, so only the oldest
+        # can fall out of it.
+        return bool(times) and now - times[0][0] > self.store.rules.time_window_ms
 
     def drop(self, rejected: Iterable[tuple[SignedEvent, LedgerError]]) -> None:
         """Remove events that block execution refused, and report them."""
@@ -155,6 +165,7 @@ class Mempool:
         self._by_envelope.clear()
         self._keys_of.clear()
         self._writers.clear()
+        self._times.clear()
         self._bytes = 0
         self._pending = self.store.state()
         dropped: list[tuple[SignedEvent, LedgerError]] = []
