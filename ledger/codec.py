@@ -68,6 +68,17 @@ def _reject_ext(code: int, data: bytes) -> Any:
 
 def decode(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> CanonicalValue:
     """Decode canonical msgpack, rejecting anything that would not re-encode identically."""
+    value = decode_uncanonical(data, max_bytes)
+    _reject_floats(value, 0)
+    if encode(value) != data:
+        raise Malformed("not canonical: unsorted or duplicate keys, or non-shortest form")
+    return value
+
+
+def decode_uncanonical(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> CanonicalValue:
+    """Parse msgpack within the size limits, rejecting ext types and trailing bytes, but NOT
+    checking the canonical form: the caller must (for example by re-encoding what it built
+    from the value and comparing with `data`, as event parsing does)."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise Malformed("expected bytes")
     data = bytes(data)
@@ -94,9 +105,6 @@ def decode(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> CanonicalValue:
         raise Malformed(f"not valid msgpack: {exc or type(exc).__name__}") from exc
     except RecursionError as exc:
         raise Malformed("nesting too deep") from exc
-    _reject_floats(value, 0)
-    if encode(value) != data:
-        raise Malformed("not canonical: unsorted or duplicate keys, or non-shortest form")
     return value
 
 

@@ -361,15 +361,24 @@ def decode_envelope(
         raise Malformed("an envelope is bytes")
     if len(envelope) > max_bytes:
         raise TooLarge(f"envelope of {len(envelope)} bytes exceeds {max_bytes}")
-    outer = codec.decode_map(envelope, max_bytes)
-    if set(outer) != {"body", "sig"}:
+    outer = codec.decode_uncanonical(envelope, max_bytes)
+    if not isinstance(outer, dict) or set(outer) != {"body", "sig"}:
         raise Malformed('an envelope is exactly {"body", "sig"}')
     body_bytes, signature = outer["body"], outer["sig"]
     if not isinstance(body_bytes, bytes) or not isinstance(signature, bytes):
         raise Malformed("envelope body and sig are bytes")
     if len(signature) != crypto.SIGNATURE_SIZE:
         raise Malformed("sig must be 64 bytes r||s")
-    body = parse_body(codec.decode_map(body_bytes, max_bytes))
+    if codec.encode({"body": body_bytes, "sig": signature}) != envelope:
+        raise Malformed("the envelope is not in canonical form")
+    doc = codec.decode_uncanonical(body_bytes, max_bytes)
+    if not isinstance(doc, dict):
+        raise Malformed("an event body is a map")
+    body = parse_body(doc)
+    # parse_body accepts only known fields of exact types, so re-encoding what it built
+    # reproduces canonical input byte for byte and nothing else.
+    if body.encode() != body_bytes:
+        raise Malformed("the event body is not in canonical form")
     if chain_id is not None and body.chain != chain_id:
         raise Malformed(f"event is for chain {body.chain!r}, not {chain_id!r}")
     event = SignedEvent(body, body_bytes, signature, envelope, event_id_of(body_bytes))

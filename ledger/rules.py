@@ -104,7 +104,8 @@ class Rules:
         touched: tuple[bytes, ...] = handler(draft, body, event.event_id, ctx)
         for dataset in dict.fromkeys(touched):
             doc = draft.get_doc(dataset_key(dataset))
-            if doc is not None:
+            # A dataset this event creates starts with its count already set.
+            if doc is not None and doc["origin"] != event.event_id:
                 counts = doc["counts"]
                 counts[body.TYPE] = counts.get(body.TYPE, 0) + 1
                 draft.put_doc(dataset_key(dataset), doc)
@@ -214,33 +215,34 @@ class Rules:
     def _new_dataset(
         self,
         state: StateOverlay,
-        dataset: bytes,
-        owner: bytes,
+        body: events.Register | events.Derive,
         event_id: bytes,
         ctx: BlockContext,
         *,
         is_open: bool,
-        meta: dict[str, Any],
+        parents: tuple[bytes, ...] = (),
     ) -> None:
+        """Create the dataset's record, owned by the signer, its origin this event."""
+        dataset = body.dataset
         if state.get(dataset_key(dataset)) is not None:
             raise Conflict(f"dataset {dataset.hex()} is already registered")
         doc: dict[str, Any] = {
-            "owner": owner,
+            "owner": body.actor,
             "origin": event_id,
             "open": is_open,
             "status": STATUS_ACTIVE,
             "height": ctx.height,
-            "meta": meta,
-            "counts": {},
+            "meta": body.meta,
+            "counts": {body.TYPE: 1},
         }
+        if parents:
+            doc["parents"] = list(parents)
         state.put_doc(dataset_key(dataset), doc)
 
     def _apply_register(
         self, state: StateOverlay, body: events.Register, event_id: bytes, ctx: BlockContext
     ) -> tuple[bytes, ...]:
-        self._new_dataset(
-            state, body.dataset, body.actor, event_id, ctx, is_open=body.open, meta=body.meta
-        )
+        self._new_dataset(state, body, event_id, ctx, is_open=body.open)
         return (body.dataset,)
 
     def _apply_grant(
@@ -359,12 +361,7 @@ class Rules:
                 reshare=False,
                 what=f"deriving from {source.hex()}",
             )
-        self._new_dataset(
-            state, body.dataset, body.actor, event_id, ctx, is_open=False, meta=body.meta
-        )
-        doc = state.get_doc(dataset_key(body.dataset))
-        doc["parents"] = list(body.inputs)
-        state.put_doc(dataset_key(body.dataset), doc)
+        self._new_dataset(state, body, event_id, ctx, is_open=False, parents=body.inputs)
         return (body.dataset, *body.inputs)
 
     def _apply_destroy(
