@@ -61,6 +61,7 @@ class Chain:
         mempool: Mempool,
         clock: Callable[[], int],
         block_max_events: int,
+        block_max_bytes: int,
         signatures: SignatureCache | None = None,
     ) -> None:
         self.store = store
@@ -68,6 +69,7 @@ class Chain:
         self.mempool = mempool
         self.clock = clock
         self.block_max_events = block_max_events
+        self.block_max_bytes = block_max_bytes
         self.signatures = signatures or SignatureCache()
         self._validators_hash = genesis.validators.hash()
         self._executions: OrderedDict[bytes, Execution] = OrderedDict()
@@ -86,7 +88,9 @@ class Chain:
         """Take pending events up to the block size; invalid ones are dropped by execution."""
         assert height == self.store.height + 1
         time = max(time, self.store.head_time + 1)
-        execution = self.store.execute(self.mempool.take(self.block_max_events), height, time)
+        execution = self.store.execute(
+            self.mempool.take(self.block_max_events, self.block_max_bytes), height, time
+        )
         self.mempool.drop(execution.rejected)
         header = execution.header(
             self.genesis.chain_id, self.store.head_hash, proposer, self._validators_hash
@@ -117,6 +121,7 @@ class Chain:
             or header.time <= self.store.head_time
             or header.time > self.clock() + MAX_CLOCK_DRIFT_MS
             or len(block.events) > self.block_max_events
+            or sum(len(e) for e in block.events) > self.block_max_bytes
         ):
             raise RuleViolation("block header does not extend this chain")
         decoded = [

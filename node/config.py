@@ -35,6 +35,7 @@ class NodeSettings:
     mempool_max_events: int = 50_000
     mempool_max_bytes: int = 64 * 1024 * 1024
     block_max_events: int = 2_000
+    block_max_bytes: int = 8 * 1024 * 1024
     idle_block_interval_ms: int = 5_000
     timeout_propose_ms: int = 1_000
     timeout_propose_delta_ms: int = 500

@@ -112,11 +112,14 @@ class Mempool:
         """The pending event with exactly these envelope bytes (already decoded and checked)."""
         return self._by_envelope.get(envelope)
 
-    def take(self, max_events: int) -> list[SignedEvent]:
-        """The oldest pending events, at most `max_events`, left in place until committed."""
-        taken = []
+    def take(self, max_events: int, max_bytes: int) -> list[SignedEvent]:
+        """The oldest pending events, at most `max_events` and `max_bytes` of envelopes,
+        left in place until committed."""
+        taken: list[SignedEvent] = []
+        size = 0
         for event in self._events.values():
-            if len(taken) >= max_events:
+            size += len(event.envelope)
+            if len(taken) >= max_events or size > max_bytes:
                 break
             taken.append(event)
         return taken

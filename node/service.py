@@ -30,7 +30,7 @@ from ledger.store import Execution, Store
 from node.chain import Chain, SignatureCache
 from node.config import NodeSettings
 from node.mempool import Mempool
-from node.p2p import Network
+from node.p2p import MAX_P2P_BODY, Network
 from node.problems import NodeProblem, commit_timeout, not_caught_up, problem_for
 from node.signer_file import FileSignerPersistence
 
@@ -71,6 +71,7 @@ class NodeService:
             self.mempool,
             self.clock,
             settings.block_max_events,
+            settings.block_max_bytes,
             self.signatures,
         )
         self.key = PrivateKey.load(settings.key_path) if settings.is_validator else None
@@ -267,7 +268,7 @@ class NodeService:
         now = self.clock()
         for raw in messages:
             try:
-                message = decode_message(raw)
+                message = decode_message(raw, MAX_P2P_BODY)
             except (LedgerError, ValueError, TypeError):
                 self.stats.peer_messages_rejected += 1
                 continue

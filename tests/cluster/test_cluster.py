@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import threading
 import time
 
+from ledger import events
 from tests.cluster.harness import LocalCluster, wait_for
 
 
@@ -174,3 +176,44 @@ def test_new_full_node_syncs_and_serves_identical_proofs(cluster: LocalCluster) 
     _, event = cluster.admit_event("via-full-node")
     response = cluster.submit(full, event)
     assert response.status_code == 200, response.text
+
+
+def test_blocks_larger_than_a_mebibyte_commit(cluster: LocalCluster) -> None:
+    """Proposals carry whole blocks; a block of 14 KiB events far beyond 1 MiB must pass."""
+    now = time.time_ns() // 1_000_000
+    big_meta = {f"field{i:02d}": "x" * 1000 for i in range(14)}
+    registered = [
+        events.sign_event(
+            cluster.registrar,
+            events.Register(
+                chain=cluster.genesis.chain_id,
+                actor=cluster.registrar.public_key,
+                time=now,
+                nonce=os.urandom(16),
+                dataset=os.urandom(32),
+                meta=big_meta,
+                open=False,
+            ),
+        )
+        for _ in range(200)
+    ]
+    assert sum(len(e.envelope) for e in registered) > 2 * 1024 * 1024
+    for first in range(0, len(registered), 30):
+        chunk = registered[first : first + 30]
+        response = cluster.client.post(
+            f"{cluster.urls[first % 4]}/v1/events/batch",
+            json={"envelopes": [e.envelope.hex() for e in chunk]},
+        )
+        assert response.status_code == 202, response.text
+        assert all(r["status"] == "pending" for r in response.json()["results"])
+    for event in registered:
+        wait_for(
+            lambda event=event: cluster.get(0, f"/v1/events/{event.event_id.hex()}"),
+            what="every large event to commit",
+        )
+    sizes = []
+    for height in range(1, cluster.height(0) + 1):
+        block = cluster.get(0, f"/v1/blocks/{height}")
+        assert block is not None
+        sizes.append(sum(len(e["envelope"]) // 2 for e in block["events"]))
+    assert max(sizes) > 1024 * 1024, "the test meant to commit a block over 1 MiB"

@@ -25,6 +25,9 @@ def chain(tmp_path: Path) -> Iterator[tuple[ChainBuilder, PrivateKey]]:
         yield ChainBuilder(store, keys), registrar
 
 
+ANY_SIZE = 1 << 30
+
+
 def admit(builder: ChainBuilder, registrar: PrivateKey, subject: PrivateKey) -> events.SignedEvent:
     return builder.ev(
         registrar, events.Admit, subject=subject.public_key, role="participant", name="p"
@@ -56,9 +59,9 @@ def test_take_returns_the_oldest_first_and_leaves_them_in_place(
     for event in admitted:
         pool.admit(event, builder.now)
     assert len(pool) == 5
-    assert ids(pool.take(3)) == ids(admitted[:3])
-    assert ids(pool.take(10)) == ids(admitted)
-    assert pool.take(0) == []
+    assert ids(pool.take(3, ANY_SIZE)) == ids(admitted[:3])
+    assert ids(pool.take(10, ANY_SIZE)) == ids(admitted)
+    assert pool.take(0, ANY_SIZE) == []
     assert len(pool) == 5 and all(e.event_id in pool for e in admitted)
     assert pool.size_bytes == sum(len(e.envelope) for e in admitted)
 
@@ -75,13 +78,13 @@ def test_bounded_in_events(chain: tuple[ChainBuilder, PrivateKey]) -> None:
     assert problem.status == 429
     doc = problem_document(problem, "/v1/events")
     assert doc["status"] == 429 and doc["type"].endswith("mempool-full") and doc["title"]
-    assert ids(pool.take(10)) == ids([first, second])
+    assert ids(pool.take(10, ANY_SIZE)) == ids([first, second])
     # Once a block takes the first two, there is room again.
     execution = builder.append([first, second])
     committed = [first.event_id, second.event_id]
     assert pool.after_block(committed, execution.state_writes, builder.now) == []
     pool.admit(third, builder.now)
-    assert ids(pool.take(10)) == [third.event_id]
+    assert ids(pool.take(10, ANY_SIZE)) == [third.event_id]
 
 
 def test_bounded_in_bytes(chain: tuple[ChainBuilder, PrivateKey]) -> None:
@@ -148,7 +151,7 @@ def test_dependent_events_are_admitted_in_order(chain: tuple[ChainBuilder, Priva
     use = builder.ev(bob, events.Use, dataset=dataset, purpose="x", grant=grant.event_id)
     for event in (admit_alice, admit_bob, reg, grant, use):
         pool.admit(event, builder.now)
-    taken = pool.take(100)
+    taken = pool.take(100, ANY_SIZE)
     assert ids(taken) == ids([admit_alice, admit_bob, reg, grant, use])
     # The same order executes cleanly as one block.
     execution = builder.append(taken)
@@ -218,11 +221,11 @@ def test_after_block_drops_what_became_invalid_and_keeps_order(
     assert set(reasons) == {alice_registers.event_id, alice_grants.event_id}
     assert isinstance(reasons[alice_registers.event_id], Conflict)
     assert isinstance(reasons[alice_grants.event_id], Forbidden)  # bob owns it now
-    assert ids(pool.take(100)) == ids([alice_other, carol_registers])
+    assert ids(pool.take(100, ANY_SIZE)) == ids([alice_other, carol_registers])
     assert pool.size_bytes == len(alice_other.envelope) + len(carol_registers.envelope)
     assert admit_carol.event_id not in pool and alice_registers.event_id not in pool
     # The survivors still execute as the next block, in order.
-    execution = builder.append(pool.take(100))
+    execution = builder.append(pool.take(100, ANY_SIZE))
     assert execution.rejected == ()
     committed = [e.event_id for e in execution.accepted]
     assert pool.after_block(committed, execution.state_writes, builder.now) == []
@@ -262,7 +265,7 @@ def test_the_pending_overlay_shrinks_as_blocks_commit(
         assert pool.after_block(committed, execution.state_writes, builder.now) == []
         assert len(pool) == 10
         assert pool.overlay_keys == per_event * 10
-    assert ids(pool.take(100)) == ids(waiting[20:30])
+    assert ids(pool.take(100, ANY_SIZE)) == ids(waiting[20:30])
 
 
 def test_a_block_of_events_never_seen_here_keeps_unrelated_pending_events(
@@ -275,6 +278,18 @@ def test_a_block_of_events_never_seen_here_keeps_unrelated_pending_events(
     theirs = admit(builder, registrar, PrivateKey.generate())
     execution = builder.append([theirs])
     assert pool.after_block([theirs.event_id], execution.state_writes, builder.now) == []
-    assert ids(pool.take(10)) == [mine.event_id]
-    execution = builder.append(pool.take(10))
+    assert ids(pool.take(10, ANY_SIZE)) == [mine.event_id]
+    execution = builder.append(pool.take(10, ANY_SIZE))
     assert execution.rejected == ()
+
+
+def test_take_respects_the_block_byte_budget(chain: tuple[ChainBuilder, PrivateKey]) -> None:
+    builder, registrar = chain
+    pool = Mempool(builder.store, 100, 1 << 20)
+    admitted = [admit(builder, registrar, PrivateKey.generate()) for _ in range(5)]
+    for event in admitted:
+        pool.admit(event, builder.now)
+    two = len(admitted[0].envelope) + len(admitted[1].envelope)
+    assert ids(pool.take(100, two)) == ids(admitted[:2])
+    assert ids(pool.take(100, two - 1)) == ids(admitted[:1])
+    assert pool.take(100, 0) == []
