@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -328,6 +329,7 @@ async def latency_at_rate(
     """
     latencies: list[float] = []
     failures = 0
+    failure_statuses: dict[str, int] = {}
     limits = httpx.Limits(
         max_connections=4 * CLIENT_CONNECTIONS, max_keepalive_connections=4 * CLIENT_CONNECTIONS
     )
@@ -352,6 +354,9 @@ async def latency_at_rate(
             committed = sum(1 for o in outcomes if o.get("status") == "committed")
             latencies.extend([elapsed] * committed)
             failures += len(chunk) - committed
+            if committed < len(chunk):
+                key = str(response.status_code)
+                failure_statuses[key] = failure_statuses.get(key, 0) + len(chunk) - committed
 
         tasks = []
         begin = time.perf_counter()
@@ -362,6 +367,8 @@ async def latency_at_rate(
             tasks.append(asyncio.create_task(one(index, load[first : first + batch])))
         await asyncio.gather(*tasks)
     latencies.sort()
+    if not latencies:
+        raise RuntimeError(f"no event committed at {rate}/s: HTTP statuses {failure_statuses}")
 
     def pct(p: float) -> float:
         return round(1000 * latencies[min(len(latencies) - 1, int(p * len(latencies)))], 1)
@@ -370,6 +377,7 @@ async def latency_at_rate(
         "rate": round(rate, 1),
         "events": len(load),
         "failures": failures,
+        "failure_statuses": failure_statuses,
         "p50_ms": pct(0.50),
         "p95_ms": pct(0.95),
         "p99_ms": pct(0.99),
@@ -399,6 +407,7 @@ def bench_cluster(
         "leveldb_synced_batches_per_s": round(leveldb_synced_batches_per_s()),
         "trivial_uvicorn_requests_per_s": round(trivial_uvicorn_requests_per_s(base_port + 90)),
     }
+    _require_free_ports(base_port, nodes)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         root = Path(tmp) / "cluster"
         genesis = init_cluster(root, nodes, base_port=base_port, open_admission=True)
@@ -448,6 +457,18 @@ def bench_cluster(
         ),
     }
     return results
+
+
+def _require_free_ports(base_port: int, count: int) -> None:
+    """Refuse to measure a cluster that something else is already answering for."""
+    for port in range(base_port, base_port + count):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError as exc:
+                raise RuntimeError(
+                    f"port {port} is in use (a leftover node?); choose --base-port or stop it"
+                ) from exc
 
 
 async def _wait_started(urls: list[str], timeout: float = 90) -> None:
