@@ -463,6 +463,7 @@ def _require_free_ports(base_port: int, count: int) -> None:
     """Refuse to measure a cluster that something else is already answering for."""
     for port in range(base_port, base_port + count):
         with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError as exc:
