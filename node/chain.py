@@ -26,10 +26,12 @@ class SignatureCache:
     """(event id, signature) pairs this node already checked (bounded, oldest evicted).
 
     Keyed by the signature too: a body seen once with a valid signature proves nothing about
-    the same body with other signature bytes.
+    the same body with other signature bytes. It only has to outlive an event's way to a
+    block (pending events validate through the mempool; committed ones are duplicates), so
+    it is sized like the mempool, which keeps a node's memory flat under sustained load.
     """
 
-    def __init__(self, capacity: int = 200_000) -> None:
+    def __init__(self, capacity: int = 50_000) -> None:
         self.capacity = capacity
         self._ids: OrderedDict[bytes, None] = OrderedDict()
 
