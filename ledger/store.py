@@ -67,6 +67,7 @@ class Execution:
     tree_size: int
     tree_root: bytes
     state_root: bytes
+    leaf_hashes: tuple[bytes, ...]
 
     def header(self, chain: str, prev: bytes, proposer: bytes, validators: bytes) -> Header:
         return Header(
@@ -294,6 +295,7 @@ class Store:
             touched=tuple(touched),
             state_writes=dict(state.writes),
             events_root=merkle.root_from_leaf_hashes(leaf_hashes),
+            leaf_hashes=tuple(leaf_hashes),
             tree_size=self.tree_size + len(accepted),
             tree_root=tree_root,
             state_root=next_state_root(self.state_root, state.writes),
@@ -311,7 +313,7 @@ class Store:
         assert tuple(e.envelope for e in execution.accepted) == block.events
         height_key = _u64(header.height)
         first_leaf = self.tree_size
-        merkle_nodes = self.log.append([merkle.leaf_hash(e) for e in block.events])
+        merkle_nodes = self.log.append(execution.leaf_hashes)
         try:
             with self.db.write_batch(transaction=True, sync=True) as batch:
                 batch.put(HEADER + height_key, header.encode())
