@@ -228,13 +228,17 @@ class NodeService:
         links = self.network.links
         heights = await asyncio.gather(*(link.fetch_height() for link in links))
         known = [(h, link) for h, link in zip(heights, links, strict=True) if h is not None]
-        self.best_peer_height = max((h for h, _ in known), default=0)
+        # A claimed height counts only once the peer backs it with a verified next block:
+        # a peer lying about its height must not make this node refuse clients (503).
+        proven = self.store.height
         for peer_height, link in sorted(known, key=lambda item: -item[0]):
             while peer_height > self.store.height:
                 target = self.store.height + 1
                 fetched = await link.fetch_block(target)
                 if fetched is None or not self._plausible(target, *fetched):
                     break
+                proven = max(proven, peer_height)
+                self.best_peer_height = max(self.best_peer_height, peer_height)
                 waiter = self._height_changed
                 self._inputs.put_nowait(
                     cc.CommitReceived(block=fetched[0], commit=fetched[1], now=self.clock())
@@ -243,6 +247,7 @@ class NodeService:
                     await asyncio.wait_for(waiter.wait(), timeout=5)
                 if self.store.height < target:
                     break
+        self.best_peer_height = proven
 
     def _plausible(self, height: int, block: Block, commit: Commit) -> bool:
         """Cheap checks before handing a peer's block to consensus; bad peers are ignored."""
