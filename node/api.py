@@ -183,6 +183,10 @@ def create_app(settings: NodeSettings) -> FastAPI:
             yield
         finally:
             await service.stop()
+            # Let the service go with its event loop, not at interpreter exit.
+            holder.clear()
+            del app.state.service
+            metrics.bind(None)
 
     app = FastAPI(
         title="provledger node",

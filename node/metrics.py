@@ -48,7 +48,7 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
 
-    def bind(self, service: NodeService) -> None:
+    def bind(self, service: NodeService | None) -> None:
         self._service = service
 
     def observe_request(self, route: str, method: str, seconds: float) -> None:
