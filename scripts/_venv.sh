@@ -6,7 +6,8 @@ fi
 source .venv/bin/activate
 stamp=.venv/.provledger-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    python -m pip install --quiet --upgrade pip
-    python -m pip install --quiet -e '.[test]'
+    echo "installing provledger and its test tools into .venv (first run only)..."
+    python -m pip install -qq --upgrade pip
+    python -m pip install -qq -e '.[test]'
     touch "$stamp"
 fi
