@@ -8,6 +8,8 @@ from typing import Any
 
 import msgpack
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ledger import codec, events
 from ledger.crypto import CURVE_ORDER, HALF_ORDER, PrivateKey
@@ -579,3 +581,66 @@ def test_datasets_named_by_each_type() -> None:
     assert BODIES["derive"]().datasets() == (D3, D1, D2)
     for name in ("grant", "transfer", "use", "destroy", "attest"):
         assert BODIES[name]().datasets() == (D1,)
+
+
+_KEY = PrivateKey.generate()
+_meta_values = st.one_of(
+    st.text(max_size=40), st.binary(max_size=40), st.integers(0, 2**64 - 1), st.booleans()
+)
+
+
+@given(
+    meta=st.dictionaries(st.text(min_size=1, max_size=12), _meta_values, max_size=8),
+    purposes=st.lists(st.text(min_size=1, max_size=10), min_size=1, max_size=5, unique=True),
+    expires=st.one_of(st.none(), st.integers(0, 2**64 - 1)),
+)
+@settings(max_examples=150, deadline=None)
+def test_parsed_bodies_re_encode_exactly_as_the_generic_encoder(
+    meta: dict, purposes: list[str], expires: int | None
+) -> None:
+    """decode_envelope's fast canonical check must agree with codec.encode byte for byte."""
+    key = _KEY
+    for body in (
+        events.Register(
+            chain="c",
+            actor=key.public_key,
+            time=1,
+            nonce=b"n" * 16,
+            dataset=b"d" * 32,
+            meta=meta,
+            open=False,
+        ),
+        events.Grant(
+            chain="c",
+            actor=key.public_key,
+            time=1,
+            nonce=b"n" * 16,
+            dataset=b"d" * 32,
+            to=key.public_key,
+            purposes=tuple(purposes),
+            reshare=True,
+            expires=expires,
+        ),
+    ):
+        signed = events.sign_event(key, body)
+        assert events.decode_envelope(signed.envelope, verify=False).body_bytes == body.encode()
+
+
+def test_a_body_with_unsorted_meta_keys_is_not_canonical() -> None:
+    key = PrivateKey.generate()
+    body = events.Register(
+        chain="c",
+        actor=key.public_key,
+        time=1,
+        nonce=b"n" * 16,
+        dataset=b"d" * 32,
+        meta={"a": "1", "b": "2"},
+        open=False,
+    )
+    doc = body.to_map()
+    doc["meta"] = {"b": "2", "a": "1"}
+    ordered = {k: doc[k] for k in sorted(doc)}
+    raw = msgpack.packb(ordered, use_bin_type=True)
+    envelope = msgpack.packb({"body": raw, "sig": key.sign(raw)}, use_bin_type=True)
+    with pytest.raises(Malformed, match="canonical"):
+        events.decode_envelope(envelope, verify=False)
