@@ -7,6 +7,7 @@ are read: 1 MiB for the public API, more for peers carrying blocks.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -96,7 +97,7 @@ class Guard:
 
 
 async def _reject_too_large(send: Send, path: str, limit: int) -> None:
-    body = codec_json(
+    body = json_bytes(
         problem_document(
             NodeProblem(413, "too-large", "Payload too large", f"bodies are limited to {limit} B"),
             path,
@@ -115,9 +116,7 @@ async def _reject_too_large(send: Send, path: str, limit: int) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def codec_json(doc: Any) -> bytes:
-    import json
-
+def json_bytes(doc: Any) -> bytes:
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
@@ -129,7 +128,7 @@ def reply(request: Request, doc: Any, status: int = 200) -> Response:
     """JSON, or msgpack when the client asked for it."""
     if _wants_msgpack(request):
         return Response(codec.encode(doc), status_code=status, media_type=MSGPACK)
-    return Response(codec_json(doc), status_code=status, media_type="application/json")
+    return Response(json_bytes(doc), status_code=status, media_type="application/json")
 
 
 def parse_submission(body: bytes, content_type: str | None) -> bytes:

@@ -564,6 +564,11 @@ def submit_grant(
     )
 
 
+def parse_grant(grant: str | None) -> bytes | None:
+    """The `--grant` option: absent, or an event id."""
+    return None if grant is None else parse_hash(grant, "a grant id", "'--grant'")
+
+
 GrantOption = Annotated[
     str | None,
     typer.Option("--grant", metavar="GRANT_ID", help="The grant (event id) you act under."),
@@ -584,7 +589,7 @@ def submit_use(
 ) -> None:
     """Record a use of a dataset."""
     ref = parse_dataset(dataset)
-    grant_id = None if grant is None else parse_hash(grant, "a grant id", "'--grant'")
+    grant_id = parse_grant(grant)
     submit_event(
         key,
         node,
@@ -609,7 +614,7 @@ def submit_transfer(
     """Record the delivery of a copy to another participant."""
     ref = parse_dataset(dataset)
     recipient = parse_public_key(to, "'--to'")
-    grant_id = None if grant is None else parse_hash(grant, "a grant id", "'--grant'")
+    grant_id = parse_grant(grant)
     submit_event(
         key,
         node,
