@@ -406,7 +406,9 @@ class ConsensusCore:
             self._kickoff()
 
     def _on_commit(self, block: Block, commit: Commit) -> None:
-        """Block sync: a verified commit certificate for this height decides its block."""
+        """Block sync: a verified commit certificate for this height decides its block, if
+        the block is valid(v) (its events are the certified ones and the application accepts
+        it)."""
         if not isinstance(block, Block) or not isinstance(commit, Commit):
             return
         if self.decision is not None or commit.height != self.height:
@@ -416,6 +418,8 @@ class ConsensusCore:
                 return
             commit.verify(self.chain_id, self.validators)
         except (LedgerError, TypeError, ValueError, AttributeError):
+            return
+        if not self._valid(block):
             return
         self._decide(block, commit)
 
@@ -764,6 +768,10 @@ class ConsensusCore:
 
     def _valid(self, block: Block) -> bool:
         """valid(v): the block is for this height and the application accepts it."""
+        if not block.events_match_header():
+            # Not the block its hash names (the events were swapped): judge and cache nothing,
+            # or the genuine block with this hash would be refused later.
+            return False
         block_hash = block.block_hash
         cached = self._valid_cache.get(block_hash)
         if cached is None:

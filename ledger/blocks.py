@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledger import codec, crypto
+from ledger import codec, crypto, merkle
 from ledger.errors import BadSignature, Malformed, VerificationFailed
 
 PREVOTE = "prevote"
@@ -374,6 +374,15 @@ class Block:
     @property
     def block_hash(self) -> bytes:
         return self.header.block_hash
+
+    def events_match_header(self) -> bool:
+        """Whether these are the events the header's `events_root` commits to.
+
+        The block hash covers only the header, so a block travelling with the right header
+        and other events is not the block that hash names.
+        """
+        leaves = [merkle.leaf_hash(envelope) for envelope in self.events]
+        return merkle.root_from_leaf_hashes(leaves) == self.header.events_root
 
     def to_wire(self) -> dict[str, Any]:
         return {"header": self.header.encode(), "events": list(self.events)}

@@ -19,7 +19,6 @@ from typing import Any
 from consensus import core as cc
 from consensus.messages import Proposal, decode_message, encode_message
 from consensus.signer import Signer
-from ledger import merkle
 from ledger.blocks import Block, Commit
 from ledger.crypto import PrivateKey
 from ledger.errors import Conflict, LedgerError, VerificationFailed
@@ -256,10 +255,6 @@ class NodeService:
             return False
         if header.prev != self.store.head_hash:
             return False
-        leaves = [merkle.leaf_hash(envelope) for envelope in block.events]
-        if merkle.root_from_leaf_hashes(leaves) != header.events_root:
-            self.stats.peer_messages_rejected += 1
-            return False
         try:
             commit.verify(self.genesis.chain_id, self.genesis.validators)
         except VerificationFailed:
@@ -295,20 +290,27 @@ class NodeService:
                 fresh.append(envelope)
             elif not isinstance(outcome, Conflict | NodeProblem):
                 self.stats.peer_messages_rejected += 1
-        if sender not in self._validator_names:
-            self.network.gossip(fresh)
-        if was_empty and fresh:
+        self._admitted(fresh, was_empty, relay=sender not in self._validator_names)
+
+    def _admitted(self, envelopes: list[bytes], was_empty: bool, *, relay: bool = True) -> None:
+        """Pass newly admitted envelopes to the peers; wake consensus if nothing was pending."""
+        if relay:
+            self.network.gossip(envelopes)
+        if was_empty and envelopes:
             self._inputs.put_nowait(cc.EventsAvailable(now=self.clock()))
+
+    def _require_caught_up(self) -> None:
+        if self.catching_up:
+            raise not_caught_up(
+                f"at height {self.store.height}, peers are at {self.best_peer_height}"
+            )
 
     async def submit_batch(self, envelopes: list[bytes], wait: bool) -> list[dict[str, Any]]:
         """Admit many envelopes at once; one outcome each (pending or committed, or the problem).
 
         With `wait`, answer once every accepted envelope is committed (or dropped).
         """
-        if self.catching_up:
-            raise not_caught_up(
-                f"at height {self.store.height}, peers are at {self.best_peer_height}"
-            )
+        self._require_caught_up()
         was_empty = len(self.mempool) == 0
         results: list[dict[str, Any]] = []
         accepted: list[bytes] = []
@@ -317,13 +319,8 @@ class NodeService:
                 accepted.append(envelope)
                 results.append({"event_id": outcome.event_id.hex(), "status": "pending"})
             else:
-                problem = problem_for(outcome)
-                results.append(
-                    {"status": problem.status, "title": problem.title, "detail": problem.detail}
-                )
-        self.network.gossip(accepted)
-        if was_empty and accepted:
-            self._inputs.put_nowait(cc.EventsAvailable(now=self.clock()))
+                results.append(_refusal(outcome))
+        self._admitted(accepted, was_empty)
         if wait:
             pending = [r for r in results if r.get("status") == "pending"]
             futures = [self._waiter(bytes.fromhex(r["event_id"])) for r in pending]
@@ -350,23 +347,16 @@ class NodeService:
                 f"event {event_id.hex()} is pending but not committed after {COMMIT_WAIT_S:.0f} s"
             ) from exc
         except LedgerError as exc:
-            problem = problem_for(exc)
-            result.update(status=problem.status, title=problem.title, detail=problem.detail)
+            result.update(_refusal(exc))
             return
         result.update(status="committed", height=height, leaf_index=leaf_index)
 
     async def submit(self, envelope: bytes, wait: bool) -> dict[str, Any]:
         """Admit one envelope from a client; gossip it; optionally wait for its commit."""
-        if self.catching_up:
-            raise not_caught_up(
-                f"at height {self.store.height}, peers are at {self.best_peer_height}"
-            )
+        self._require_caught_up()
         was_empty = len(self.mempool) == 0
-        event = self.signatures.decode(envelope, self.genesis.chain_id)
-        self.mempool.admit(event, self.clock())
-        self.network.gossip([envelope])
-        if was_empty:
-            self._inputs.put_nowait(cc.EventsAvailable(now=self.clock()))
+        event = self.chain.admit_one(envelope, self.clock())
+        self._admitted([envelope], was_empty)
         result: dict[str, Any] = {"event_id": event.event_id.hex(), "status": "pending"}
         if wait:
             await self._await_commit(result, self._waiter(event.event_id))
@@ -375,7 +365,6 @@ class NodeService:
         return result
 
     def status(self) -> dict[str, Any]:
-        head = self.store.header(self.store.height) if self.store.height else None
         return {
             "name": self.settings.name,
             "chain_id": self.genesis.chain_id,
@@ -383,7 +372,7 @@ class NodeService:
             "round": self.core.round,
             "tree_size": self.store.tree_size,
             "root_hash": self.store.root().hex(),
-            "block_hash": self.store.head_hash.hex() if head else None,
+            "block_hash": self.store.head_hash.hex() if self.store.height else None,
             "validator": self.key is not None,
             "public_key": self.public_key.hex() if self.public_key else None,
             "mempool_size": len(self.mempool),
@@ -394,3 +383,9 @@ class NodeService:
                 for p in self.network.peers
             ],
         }
+
+
+def _refusal(exc: Exception) -> dict[str, Any]:
+    """How one refused envelope is reported inside a batch answer."""
+    problem = problem_for(exc)
+    return {"status": problem.status, "title": problem.title, "detail": problem.detail}

@@ -26,6 +26,7 @@ from consensus import (
 from ledger import crypto
 from ledger.blocks import PRECOMMIT, PREVOTE, Block, Header, Validator, ValidatorSet, Vote
 from ledger.blocks import vote_sign_bytes as _vote_sign_bytes
+from ledger.merkle import leaf_hash, root_from_leaf_hashes
 
 CHAIN = "test-chain"
 ZERO = b"\x00" * 32
@@ -35,6 +36,11 @@ ZERO = b"\x00" * 32
 def key(index: int) -> crypto.PrivateKey:
     """A deterministic P-256 key per index (same across runs)."""
     return crypto.PrivateKey(ec.derive_private_key(0x5EED0000 + index, ec.SECP256R1()))
+
+
+def events_root(events: tuple[bytes, ...]) -> bytes:
+    """The Merkle root a header commits its events to (as the ledger computes it)."""
+    return root_from_leaf_hashes([leaf_hash(e) for e in events])
 
 
 def validator_set(n: int, powers: list[int] | None = None) -> ValidatorSet:
@@ -52,7 +58,7 @@ def make_block(
         time=time,
         prev=ZERO,
         proposer=proposer_key,
-        events_root=crypto.sha256(b"".join(events)),
+        events_root=events_root(events),
         tree_size=height,
         tree_root=crypto.sha256(tag.encode()),
         state_root=ZERO,

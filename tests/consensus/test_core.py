@@ -19,7 +19,7 @@ from consensus import (
     TimeoutKind,
     VoteReceived,
 )
-from ledger.blocks import Commit, CommitSignature
+from ledger.blocks import Block, Commit, CommitSignature
 from tests.consensus.helpers import (
     CHAIN,
     PRECOMMIT,
@@ -431,6 +431,33 @@ def test_commit_received_decides_only_when_it_verifies() -> None:
     assert h.feed(CommitReceived(wrong_block, full, h.now)) == []
     (decide,) = decisions(h.feed(CommitReceived(block, full, h.now)))
     assert decide.block == block and decide.commit == full
+    assert h.feed(CommitReceived(block, full, h.now)) == []
+
+
+def certify(block: Block) -> Commit:
+    """Precommits of validators 1..3 for `block` at round 0: a commit with 3/4 of the power."""
+    votes = [sign_vote(i, PRECOMMIT, block.header.height, 0, block.block_hash) for i in (1, 2, 3)]
+    signatures = tuple(CommitSignature(v.validator, v.signature) for v in votes)
+    return Commit(block.header.height, 0, block.block_hash, signatures)
+
+
+def test_a_certified_header_with_swapped_events_neither_decides_nor_poisons() -> None:
+    """The block hash covers only the header: events travelling with it must be the ones
+    its events_root names, and a forged pairing must not make the real block look invalid."""
+    h = started()
+    block = make_block(1)
+    full = certify(block)
+    swapped = Block(block.header, (b"tx-forged",))
+    assert swapped.block_hash == block.block_hash and not swapped.events_match_header()
+    assert h.feed(CommitReceived(swapped, full, h.now)) == []
+    (decide,) = decisions(h.feed(CommitReceived(block, full, h.now)))
+    assert decide.block == block
+
+
+def test_commit_received_refuses_an_invalid_block() -> None:
+    h = started()
+    block = make_block(1, bad=True)
+    full = certify(block)
     assert h.feed(CommitReceived(block, full, h.now)) == []
 
 

@@ -51,6 +51,7 @@ from consensus.messages import VOTE_STEP
 from ledger import crypto
 from ledger.blocks import Block, Commit, Header, Validator, ValidatorSet, Vote, vote_sign_bytes
 from ledger.errors import BadSignature
+from ledger.merkle import leaf_hash, root_from_leaf_hashes
 
 CHAIN = "sim-chain"
 GENESIS_HASH = crypto.sha256(b"sim-genesis")
@@ -67,6 +68,11 @@ BYZANTINE_STRATEGIES = (SILENT, EQUIVOCATE, SPLIT)
 
 # event kinds, in the heap as (time, seq, kind, payload)
 DELIVER, TIMER, TICK, SYNC, TX, TX_ARRIVE, APPLY, CRASH, RESTART, HEAL = range(10)
+
+
+def events_root(events: tuple[bytes, ...]) -> bytes:
+    """The Merkle root a header commits its events to (as the ledger computes it)."""
+    return root_from_leaf_hashes([leaf_hash(e) for e in events])
 
 
 class SimulationFailure(AssertionError):
@@ -405,7 +411,7 @@ class Simulation:
             time=max(time, prev_time + 1),
             prev=prev,
             proposer=proposer,
-            events_root=crypto.sha256(b"".join(events)),
+            events_root=events_root(events),
             tree_size=height,
             tree_root=ZERO,
             state_root=ZERO,
@@ -613,7 +619,7 @@ class Simulation:
         else:
             self.tx_counter += 1
             events = (*block.events, b"tx-byz-%d" % self.tx_counter)
-        header = replace(block.header, events_root=crypto.sha256(b"".join(events)))
+        header = replace(block.header, events_root=events_root(events))
         other = Block(header, events)
         self.validity.built.add(other.block_hash)
         data = proposal_sign_bytes(
