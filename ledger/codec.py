@@ -37,13 +37,19 @@ def _canonical(value: CanonicalValue, depth: int) -> CanonicalValue:
         if value and depth + 1 > MAX_DEPTH:
             raise Malformed(f"nesting deeper than {MAX_DEPTH}")
         for key in value:
-            if not isinstance(key, str):
+            if type(key) is not str and not isinstance(key, str):
                 raise Malformed("map keys must be text")
-        return {str(key): _canonical(value[key], depth + 1) for key in sorted(value)}
+        canonical_map = {}
+        for key in sorted(value):
+            item = value[key]
+            canonical_map[key if type(key) is str else str(key)] = (
+                item if type(item) in _SCALARS else _canonical(item, depth + 1)
+            )
+        return canonical_map
     if kind is list or kind is tuple or isinstance(value, list | tuple):
         if value and depth + 1 > MAX_DEPTH:
             raise Malformed(f"nesting deeper than {MAX_DEPTH}")
-        return [_canonical(item, depth + 1) for item in value]
+        return [item if type(item) in _SCALARS else _canonical(item, depth + 1) for item in value]
     if isinstance(value, bool):
         return bool(value)
     for base in (int, str, bytes):

@@ -8,6 +8,7 @@ time on execution, the node's clock on admission) — never against a clock read
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +80,9 @@ class Rules:
         self.genesis = genesis
         self.time_window_ms = time_window_ms
         self._genesis_registrars = frozenset(genesis.registrars)
+        self._handlers: dict[type[events.EventBody], Callable[..., tuple[bytes, ...]]] = {
+            cls: getattr(self, f"_apply_{cls.TYPE}") for cls in events.EVENT_TYPES.values()
+        }
 
     def apply(
         self, state: StateOverlay, event: events.SignedEvent, ctx: BlockContext
@@ -88,6 +92,16 @@ class Rules:
         The caller has checked the envelope's encoding and signature. On any error nothing is
         written to `state`.
         """
+        draft = state.child()
+        touched = self.apply_to_draft(draft, event, ctx)
+        draft.merge_into_parent()
+        return touched
+
+    def apply_to_draft(
+        self, draft: StateOverlay, event: events.SignedEvent, ctx: BlockContext
+    ) -> tuple[bytes, ...]:
+        """`apply`, writing into `draft`: a child overlay its caller merges on success and
+        discards if this raises (it may then hold part of the event's writes)."""
         body = event.body
         if body.chain != self.genesis.chain_id:
             raise RuleViolation(f"event is for chain {body.chain!r}")
@@ -95,23 +109,23 @@ class Rules:
             raise RuleViolation(
                 f"event time {body.time} is outside ±{self.time_window_ms} ms of {ctx.time}"
             )
-        if state.get(event_key(event.event_id)) is not None:
+        if draft.get(event_key(event.event_id)) is not None:
             raise Conflict("duplicate event: this event id is already on the chain")
-        draft = state.child()
-        handler = getattr(self, f"_apply_{body.TYPE}")
         if not isinstance(body, events.Admit):
             self._require_admitted(draft, body.actor)
-        touched: tuple[bytes, ...] = handler(draft, body, event.event_id, ctx)
-        for dataset in dict.fromkeys(touched):
+        touched = tuple(dict.fromkeys(self._handlers[type(body)](draft, body, event.event_id, ctx)))
+        # A dataset this event creates starts with its count already set.
+        created = body.dataset if isinstance(body, events.Register | events.Derive) else None
+        for dataset in touched:
+            if dataset == created:
+                continue
             doc = draft.get_doc(dataset_key(dataset))
-            # A dataset this event creates starts with its count already set.
-            if doc is not None and doc["origin"] != event.event_id:
+            if doc is not None:
                 counts = doc["counts"]
                 counts[body.TYPE] = counts.get(body.TYPE, 0) + 1
                 draft.put_doc(dataset_key(dataset), doc)
-        draft.put_doc(event_key(event.event_id), [ctx.height, ctx.leaf_index])
-        draft.merge_into_parent()
-        return tuple(dict.fromkeys(touched))
+        draft.put(event_key(event.event_id), encode_location(ctx.height, ctx.leaf_index))
+        return touched
 
     def check(self, state: StateOverlay, event: events.SignedEvent, ctx: BlockContext) -> None:
         """Raise what `apply` would raise, without changing `state`."""

@@ -25,12 +25,15 @@ class StateOverlay:
         self.writes: dict[bytes, bytes] = {}
 
     def get(self, key: bytes) -> bytes | None:
-        value = self.writes.get(key)
-        if value is not None:
-            return value
-        if isinstance(self._base, StateOverlay):
-            return self._base.get(key)
-        return self._base(key)
+        overlay = self
+        while True:
+            value = overlay.writes.get(key)
+            if value is not None:
+                return value
+            base = overlay._base
+            if not isinstance(base, StateOverlay):
+                return base(key)
+            overlay = base
 
     def put(self, key: bytes, value: bytes) -> None:
         self.writes[key] = value

@@ -82,7 +82,7 @@ class Mempool:
 
     def _apply(self, event: SignedEvent, now: int) -> None:
         draft = self._pending.child()
-        self.store.rules.apply(draft, event, self._context(now))
+        self.store.rules.apply_to_draft(draft, event, self._context(now))
         keys = tuple(draft.writes)
         draft.merge_into_parent()
         self._events[event.event_id] = event
