@@ -157,16 +157,29 @@ class Chain:
         """Admit envelopes into the mempool: the admitted event, or why not, per envelope.
 
         Room is checked before anything is decoded, so a full mempool costs no signature
-        checks; refusals are LedgerErrors or the 429 NodeProblem.
+        checks; refusals are LedgerErrors or the 429 NodeProblem. The whole batch is decoded
+        and signature-checked before any of it meets the rules (in order, so an event may
+        depend on one earlier in the batch): each phase runs with its own code and data hot
+        in the CPU caches.
         """
-        outcomes: list[events.SignedEvent | Exception] = []
-        now = self.clock()
+        decoded: list[events.SignedEvent | Exception] = []
+        ahead_events = ahead_bytes = 0
         for envelope in envelopes:
             try:
-                self.mempool.check_room(len(envelope))
-                outcomes.append(self.admit_one(envelope, now))
+                self.mempool.check_room(len(envelope), ahead_events, ahead_bytes)
+                decoded.append(self.signatures.decode(envelope, self.genesis.chain_id))
+                ahead_events, ahead_bytes = ahead_events + 1, ahead_bytes + len(envelope)
             except (LedgerError, NodeProblem) as exc:
-                outcomes.append(exc)
+                decoded.append(exc)
+        now = self.clock()
+        outcomes: list[events.SignedEvent | Exception] = []
+        for item in decoded:
+            try:
+                if isinstance(item, events.SignedEvent):
+                    self.mempool.admit(item, now)
+            except (LedgerError, NodeProblem) as exc:
+                item = exc
+            outcomes.append(item)
         return outcomes
 
     def admit_one(self, envelope: bytes, now: int) -> events.SignedEvent:

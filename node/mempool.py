@@ -75,9 +75,13 @@ class Mempool:
         self.check_room(len(event.envelope))
         self._apply(event, now)
 
-    def check_room(self, size: int) -> None:
-        """Raise the 429 problem unless an envelope of `size` bytes fits (cheap: call first)."""
-        if len(self._events) >= self.max_events or self._bytes + size > self.max_bytes:
+    def check_room(self, size: int, ahead_events: int = 0, ahead_bytes: int = 0) -> None:
+        """Raise the 429 problem unless an envelope of `size` bytes fits once `ahead_events`
+        more events of `ahead_bytes` in all are admitted (cheap: call first)."""
+        if (
+            len(self._events) + ahead_events >= self.max_events
+            or self._bytes + ahead_bytes + size > self.max_bytes
+        ):
             raise mempool_full(f"{len(self._events)} events / {self._bytes} bytes pending")
 
     def _apply(self, event: SignedEvent, now: int) -> None:
