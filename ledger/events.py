@@ -237,7 +237,22 @@ EVENT_TYPES: dict[str, type[EventBody]] = {
     for cls in (Admit, Register, Grant, Revoke, Transfer, Use, Derive, Destroy, Attest)
 }
 
+
+def _parse_nonce(value: Any) -> bytes:
+    if not isinstance(value, bytes) or len(value) != NONCE_SIZE:
+        raise Malformed(f"nonce must be {NONCE_SIZE} bytes")
+    return value
+
+
+def _parse_role(value: Any) -> str:
+    if value not in ROLES:
+        raise Malformed(f"role must be one of {ROLES}")
+    return value
+
+
 _FIELD_PARSERS: dict[str, Any] = {
+    "nonce": _parse_nonce,
+    "role": _parse_role,
     "chain": lambda v: _text(v, "chain"),
     "actor": lambda v: _pubkey(v, "actor"),
     "time": lambda v: _uint(v, "time"),
@@ -257,16 +272,14 @@ _FIELD_PARSERS: dict[str, Any] = {
 }
 
 
-def _parse_nonce(value: Any) -> bytes:
-    if not isinstance(value, bytes) or len(value) != NONCE_SIZE:
-        raise Malformed(f"nonce must be {NONCE_SIZE} bytes")
-    return value
+_HEADER_KEYS = frozenset({"v", "type"})
 
 
-def _parse_role(value: Any) -> str:
-    if value not in ROLES:
-        raise Malformed(f"role must be one of {ROLES}")
-    return value
+@functools.cache
+def _field_sets(cls: type[EventBody]) -> tuple[frozenset[str], frozenset[str]]:
+    """A body class's field names, and those of them it requires."""
+    names = frozenset(field_names(cls))
+    return names, names - cls.OPTIONAL
 
 
 def parse_body(doc: dict[str, Any]) -> EventBody:
@@ -277,22 +290,13 @@ def parse_body(doc: dict[str, Any]) -> EventBody:
     cls = EVENT_TYPES.get(event_type) if isinstance(event_type, str) else None
     if cls is None:
         raise Malformed(f"unknown event type {doc.get('type')!r}")
-    names = frozenset(field_names(cls))
-    given = set(doc) - {"v", "type"}
-    missing = names - cls.OPTIONAL - given
-    if missing:
-        raise Malformed(f"{cls.TYPE} event is missing {sorted(missing)}")
-    extra = given - names
-    if extra:
-        raise Malformed(f"{cls.TYPE} event has unknown fields {sorted(extra)}")
-    values: dict[str, Any] = {}
-    for name in given:
-        if name == "nonce":
-            values[name] = _parse_nonce(doc[name])
-        elif name == "role":
-            values[name] = _parse_role(doc[name])
-        else:
-            values[name] = _FIELD_PARSERS[name](doc[name])
+    names, required = _field_sets(cls)
+    given = doc.keys() - _HEADER_KEYS
+    if not required <= given:
+        raise Malformed(f"{cls.TYPE} event is missing {sorted(required - given)}")
+    if not given <= names:
+        raise Malformed(f"{cls.TYPE} event has unknown fields {sorted(given - names)}")
+    values = {name: _FIELD_PARSERS[name](doc[name]) for name in given}
     body = cls(**values)
     if isinstance(body, Derive) and body.dataset in body.inputs:
         raise Malformed("a derived dataset cannot be its own input")
@@ -342,35 +346,21 @@ def to_json_value(value: Any) -> Any:
     return value
 
 
-@functools.cache
-def _canonical_order(cls: type) -> tuple[str, ...]:
-    """A body's map keys ("v", "type" and its fields) in canonical (code-point) order."""
-    return tuple(sorted(("v", "type", *field_names(cls))))
+def _is_canonical_body(doc: dict[str, Any], body_bytes: bytes) -> bool:
+    """Whether `body_bytes`, which decoded to `doc` and passed `parse_body`, is canonical.
 
-
-def _encode_parsed(body: EventBody) -> bytes:
-    """The canonical bytes of a body that `parse_body` validated: every value is already a
-    canonical scalar, a list of them, or `meta` (a flat map of them), so only the key order
-    needs care. Same bytes as `body.encode()`, without the generic walk."""
-    doc: dict[str, Any] = {}
-    for name in _canonical_order(type(body)):
-        if name == "v":
-            doc[name] = VERSION
-        elif name == "type":
-            doc[name] = body.TYPE
-        else:
-            value = getattr(body, name)
-            if value is None:
-                continue
-            if isinstance(value, tuple):
-                value = list(value)
-            elif isinstance(value, dict):
-                value = {key: value[key] for key in sorted(value)}
-            doc[name] = value
-    try:
-        return msgpack.packb(doc, use_bin_type=True)
-    except (OverflowError, UnicodeEncodeError) as exc:
-        raise Malformed(f"event body cannot be encoded canonically: {exc}") from exc
+    `parse_body` accepts only scalars of exact types, lists of them, and `meta` (a flat map of
+    them), so re-packing `doc` in decoded order reproduces the input exactly when every
+    integer is in shortest form and no key repeats; sorted keys then make that order the
+    canonical one.
+    """
+    keys = list(doc)
+    if keys != sorted(keys):
+        return False
+    meta = doc.get("meta")
+    if meta is not None and list(meta) != sorted(meta):
+        return False
+    return msgpack.packb(doc, use_bin_type=True) == body_bytes
 
 
 def event_id_of(body_bytes: bytes) -> bytes:
@@ -416,9 +406,7 @@ def decode_envelope(
     if not isinstance(doc, dict):
         raise Malformed("an event body is a map")
     body = parse_body(doc)
-    # parse_body accepts only known fields of exact types, so re-encoding what it built
-    # reproduces canonical input byte for byte and nothing else.
-    if _encode_parsed(body) != body_bytes:
+    if not _is_canonical_body(doc, body_bytes):
         raise Malformed("the event body is not in canonical form")
     if chain_id is not None and body.chain != chain_id:
         raise Malformed(f"event is for chain {body.chain!r}, not {chain_id!r}")

@@ -644,3 +644,53 @@ def test_a_body_with_unsorted_meta_keys_is_not_canonical() -> None:
     envelope = msgpack.packb({"body": raw, "sig": key.sign(raw)}, use_bin_type=True)
     with pytest.raises(Malformed, match="canonical"):
         events.decode_envelope(envelope, verify=False)
+
+
+@given(
+    order=st.one_of(st.just(list(range(9))), st.permutations(range(9))),
+    meta_order=st.permutations(range(2)),
+    wide_time=st.booleans(),
+    repeated_key=st.booleans(),
+)
+@settings(max_examples=200, deadline=None)
+def test_the_fast_canonical_check_agrees_with_the_strict_decoder(
+    order: list[int], meta_order: list[int], wide_time: bool, repeated_key: bool
+) -> None:
+    """decode_envelope refuses a body exactly when codec.decode would: any key order, an
+    integer in a longer form than needed, or a repeated key."""
+    body = events.Register(
+        chain="c",
+        actor=_KEY.public_key,
+        time=5,
+        nonce=b"n" * 16,
+        dataset=b"d" * 32,
+        meta={"a": "1", "b": 2},
+        open=False,
+    )
+    canonical = dict(sorted(body.to_map().items()))
+    assert len(canonical) == len(order)
+    meta_items = sorted(canonical["meta"].items())
+    canonical["meta"] = dict(meta_items[i] for i in meta_order)
+    items = [list(canonical.items())[i] for i in order]
+    parts = []
+    for name, value in items:
+        if name == "time" and wide_time:
+            packed = b"\xcf" + value.to_bytes(8, "big")
+        else:
+            packed = msgpack.packb(value, use_bin_type=True)
+        parts.append(msgpack.packb(name) + packed)
+    if repeated_key:
+        parts.append(parts[0])
+    raw = bytes([0x80 | len(parts)]) + b"".join(parts)
+    try:
+        codec.decode(raw)
+        strictly_canonical = True
+    except Malformed:
+        strictly_canonical = False
+    assert strictly_canonical == (raw == body.encode())
+    envelope = msgpack.packb({"body": raw, "sig": _KEY.sign(raw)}, use_bin_type=True)
+    if strictly_canonical:
+        assert events.decode_envelope(envelope, verify=False).body == body
+    else:
+        with pytest.raises(Malformed):
+            events.decode_envelope(envelope, verify=False)
