@@ -24,21 +24,47 @@ from ledger.merkle import HASH_SIZE, NodeId
 ReadNode = Callable[[int, int], bytes | None]
 
 _NODE_KEY_PREFIX = b"m"
-_NODE_KEY_SIZE = 1 + 1 + 8
+_TILE_HEIGHT = 5
+_TILE_NODES = (2 << _TILE_HEIGHT) - 2
+_NODE_KEY_SIZE = 1 + 1 + 8 + 1
 
 
 def node_key(level: int, index: int) -> bytes:
-    """The storage key of perfect node (level, index): b"m" || level (1 byte) || index (8, BE)."""
+    """The storage key of perfect node (level, index), grouped in tiles so that the ~log2(n)
+    nodes of one audit path lie in a few runs of adjacent keys, hence few LevelDB blocks.
+
+    Levels are grouped into strata of T = 5 levels: stratum s holds levels 5s .. 5s+4. A
+    tile is what lies within one stratum of one subtree rooted at level 5s+5: 32 nodes on
+    level 5s, 16 above them, ... 2 on level 5s+4, 62 in all. Node (level, index) on row
+    r = level - 5s of its stratum belongs to tile index >> (5 - r), where it is node
+    p = index mod 2**(5 - r) of its row. Its key is
+
+        b"m" || s (1 byte) || tile (8 bytes, big-endian) || 2**(5 - r) - 2 + p (1 byte)
+
+    Sorted, the keys of one tile are one contiguous run (ordered like a binary heap: the
+    tile's top row first, its bottom row last), tiles follow each other by number, and
+    strata from the leaves up. The siblings on an audit path within one stratum all lie in
+    the same tile, so a path in a tree of height h touches ceil(h / 5) tiles. T = 5 is the
+    largest tile whose 62 entries (~45 bytes each in LevelDB) fit a 4 KiB block.
+    """
     if not 0 <= level < 256 or not 0 <= index < 1 << 64:
         raise ValueError(f"merkle node ({level}, {index}) cannot be keyed")
-    return _NODE_KEY_PREFIX + bytes([level]) + index.to_bytes(8, "big")
+    stratum, row = divmod(level, _TILE_HEIGHT)
+    width = _TILE_HEIGHT - row
+    tile, position = index >> width, (1 << width) - 2 + (index & ((1 << width) - 1))
+    return _NODE_KEY_PREFIX + (stratum << 72 | tile << 8 | position).to_bytes(10, "big")
 
 
 def parse_node_key(key: bytes) -> NodeId:
-    """The (level, index) that `node_key` encoded into `key`."""
-    if len(key) != _NODE_KEY_SIZE or not key.startswith(_NODE_KEY_PREFIX):
+    """The (level, index) that `node_key` encoded into `key`; Corruption for any other key."""
+    if len(key) != _NODE_KEY_SIZE or not key.startswith(_NODE_KEY_PREFIX) or key[-1] >= _TILE_NODES:
         raise Corruption(f"not a merkle node key: {key.hex()}")
-    return key[1], int.from_bytes(key[2:], "big")
+    width = (key[-1] + 2).bit_length() - 1
+    level = key[1] * _TILE_HEIGHT + _TILE_HEIGHT - width
+    index = int.from_bytes(key[2:-1], "big") << width | (key[-1] + 2 - (1 << width))
+    if level >= 256 or index >= 1 << 64:
+        raise Corruption(f"not a merkle node key: {key.hex()}")
+    return level, index
 
 
 class MerkleLog:

@@ -17,7 +17,7 @@ Key layout (all integers big-endian, fixed width):
     A <actor> <leaf:8>         actor index
     P <child> <parent>         lineage, upwards
     K <parent> <child>         lineage, downwards
-    m <level:1> <index:8>      Merkle complete-subtree hash
+    m <stratum:1><tile:8><pos:1>  Merkle complete-subtree hash, in tiles (merkle_log.node_key)
     s...                       rules state (ledger.rules keys), including the event index
 """
 

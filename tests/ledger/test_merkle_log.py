@@ -60,13 +60,68 @@ def new_perfect_nodes(old_size: int, new_size: int) -> set[NodeId]:
 # --- node keys -------------------------------------------------------------------------------
 
 
+TILE = 5  # levels per stratum of the on-disk layout
+
+
+def tile_of(level: int, index: int) -> tuple[int, int]:
+    """(stratum, tile number) of a node, computed independently of node_key."""
+    row = level % TILE
+    return level // TILE, index >> (TILE - row)
+
+
+def all_nodes(size: int) -> list[NodeId]:
+    return [(level, i) for level in range(size.bit_length()) for i in range(size >> level)]
+
+
 def test_node_key_layout() -> None:
-    assert node_key(0, 0) == b"m\x00" + bytes(8)
-    assert node_key(3, 258) == b"m\x03" + (258).to_bytes(8, "big")
+    # b"m" || stratum || tile (8 bytes BE) || position in the tile, top row first.
+    assert node_key(0, 0) == b"m\x00" + bytes(8) + bytes([30])
+    assert node_key(0, 33) == b"m\x00" + (1).to_bytes(8, "big") + bytes([31])
+    assert node_key(4, 0) == b"m\x00" + bytes(8) + b"\x00"
+    assert node_key(4, 3) == b"m\x00" + (1).to_bytes(8, "big") + b"\x01"
+    assert node_key(3, 258) == b"m\x00" + (64).to_bytes(8, "big") + bytes([4])
+    assert node_key(5, 0) == b"m\x01" + bytes(8) + bytes([30])
+    assert node_key(63, 1) == b"m\x0c" + bytes(8) + bytes([3])
     assert parse_node_key(node_key(17, 2**40 + 5)) == (17, 2**40 + 5)
-    assert sorted(node_key(2, i) for i in (300, 2, 70_000)) == [
-        node_key(2, i) for i in (2, 300, 70_000)
-    ]
+    # One tile: its 62 positions are exactly 0..61, every row in index order.
+    tile = sorted(node_key(level, i) for level in range(5) for i in range(32 >> level))
+    assert [key[-1] for key in tile] == list(range(62))
+    assert {key[:-1] for key in tile} == {b"m\x00" + bytes(8)}
+    assert tile[:2] == [node_key(4, 0), node_key(4, 1)]
+    assert tile[-32:] == [node_key(0, i) for i in range(32)]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(0, 63), st.integers(0, 2**64 - 1))
+def test_node_key_round_trips(level: int, index: int) -> None:
+    key = node_key(level, index)
+    assert len(key) == 11 and key[:1] == b"m"
+    assert parse_node_key(key) == (level, index)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.tuples(st.integers(0, 63), st.integers(0, 2**64 - 1)),
+    st.tuples(st.integers(0, 63), st.integers(0, 2**64 - 1)),
+)
+def test_node_key_is_injective(a: NodeId, b: NodeId) -> None:
+    assert (node_key(*a) == node_key(*b)) == (a == b)
+
+
+def test_node_key_is_injective_on_a_whole_tree() -> None:
+    nodes = all_nodes(3_000)
+    assert len({node_key(*node) for node in nodes}) == len(nodes)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=10, max_size=10))
+def test_parse_node_key_accepts_only_keys_node_key_makes(tail: bytes) -> None:
+    key = b"m" + tail
+    try:
+        level, index = parse_node_key(key)
+    except Corruption:
+        return
+    assert node_key(level, index) == key
 
 
 @pytest.mark.parametrize(("level", "index"), [(-1, 0), (256, 0), (0, -1), (0, 1 << 64)])
@@ -75,10 +130,70 @@ def test_node_key_rejects_unencodable_nodes(level: int, index: int) -> None:
         node_key(level, index)
 
 
-@pytest.mark.parametrize("key", [b"", b"m\x00" + bytes(7), b"x\x00" + bytes(8)])
+@pytest.mark.parametrize(
+    "key",
+    [
+        b"",
+        b"m\x00" + bytes(8),  # the former layout: level || index
+        b"x\x00" + bytes(9),
+        b"m\x00" + bytes(8) + bytes([62]),  # no position 62 in a tile
+        b"m\x33" + bytes(8) + b"\x00",  # level 51 * 5 + 4 = 259
+        b"m\x00" + b"\xff" * 8 + b"\x00",  # index >= 2**64
+    ],
+)
 def test_parse_node_key_rejects_foreign_keys(key: bytes) -> None:
     with pytest.raises(Corruption):
         parse_node_key(key)
+
+
+def test_tiles_are_contiguous_runs_in_key_order() -> None:
+    size = 5_000
+    ordered = sorted(all_nodes(size), key=lambda node: node_key(*node))
+    runs = [tile_of(*ordered[0])]
+    for node in ordered[1:]:
+        if tile_of(*node) != runs[-1]:
+            runs.append(tile_of(*node))
+    # Each tile is met once, in one run; strata in order from the leaves up.
+    assert len(runs) == len(set(runs))
+    assert runs == sorted(runs)
+    full = [t for t in runs if t[0] == 0][:-1]
+    assert all(sum(1 for n in ordered if tile_of(*n) == t) == 62 for t in full[:5])
+
+
+def path_siblings(leaf: int, size: int) -> list[NodeId]:
+    """The audit path's nodes that are siblings, one per level: all but the perfect nodes
+    under the path's ephemeral node on the right border of the tree (if any)."""
+    nodes = merkle.inclusion_nodes(leaf, size)
+    return [*nodes.ids[: nodes.begin], *nodes.ids[nodes.end :]]
+
+
+@pytest.mark.parametrize("size", [1_000_000, 2**20, 12_345])
+def test_an_audit_path_spans_few_tiles(size: int) -> None:
+    strata = -(-(size - 1).bit_length() // TILE)
+    for leaf in (0, 1, size // 3, size // 2 + 7, size - 12_345, size - 1):
+        siblings = path_siblings(leaf, size)
+        tiles = {tile_of(*node) for node in siblings}
+        assert len(tiles) <= strata
+        assert {node_key(*node)[:-1] for node in siblings} == {
+            b"m" + bytes([s]) + t.to_bytes(8, "big") for s, t in tiles
+        }
+
+
+def test_an_audit_path_is_a_few_short_runs_of_adjacent_keys() -> None:
+    size = 3 * 2**14 + 5
+    order = sorted(all_nodes(size), key=lambda node: node_key(*node))
+    rank = {node: i for i, node in enumerate(order)}
+    strata = -(-(size - 1).bit_length() // TILE)
+    for leaf in range(0, size, 997):
+        ranks = sorted(rank[node] for node in path_siblings(leaf, size))
+        runs = [[ranks[0]]]
+        for r in ranks[1:]:
+            if r - runs[-1][0] < 62:
+                runs[-1].append(r)
+            else:
+                runs.append([r])
+        # Runs of at most 62 adjacent keys (one tile, ~3 KiB), one per stratum.
+        assert len(runs) <= strata, (leaf, runs)
 
 
 # --- appending and roots ---------------------------------------------------------------------
