@@ -164,13 +164,18 @@ class Chain:
         """
         decoded: list[events.SignedEvent | Exception] = []
         ahead_events = ahead_bytes = 0
+        full: NodeProblem | None = None
         for envelope in envelopes:
+            if not self.mempool.has_room(len(envelope), ahead_events, ahead_bytes):
+                full = full or self.mempool.full_problem()
+                decoded.append(full)
+                continue
             try:
-                self.mempool.check_room(len(envelope), ahead_events, ahead_bytes)
                 decoded.append(self.signatures.decode(envelope, self.genesis.chain_id))
-                ahead_events, ahead_bytes = ahead_events + 1, ahead_bytes + len(envelope)
-            except (LedgerError, NodeProblem) as exc:
+            except LedgerError as exc:
                 decoded.append(exc)
+                continue
+            ahead_events, ahead_bytes = ahead_events + 1, ahead_bytes + len(envelope)
         now = self.clock()
         outcomes: list[events.SignedEvent | Exception] = []
         for item in decoded:

@@ -22,7 +22,7 @@ from ledger.errors import Conflict, LedgerError
 from ledger.events import SignedEvent
 from ledger.rules import BlockContext
 from ledger.store import Store
-from node.problems import mempool_full
+from node.problems import NodeProblem, mempool_full
 
 WINDOW_SCAN_INTERVAL_MS = 1_000
 
@@ -75,14 +75,21 @@ class Mempool:
         self.check_room(len(event.envelope))
         self._apply(event, now)
 
-    def check_room(self, size: int, ahead_events: int = 0, ahead_bytes: int = 0) -> None:
-        """Raise the 429 problem unless an envelope of `size` bytes fits once `ahead_events`
-        more events of `ahead_bytes` in all are admitted (cheap: call first)."""
-        if (
-            len(self._events) + ahead_events >= self.max_events
-            or self._bytes + ahead_bytes + size > self.max_bytes
-        ):
-            raise mempool_full(f"{len(self._events)} events / {self._bytes} bytes pending")
+    def check_room(self, size: int) -> None:
+        """Raise the 429 problem unless an envelope of `size` bytes fits (cheap: call first)."""
+        if not self.has_room(size):
+            raise self.full_problem()
+
+    def has_room(self, size: int, ahead_events: int = 0, ahead_bytes: int = 0) -> bool:
+        """Whether an envelope of `size` bytes fits once `ahead_events` more events of
+        `ahead_bytes` in all are admitted."""
+        return (
+            len(self._events) + ahead_events < self.max_events
+            and self._bytes + ahead_bytes + size <= self.max_bytes
+        )
+
+    def full_problem(self) -> NodeProblem:
+        return mempool_full(f"{len(self._events)} events / {self._bytes} bytes pending")
 
     def _apply(self, event: SignedEvent, now: int) -> None:
         draft = self._pending.child()
