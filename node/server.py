@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 
@@ -9,6 +10,20 @@ import uvicorn
 
 from node.api import create_app
 from node.config import NodeSettings
+
+# A node allocates a few dozen short-lived, acyclic objects per event (freed by reference
+# counting), so the cycle collector's default of a pass every 700 allocations mostly walks
+# live objects for nothing; measured on batch admission it cost about 3.5% of the CPU.
+YOUNG_COLLECTION_THRESHOLD = 50_000
+
+
+def tune_garbage_collector() -> None:
+    """Collect cycles less often, and leave the objects of start-up (modules, the app, its
+    routes and schemas) out of every future collection."""
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, middle, old)
 
 
 def run(settings: NodeSettings) -> None:
@@ -18,9 +33,11 @@ def run(settings: NodeSettings) -> None:
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     settings.pid_path.write_text(f"{os.getpid()}\n")
+    app = create_app(settings)
+    tune_garbage_collector()
     try:
         uvicorn.run(
-            create_app(settings),
+            app,
             host=settings.host,
             port=settings.port,
             log_level="warning",
