@@ -413,7 +413,9 @@ def create_app(settings: NodeSettings) -> FastAPI:
     async def p2p_events(request: Request) -> Response:
         doc = await _peer_doc(request)
         sender = doc.get("from")
-        node().receive_events(_bytes_list(doc, "events"), sender if isinstance(sender, str) else "")
+        await node().receive_events(
+            _bytes_list(doc, "events"), sender if isinstance(sender, str) else ""
+        )
         return Response(status_code=204)
 
     @app.get("/p2p/status", include_in_schema=False)

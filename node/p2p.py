@@ -1,7 +1,8 @@
 """Peer-to-peer over HTTP: one pooled httpx client and bounded outbound queues per peer.
 
-Consensus messages and mempool events are batched into msgpack POSTs under `/p2p/`; a down or
-slow peer only fills (and then overflows) its own queue, never blocks the others. Failed
+Consensus messages and mempool events are batched into msgpack POSTs under `/p2p/`, each kind
+drained by its own task so that votes and proposals never queue behind event gossip; a down or
+slow peer only fills (and then overflows) its own queues, never blocks the others. Failed
 sends back off exponentially. Consensus messages need no redelivery here: the consensus core
 retransmits its own latest messages on every tick.
 """
@@ -12,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import httpx
@@ -25,7 +27,8 @@ log = logging.getLogger("provledger.p2p")
 MSGPACK = "application/msgpack"
 MAX_P2P_BODY = 16 * 1024 * 1024
 MAX_BATCH_MESSAGES = 512
-MAX_BATCH_EVENTS = 2_000
+# A receiver admits a batch in one go on its event loop; 256 events keep that under ~40 ms.
+MAX_BATCH_EVENTS = 256
 MAX_BACKOFF_S = 2.0
 
 
@@ -37,69 +40,98 @@ class PeerState:
     failures: int = 0
 
 
-def _drain(queue: deque[bytes], limit: int) -> list[bytes]:
+def _drain_queue(queue: deque[bytes], limit: int) -> list[bytes]:
     return [queue.popleft() for _ in range(min(len(queue), limit))]
 
 
 class PeerLink:
-    """Outbound channel to one peer, drained by its own task."""
+    """Outbound channel to one peer: a consensus queue and an events queue."""
 
-    def __init__(self, url: str, sender: str, queue_limit: int, timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        sender: str,
+        queue_limit: int,
+        timeout_s: float = 5.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.state = PeerState(url.rstrip("/"))
         self.sender = sender
         self.client = httpx.AsyncClient(
             base_url=self.state.url,
+            transport=transport,
             timeout=httpx.Timeout(timeout_s, connect=1.0),
             limits=httpx.Limits(max_connections=4, max_keepalive_connections=4),
             headers={"content-type": MSGPACK},
         )
         self._messages: deque[bytes] = deque(maxlen=queue_limit)
         self._events: deque[bytes] = deque(maxlen=queue_limit)
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._messages_queued = asyncio.Event()
+        self._events_queued = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
 
     def send_message(self, message: bytes) -> None:
         self._messages.append(message)
-        self._wake.set()
+        self._messages_queued.set()
 
     def send_events(self, envelopes: list[bytes]) -> None:
         self._events.extend(envelopes)
-        self._wake.set()
+        self._events_queued.set()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"peer {self.state.url}")
+        """Two drains on their own connections, so consensus never waits behind events."""
+        self._tasks = [
+            asyncio.create_task(
+                self._drain(self._messages_queued, self._flush_messages),
+                name=f"consensus to {self.state.url}",
+            ),
+            asyncio.create_task(
+                self._drain(self._events_queued, self._flush_events),
+                name=f"events to {self.state.url}",
+            ),
+        ]
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
         await self.client.aclose()
 
-    async def _run(self) -> None:
+    async def _drain(self, queued: asyncio.Event, flush: Callable[[], Awaitable[bool]]) -> None:
         while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._messages or self._events:
-                ok = await self._flush()
-                if not ok:
-                    await asyncio.sleep(min(MAX_BACKOFF_S, 0.05 * 2**self.state.failures))
+            await queued.wait()
+            queued.clear()
+            while await flush() is not None:
+                pass
 
-    async def _flush(self) -> bool:
-        messages = [
-            self._messages.popleft() for _ in range(min(len(self._messages), MAX_BATCH_MESSAGES))
-        ]
-        envelopes = [
-            self._events.popleft() for _ in range(min(len(self._events), MAX_BATCH_EVENTS))
-        ]
+    async def _flush_messages(self) -> bool | None:
+        """Send up to a batch of queued consensus messages; None when there were none.
+        A failed batch is dropped: the core retransmits its latest messages on every tick."""
+        messages = _drain_queue(self._messages, MAX_BATCH_MESSAGES)
+        if not messages:
+            return None
+        return await self._send("/p2p/consensus", {"from": self.sender, "messages": messages})
+
+    async def _flush_events(self) -> bool | None:
+        """Send up to a batch of queued events; None when there were none. A failed batch
+        goes back to the front of the queue."""
+        envelopes = _drain_queue(self._events, MAX_BATCH_EVENTS)
+        if not envelopes:
+            return None
+        sent = await self._send("/p2p/events", {"from": self.sender, "events": envelopes})
+        if not sent:
+            self._events.extendleft(reversed(envelopes))
+        return sent
+
+    async def _send(self, path: str, doc: dict[str, object]) -> bool:
+        """POST one batch; after a failure, back off before saying so."""
         try:
-            if messages:
-                await self._post("/p2p/consensus", {"from": self.sender, "messages": messages})
-            if envelopes:
-                await self._post("/p2p/events", {"from": self.sender, "events": envelopes})
+            await self._post(path, doc)
         except (httpx.HTTPError, OSError) as exc:
             self._failed(exc)
-            self._events.extendleft(reversed(envelopes))
+            await asyncio.sleep(min(MAX_BACKOFF_S, 0.05 * 2**self.state.failures))
             return False
         self.state.reachable = True
         self.state.failures = 0
