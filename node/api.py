@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -166,14 +166,18 @@ def _hex(value: str, what: str) -> bytes:
         raise Malformed(f"{what} must be lowercase hex") from exc
 
 
-def create_app(settings: NodeSettings) -> FastAPI:
-    """The FastAPI app of one node; the node service starts and stops with it."""
+def create_app(
+    settings: NodeSettings, on_fatal: Callable[[BaseException], None] | None = None
+) -> FastAPI:
+    """The FastAPI app of one node; the node service starts and stops with it. `on_fatal`
+    hears if the node's consensus task dies."""
     holder: dict[str, NodeService] = {}
     metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service = NodeService(settings)
+        service.on_fatal = on_fatal
         holder["service"] = service
         app.state.service = service
         metrics.bind(service)

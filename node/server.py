@@ -33,10 +33,17 @@ def run(settings: NodeSettings) -> None:
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     settings.pid_path.write_text(f"{os.getpid()}\n")
-    app = create_app(settings)
-    tune_garbage_collector()
-    try:
-        uvicorn.run(
+    failures: list[BaseException] = []
+    server: uvicorn.Server | None = None
+
+    def stop_on_fatal(exc: BaseException) -> None:
+        failures.append(exc)
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(settings, on_fatal=stop_on_fatal)
+    server = uvicorn.Server(
+        uvicorn.Config(
             app,
             host=settings.host,
             port=settings.port,
@@ -44,6 +51,12 @@ def run(settings: NodeSettings) -> None:
             access_log=False,
             timeout_graceful_shutdown=5,
         )
+    )
+    tune_garbage_collector()
+    try:
+        server.run()
+        if failures:
+            raise SystemExit(f"{settings.name} stopped: its consensus failed: {failures[0]!r}")
     finally:
         try:
             if settings.pid_path.read_text().strip() == str(os.getpid()):

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +61,10 @@ class NodeService:
     def __init__(self, settings: NodeSettings) -> None:
         self.settings = settings
         self.clock = wall_clock_ms
+        # Called if the consensus task dies (a block that cannot be stored, a disk error):
+        # the server shuts the process down rather than serve reads as a node that no
+        # longer follows the chain.
+        self.on_fatal: Callable[[BaseException], None] | None = None
         self.genesis = Genesis.load(settings.genesis_path)
         self.store = Store(
             settings.data_path, self.genesis, Rules(self.genesis, settings.time_window_ms)
@@ -136,7 +141,8 @@ class NodeService:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
+            # A task that died has already been logged (and reported through on_fatal).
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.network.close()
         self._signer_file.close()
@@ -149,8 +155,14 @@ class NodeService:
             item = await self._inputs.get()
             try:
                 self._drive(item)
-            except Exception:
-                log.exception("consensus input %r failed", type(item).__name__)
+            except Exception as exc:
+                log.critical(
+                    "consensus input %r failed; this node stops deciding",
+                    type(item).__name__,
+                    exc_info=True,
+                )
+                if self.on_fatal is not None:
+                    self.on_fatal(exc)
                 raise
 
     def _drive(self, first: Any) -> None:
