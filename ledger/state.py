@@ -7,7 +7,8 @@ what the store writes in its one atomic batch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import msgpack
@@ -15,6 +16,46 @@ import msgpack
 from ledger import codec, crypto
 
 Reader = Callable[[bytes], bytes | None]
+
+
+_UNREAD = object()
+
+
+class StateReadCache:
+    """The committed state's recent reads, absent keys included, bounded (oldest evicted).
+
+    A node reads the same keys twice for every event — once to admit it, once to execute
+    its block — and most of them are absent (a new event id, a new dataset), which LevelDB
+    answers only after consulting every level. The owner must pass every committed write
+    to `committed`, so the cache never disagrees with the store.
+    """
+
+    def __init__(self, read: Reader, capacity: int) -> None:
+        assert capacity > 0
+        self._read = read
+        self.capacity = capacity
+        self._values: OrderedDict[bytes, bytes | None] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def get(self, key: bytes) -> bytes | None:
+        value = self._values.get(key, _UNREAD)
+        if value is _UNREAD:
+            value = self._read(key)
+            self._remember(key, value)
+        return value  # type: ignore[return-value]
+
+    def committed(self, writes: Mapping[bytes, bytes]) -> None:
+        """The store now holds `writes`: cached reads of those keys take the new values."""
+        for key, value in writes.items():
+            if key in self._values:
+                self._values[key] = value
+
+    def _remember(self, key: bytes, value: bytes | None) -> None:
+        self._values[key] = value
+        if len(self._values) > self.capacity:
+            self._values.popitem(last=False)
 
 
 class StateOverlay:
