@@ -5,9 +5,12 @@ so a crash at any point leaves the previous block as the head and nothing half-w
 Reads never scan the whole log: the Merkle log keeps complete-subtree hashes, and every
 query walks a key prefix.
 
+`!meta` carries the store's format version (`FORMAT_VERSION`); a store written in any other
+format, or before formats were versioned, is refused when opened.
+
 Key layout (all integers big-endian, fixed width):
 
-    !meta                      head height, tree size, state root, genesis hash
+    !meta                      format version, head height, tree size, state root, genesis hash
     H <height:8>               canonical header bytes
     C <height:8>               canonical commit
     B <height:8>               [first leaf index, event count]
@@ -17,7 +20,8 @@ Key layout (all integers big-endian, fixed width):
     A <actor> <leaf:8>         actor index
     P <child> <parent>         lineage, upwards
     K <parent> <child>         lineage, downwards
-    m <stratum:1><tile:8><pos:1>  Merkle complete-subtree hash, in tiles (merkle_log.node_key)
+    t <stratum:1><tile:8>      one Merkle tile: the hashes of its complete-subtree nodes that
+                               exist so far, in creation order (merkle_log.tile_key)
     s...                       rules state (ledger.rules keys), including the event index
 """
 
@@ -33,7 +37,16 @@ from ledger import codec, events, merkle
 from ledger.blocks import Block, Commit, Header
 from ledger.errors import Corruption, LedgerError, Malformed
 from ledger.genesis import Genesis
-from ledger.merkle_log import MerkleLog, node_key
+from ledger.merkle_log import (
+    Extension,
+    MerkleLog,
+    TileId,
+    tile_additions,
+    tile_hash,
+    tile_key,
+    tile_slot,
+    tile_width,
+)
 from ledger.rules import BlockContext, EventLocation, Rules, lookup_event
 from ledger.state import StateOverlay, next_state_root
 
@@ -47,6 +60,15 @@ DATASET_INDEX = b"D"
 ACTOR_INDEX = b"A"
 LINEAGE_UP = b"P"
 LINEAGE_DOWN = b"K"
+
+FORMAT_VERSION = 1
+"""Version 1: Merkle nodes in one value per tile. Unversioned stores (no "format" in META)
+kept one LevelDB key per Merkle node, and cannot be read."""
+
+TILE_CACHE = 64
+"""How many recently read Merkle tile values (~2 KiB each) a Store keeps in memory: an audit
+path reads ~5 nodes from each tile it touches, and the right-edge tiles are read by every
+proof at the head."""
 
 
 def _u64(value: int) -> bytes:
@@ -67,7 +89,8 @@ class Execution:
     tree_size: int
     tree_root: bytes
     state_root: bytes
-    leaf_hashes: tuple[bytes, ...]
+    log_extension: Extension
+    """The accepted events' Merkle nodes, hashed once here and adopted by `append_block`."""
 
     def header(self, chain: str, prev: bytes, proposer: bytes, validators: bytes) -> Header:
         return Header(
@@ -101,6 +124,7 @@ class Store:
         self.genesis = genesis
         self.rules = rules or Rules(genesis)
         self.db = self._open(self.path)
+        self._tiles: dict[TileId, bytes] = {}
         try:
             self._load_meta()
         except BaseException:
@@ -139,6 +163,7 @@ class Store:
         else:
             try:
                 meta = codec.decode_map(raw)
+                self._check_format(meta.get("format"))
                 if meta["genesis"] != self.genesis.hash():
                     raise Corruption(f"store {self.path} belongs to another genesis")
                 self.height = meta["height"]
@@ -151,9 +176,20 @@ class Store:
             self.head_time = head.time if head else self.genesis.genesis_time
         self.log = MerkleLog(self.tree_size, self._read_node)
 
+    def _check_format(self, version: object) -> None:
+        if version == FORMAT_VERSION and type(version) is int:
+            return
+        found = "no format version" if version is None else f"format version {version!r}"
+        raise Corruption(
+            f"store {self.path} has {found}: that format version is unsupported, this build "
+            f"reads only format version {FORMAT_VERSION} (Merkle tiles); rebuild the store "
+            "(sync the chain into an empty data directory)"
+        )
+
     def _meta_bytes(self, height: int, tree_size: int, state_root: bytes) -> bytes:
         return codec.encode(
             {
+                "format": FORMAT_VERSION,
                 "genesis": self.genesis.hash(),
                 "height": height,
                 "state_root": state_root,
@@ -174,7 +210,46 @@ class Store:
     # --- reads ----------------------------------------------------------------------------
 
     def _read_node(self, level: int, index: int) -> bytes | None:
-        return self.db.get(node_key(level, index))
+        tile, slot = tile_slot(level, index)
+        value = self._tile_value(tile)
+        return None if value is None else tile_hash(value, slot)
+
+    def _tile_value(self, tile: TileId) -> bytes | None:
+        """A tile's stored value, through a small LRU (a plain dict kept in recency order)."""
+        tiles = self._tiles
+        value = tiles.pop(tile, None)
+        if value is None:
+            value = self.db.get(tile_key(tile))
+            if value is None:
+                return None
+            if len(tiles) >= TILE_CACHE:
+                del tiles[next(iter(tiles))]
+        tiles[tile] = value
+        return value
+
+    def _remember_tile(self, tile: TileId, value: bytes) -> None:
+        self._tiles.pop(tile, None)
+        self._tiles[tile] = value
+        if len(self._tiles) > TILE_CACHE:
+            del self._tiles[next(iter(self._tiles))]
+
+    def _extended_tiles(self, extension: Extension) -> dict[TileId, bytes]:
+        """The new value of every tile that `extension`'s nodes go into: the tile's stored
+        value (empty for a tile the log has not reached yet) with the new hashes appended."""
+        values: dict[TileId, bytes] = {}
+        for tile, (first, added) in tile_additions(extension.nodes()).items():
+            width = tile_width(tile, extension.base_size)
+            old = self._tile_value(tile) if width else b""
+            if old is None or len(old) != width * merkle.HASH_SIZE:
+                found = "nothing" if old is None else f"{len(old)} bytes"
+                raise Corruption(
+                    f"store {self.path}: merkle tile {tile} holds {found}, expected "
+                    f"{width} hashes for a log of {extension.base_size} leaves"
+                )
+            assert first == width, "new nodes continue the tile where it stops"
+            values[tile] = old + added
+            assert len(values[tile]) == tile_width(tile, extension.size) * merkle.HASH_SIZE
+        return values
 
     def state(self) -> StateOverlay:
         """A fresh overlay over the committed rules state."""
@@ -282,11 +357,8 @@ class Store:
             accepted.append(event)
             touched.append(names)
         leaf_hashes = [merkle.leaf_hash(e.envelope) for e in accepted]
-        self.log.append(leaf_hashes)
-        try:
-            tree_root = self.log.root(self.log.size)
-        finally:
-            self.log.discard_pending()
+        assert self.log.size == self.tree_size, "the log holds exactly the stored leaves"
+        extension = self.log.extension(leaf_hashes)
         return Execution(
             height=height,
             time=time,
@@ -295,17 +367,18 @@ class Store:
             touched=tuple(touched),
             state_writes=dict(state.writes),
             events_root=merkle.root_from_leaf_hashes(leaf_hashes),
-            leaf_hashes=tuple(leaf_hashes),
-            tree_size=self.tree_size + len(accepted),
-            tree_root=tree_root,
+            tree_size=extension.size,
+            tree_root=extension.root,
             state_root=next_state_root(self.state_root, state.writes),
+            log_extension=extension,
         )
 
     def append_block(self, block: Block, commit: Commit, execution: Execution) -> None:
         """Store `block` and its commit with everything it changes, in one atomic batch.
 
         `execution` must be this block's execution on top of the current head (see `execute`);
-        its accepted events must be exactly the block's events.
+        its accepted events must be exactly the block's events. The block's Merkle nodes are
+        the ones `execute` hashed (`execution.log_extension`), not hashed again.
         """
         header = block.header
         assert header.height == self.height + 1 and header.prev == self.head_hash
@@ -313,8 +386,11 @@ class Store:
         assert tuple(e.envelope for e in execution.accepted) == block.events
         height_key = _u64(header.height)
         first_leaf = self.tree_size
-        merkle_nodes = self.log.append(execution.leaf_hashes)
+        extension = execution.log_extension
+        assert (extension.base_size, extension.size) == (first_leaf, execution.tree_size)
         try:
+            self.log.adopt(extension)
+            tiles = self._extended_tiles(extension)
             with self.db.write_batch(transaction=True, sync=True) as batch:
                 batch.put(HEADER + height_key, header.encode())
                 batch.put(COMMIT + height_key, codec.encode(commit.to_wire()))
@@ -330,8 +406,8 @@ class Store:
                         for parent in event.body.inputs:
                             batch.put(LINEAGE_UP + event.body.dataset + parent, b"")
                             batch.put(LINEAGE_DOWN + parent + event.body.dataset, b"")
-                for (level, index), node in merkle_nodes.items():
-                    batch.put(node_key(level, index), node)
+                for tile, value in tiles.items():
+                    batch.put(tile_key(tile), value)
                 for key, value in execution.state_writes.items():
                     batch.put(key, value)
                 batch.put(
@@ -342,6 +418,8 @@ class Store:
             self.log.discard_pending()
             raise
         self.log.persisted()
+        for tile, value in tiles.items():
+            self._remember_tile(tile, value)
         self.height = header.height
         self.tree_size = execution.tree_size
         self.state_root = execution.state_root

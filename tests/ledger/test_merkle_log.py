@@ -12,7 +12,20 @@ from hypothesis import strategies as st
 from ledger import merkle
 from ledger.errors import Corruption, Malformed
 from ledger.merkle import NodeId
-from ledger.merkle_log import MerkleLog, ReadNode, node_key, parse_node_key
+from ledger.merkle_log import (
+    Extension,
+    MerkleLog,
+    ReadNode,
+    TileId,
+    created_nodes,
+    parse_tile_key,
+    perfect_node_count,
+    tile_additions,
+    tile_hash,
+    tile_key,
+    tile_slot,
+    tile_width,
+)
 from tests.ledger import rfc_reference as ref
 
 Store = dict[NodeId, bytes]
@@ -57,14 +70,14 @@ def new_perfect_nodes(old_size: int, new_size: int) -> set[NodeId]:
     }
 
 
-# --- node keys -------------------------------------------------------------------------------
+# --- tiles ---------------------------------------------------------------------------------
 
 
 TILE = 5  # levels per stratum of the on-disk layout
 
 
-def tile_of(level: int, index: int) -> tuple[int, int]:
-    """(stratum, tile number) of a node, computed independently of node_key."""
+def tile_of(level: int, index: int) -> TileId:
+    """(stratum, tile number) of a node, computed independently of tile_slot."""
     row = level % TILE
     return level // TILE, index >> (TILE - row)
 
@@ -73,91 +86,217 @@ def all_nodes(size: int) -> list[NodeId]:
     return [(level, i) for level in range(size.bit_length()) for i in range(size >> level)]
 
 
-def test_node_key_layout() -> None:
-    # b"m" || stratum || tile (8 bytes BE) || position in the tile, top row first.
-    assert node_key(0, 0) == b"m\x00" + bytes(8) + bytes([30])
-    assert node_key(0, 33) == b"m\x00" + (1).to_bytes(8, "big") + bytes([31])
-    assert node_key(4, 0) == b"m\x00" + bytes(8) + b"\x00"
-    assert node_key(4, 3) == b"m\x00" + (1).to_bytes(8, "big") + b"\x01"
-    assert node_key(3, 258) == b"m\x00" + (64).to_bytes(8, "big") + bytes([4])
-    assert node_key(5, 0) == b"m\x01" + bytes(8) + bytes([30])
-    assert node_key(63, 1) == b"m\x0c" + bytes(8) + bytes([3])
-    assert parse_node_key(node_key(17, 2**40 + 5)) == (17, 2**40 + 5)
-    # One tile: its 62 positions are exactly 0..61, every row in index order.
-    tile = sorted(node_key(level, i) for level in range(5) for i in range(32 >> level))
-    assert [key[-1] for key in tile] == list(range(62))
-    assert {key[:-1] for key in tile} == {b"m\x00" + bytes(8)}
-    assert tile[:2] == [node_key(4, 0), node_key(4, 1)]
-    assert tile[-32:] == [node_key(0, i) for i in range(32)]
+def creation_order(size: int) -> list[NodeId]:
+    """Every perfect node of a tree of `size` leaves in the order an append loop creates
+    them, computed independently of created_nodes: by the last leaf under the node, then by
+    level."""
+    return sorted(all_nodes(size), key=lambda node: (((node[1] + 1) << node[0]) - 1, node[0]))
 
 
-@settings(max_examples=500, deadline=None)
-@given(st.integers(0, 63), st.integers(0, 2**64 - 1))
-def test_node_key_round_trips(level: int, index: int) -> None:
-    key = node_key(level, index)
-    assert len(key) == 11 and key[:1] == b"m"
-    assert parse_node_key(key) == (level, index)
+class TileStore:
+    """A node store that keeps tile values, as ledger.store.Store does, in a dict."""
+
+    def __init__(self) -> None:
+        self.tiles: dict[TileId, bytes] = {}
+        self.reads = 0
+
+    def read(self, level: int, index: int) -> bytes | None:
+        self.reads += 1
+        tile, slot = tile_slot(level, index)
+        value = self.tiles.get(tile)
+        return None if value is None else tile_hash(value, slot)
+
+    def write(self, extension: Extension) -> None:
+        for tile, (first, added) in tile_additions(extension.nodes()).items():
+            old = self.tiles.get(tile, b"")
+            assert first * 32 == len(old)
+            self.tiles[tile] = old + added
 
 
-@settings(max_examples=500, deadline=None)
-@given(
-    st.tuples(st.integers(0, 63), st.integers(0, 2**64 - 1)),
-    st.tuples(st.integers(0, 63), st.integers(0, 2**64 - 1)),
-)
-def test_node_key_is_injective(a: NodeId, b: NodeId) -> None:
-    assert (node_key(*a) == node_key(*b)) == (a == b)
+def test_tile_slots_known_values() -> None:
+    # Creation order within tile (0, 0): leaf 0, leaf 1, (1, 0), leaf 2, leaf 3, (1, 1), (2, 0)...
+    assert [tile_slot(0, i) for i in range(3)] == [((0, 0), 0), ((0, 0), 1), ((0, 0), 3)]
+    assert tile_slot(1, 0) == ((0, 0), 2)
+    assert tile_slot(1, 1) == ((0, 0), 5)
+    assert tile_slot(2, 0) == ((0, 0), 6)
+    assert tile_slot(0, 31) == ((0, 0), 57)
+    assert tile_slot(4, 0) == ((0, 0), 30)
+    assert tile_slot(4, 1) == ((0, 0), 61)
+    assert tile_slot(0, 32) == ((0, 1), 0)
+    assert tile_slot(3, 258) == ((0, 64), 45)  # leaf 23 of the tile completes it
+    assert tile_slot(5, 0) == ((1, 0), 0)
+    assert tile_slot(9, 3) == ((1, 1), 61)
+    assert tile_slot(63, 1) == ((12, 0), 29)
+    assert tile_slot(62, 2**62) == ((12, 2**59), 6)
 
 
-def test_node_key_is_injective_on_a_whole_tree() -> None:
-    nodes = all_nodes(3_000)
-    assert len({node_key(*node) for node in nodes}) == len(nodes)
+def test_tile_slots_of_one_tile_are_its_creation_order() -> None:
+    order = [node for node in creation_order(32) if node[0] < TILE]
+    assert [tile_slot(*node) for node in order] == [((0, 0), s) for s in range(62)]
+    assert list(created_nodes(0, 32)) == creation_order(32)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 3_000), st.integers(0, 3_000))
+def test_created_nodes_are_the_new_nodes_in_creation_order(a: int, b: int) -> None:
+    old, new = min(a, b), max(a, b)
+    created = list(created_nodes(old, new))
+    assert created == [n for n in creation_order(new) if n not in set(all_nodes(old))]
+    assert len(created) == perfect_node_count(new) - perfect_node_count(old)
+    assert perfect_node_count(new) == len(all_nodes(new))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 40_000))
+def test_the_nodes_of_a_tile_at_any_size_are_a_prefix_of_its_slots(size: int) -> None:
+    slots: dict[TileId, list[int]] = {}
+    for node in creation_order(size):
+        tile, slot = tile_slot(*node)
+        assert tile == tile_of(*node)
+        slots.setdefault(tile, []).append(slot)
+    for tile, found in slots.items():
+        assert found == list(range(len(found)))
+        assert tile_width(tile, size) == len(found)
+    for stratum in range(4):
+        # tiles the tree does not reach yet are empty
+        assert tile_width((stratum, (size >> 5 * stratum) // 32 + 1), size) == 0
+
+
+def test_tile_width() -> None:
+    assert tile_width((0, 0), 0) == 0
+    assert tile_width((0, 0), 1) == 1
+    assert tile_width((0, 0), 3) == 4
+    assert tile_width((0, 0), 31) == 31 + 15 + 7 + 3 + 1
+    assert tile_width((0, 0), 32) == tile_width((0, 0), 10**9) == 62
+    assert tile_width((0, 1), 32) == 0
+    assert tile_width((0, 1), 40) == 8 + 4 + 2 + 1
+    assert tile_width((1, 0), 31) == 0
+    assert tile_width((1, 0), 32 * 7 + 5) == 7 + 3 + 1
+    assert tile_width((2, 0), 1 << 10) == 1
+    with pytest.raises(ValueError):
+        tile_width((0, 0), -1)
+
+
+def test_tile_value_known_bytes() -> None:
+    tiles = TileStore()
+    log = MerkleLog(0, tiles.read)
+    l0, l1, l2 = hashes([b"a", b"b", b"c"])
+    tiles.write(log.extension([l0, l1, l2]))
+    assert tiles.tiles == {(0, 0): l0 + l1 + merkle.node_hash(l0, l1) + l2}
+    log = MerkleLog(3, tiles.read)
+    l3 = merkle.leaf_hash(b"d")
+    tiles.write(log.extension([l3]))
+    h01, h23 = merkle.node_hash(l0, l1), merkle.node_hash(l2, l3)
+    assert tiles.tiles == {(0, 0): l0 + l1 + h01 + l2 + l3 + h23 + merkle.node_hash(h01, h23)}
+    assert tile_hash(tiles.tiles[(0, 0)], 5) == h23
+    assert tile_hash(tiles.tiles[(0, 0)], 7) is None
+
+
+def test_full_tiles_and_a_second_stratum() -> None:
+    tiles = TileStore()
+    log = MerkleLog(0, tiles.read)
+    leaves = hashes(entries_for(b"f", 70))
+    tiles.write(log.extension(leaves))
+    assert set(tiles.tiles) == {(0, 0), (0, 1), (0, 2), (1, 0)}
+    assert [len(tiles.tiles[t]) // 32 for t in sorted(tiles.tiles)] == [62, 62, 6 + 3 + 1, 2 + 1]
+    assert tiles.tiles[(0, 1)][:32] == leaves[32]
+    # the top of tile (0, 1) is on level 4; tile (1, 0) starts with the level-5 nodes
+    assert tile_hash(tiles.tiles[(0, 1)], 61) == merkle.root_from_leaf_hashes(leaves[48:64])
+    assert tile_hash(tiles.tiles[(1, 0)], 0) == merkle.root_from_leaf_hashes(leaves[:32])
+    assert tile_hash(tiles.tiles[(1, 0)], 1) == merkle.root_from_leaf_hashes(leaves[32:64])
+    assert tile_hash(tiles.tiles[(1, 0)], 2) == merkle.root_from_leaf_hashes(leaves[:64])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 80), max_size=8), st.binary(max_size=4))
+def test_tile_store_gives_the_reference_at_every_past_size(batches: list[int], salt: bytes) -> None:
+    tiles = TileStore()
+    log = MerkleLog(0, tiles.read)
+    entries: list[bytes] = []
+    for batch in batches:
+        new = entries_for(salt, batch, len(entries))
+        entries += new
+        extension = log.extension(hashes(new))
+        tiles.write(extension)
+        log.adopt(extension)
+        log.persisted()
+        for tile, value in tiles.tiles.items():
+            assert len(value) == 32 * tile_width(tile, len(entries))
+        # a fresh log reads everything from the tiles
+        log = MerkleLog(len(entries), tiles.read)
+    n = len(entries)
+    assert log.root() == ref.mth(entries)
+    for size in range(n + 1):
+        assert log.root(size) == ref.mth(entries[:size])
+    for size in range(1, n + 1, 7):
+        for index in range(0, size, 5):
+            assert log.inclusion_proof(index, size) == ref.path(index, entries[:size])
+        for first in range(1, size + 1, 6):
+            assert log.consistency_proof(first, size) == ref.proof(first, entries[:size])
+
+
+def test_tile_key_layout() -> None:
+    # b"t" || stratum || tile number (8 bytes BE)
+    assert tile_key((0, 0)) == b"t\x00" + bytes(8)
+    assert tile_key((0, 33)) == b"t\x00" + (33).to_bytes(8, "big")
+    assert tile_key((3, 258)) == b"t\x03" + (258).to_bytes(8, "big")
+    assert tile_key((12, 2**63)) == b"t\x0c\x80" + bytes(7)
+    keys = [tile_key((s, t)) for s in range(3) for t in (0, 1, 255, 256, 2**40)]
+    assert keys == sorted(keys)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.binary(min_size=10, max_size=10))
-def test_parse_node_key_accepts_only_keys_node_key_makes(tail: bytes) -> None:
-    key = b"m" + tail
+@given(st.integers(0, 51), st.integers(0, 2**64 - 1))
+def test_tile_key_round_trips(stratum: int, number: int) -> None:
+    key = tile_key((stratum, number))
+    assert len(key) == 10 and key[:1] == b"t"
+    assert parse_tile_key(key) == (stratum, number)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=9, max_size=9))
+def test_parse_tile_key_accepts_only_keys_tile_key_makes(tail: bytes) -> None:
+    key = b"t" + tail
     try:
-        level, index = parse_node_key(key)
+        tile = parse_tile_key(key)
     except Corruption:
         return
-    assert node_key(level, index) == key
-
-
-@pytest.mark.parametrize(("level", "index"), [(-1, 0), (256, 0), (0, -1), (0, 1 << 64)])
-def test_node_key_rejects_unencodable_nodes(level: int, index: int) -> None:
-    with pytest.raises(ValueError):
-        node_key(level, index)
+    assert tile_key(tile) == key
 
 
 @pytest.mark.parametrize(
     "key",
     [
         b"",
-        b"m\x00" + bytes(8),  # the former layout: level || index
-        b"x\x00" + bytes(9),
-        b"m\x00" + bytes(8) + bytes([62]),  # no position 62 in a tile
-        b"m\x33" + bytes(8) + b"\x00",  # level 51 * 5 + 4 = 259
-        b"m\x00" + b"\xff" * 8 + b"\x00",  # index >= 2**64
+        b"m\x00" + bytes(8) + b"\x00",  # the former one-key-per-node layout
+        b"t\x00" + bytes(7),
+        b"t\x00" + bytes(9),
+        b"x\x00" + bytes(8),
+        b"t\x34" + bytes(8),  # stratum 52 starts at level 260
     ],
 )
-def test_parse_node_key_rejects_foreign_keys(key: bytes) -> None:
+def test_parse_tile_key_rejects_foreign_keys(key: bytes) -> None:
     with pytest.raises(Corruption):
-        parse_node_key(key)
+        parse_tile_key(key)
 
 
-def test_tiles_are_contiguous_runs_in_key_order() -> None:
-    size = 5_000
-    ordered = sorted(all_nodes(size), key=lambda node: node_key(*node))
-    runs = [tile_of(*ordered[0])]
-    for node in ordered[1:]:
-        if tile_of(*node) != runs[-1]:
-            runs.append(tile_of(*node))
-    # Each tile is met once, in one run; strata in order from the leaves up.
-    assert len(runs) == len(set(runs))
-    assert runs == sorted(runs)
-    full = [t for t in runs if t[0] == 0][:-1]
-    assert all(sum(1 for n in ordered if tile_of(*n) == t) == 62 for t in full[:5])
+@pytest.mark.parametrize(("level", "index"), [(-1, 0), (256, 0), (0, -1), (0, 1 << 64)])
+def test_tile_slot_rejects_unplaceable_nodes(level: int, index: int) -> None:
+    with pytest.raises(ValueError):
+        tile_slot(level, index)
+
+
+def test_tile_hash_and_additions_check_their_arguments() -> None:
+    with pytest.raises(ValueError):
+        tile_hash(bytes(62 * 32), 62)
+    with pytest.raises(ValueError):
+        tile_hash(b"", -1)
+    digest = merkle.leaf_hash(b"x")
+    assert tile_additions(iter([((0, 32), digest), ((0, 33), digest)])) == {(0, 1): (0, digest * 2)}
+    with pytest.raises(ValueError):  # slot 3 does not follow slot 0
+        tile_additions(iter([((0, 0), digest), ((0, 2), digest)]))
+    with pytest.raises(ValueError):
+        tile_additions(iter([((0, 0), digest[:31])]))
 
 
 def path_siblings(leaf: int, size: int) -> list[NodeId]:
@@ -172,28 +311,9 @@ def test_an_audit_path_spans_few_tiles(size: int) -> None:
     strata = -(-(size - 1).bit_length() // TILE)
     for leaf in (0, 1, size // 3, size // 2 + 7, size - 12_345, size - 1):
         siblings = path_siblings(leaf, size)
-        tiles = {tile_of(*node) for node in siblings}
+        tiles = {tile_slot(*node)[0] for node in siblings}
         assert len(tiles) <= strata
-        assert {node_key(*node)[:-1] for node in siblings} == {
-            b"m" + bytes([s]) + t.to_bytes(8, "big") for s, t in tiles
-        }
-
-
-def test_an_audit_path_is_a_few_short_runs_of_adjacent_keys() -> None:
-    size = 3 * 2**14 + 5
-    order = sorted(all_nodes(size), key=lambda node: node_key(*node))
-    rank = {node: i for i, node in enumerate(order)}
-    strata = -(-(size - 1).bit_length() // TILE)
-    for leaf in range(0, size, 997):
-        ranks = sorted(rank[node] for node in path_siblings(leaf, size))
-        runs = [[ranks[0]]]
-        for r in ranks[1:]:
-            if r - runs[-1][0] < 62:
-                runs[-1].append(r)
-            else:
-                runs.append([r])
-        # Runs of at most 62 adjacent keys (one tile, ~3 KiB), one per stratum.
-        assert len(runs) <= strata, (leaf, runs)
+        assert tiles == {tile_of(*node) for node in siblings}
 
 
 # --- appending and roots ---------------------------------------------------------------------
@@ -345,6 +465,60 @@ def test_discard_pending_rolls_back_to_the_last_persisted_state() -> None:
     assert set(created) == new_perfect_nodes(11, 16)
     assert log.root() == ref.mth(entries)
     assert log.inclusion_proof(12, 16) == ref.path(12, entries)
+
+
+def test_extension_leaves_the_log_alone_until_adopted() -> None:
+    store: Store = {}
+    log = MerkleLog(0, reader(store))
+    append_persisted(log, store, hashes(entries_for(b"e", 11)))
+    root = log.root()
+    entries = entries_for(b"e", 30)
+    extension = log.extension(hashes(entries[11:]))
+    assert (log.size, log.root(), log.pending) == (11, root, {})
+    assert (extension.base_size, extension.size) == (11, 30)
+    assert extension.root == ref.mth(entries)
+    nodes = dict(extension.nodes())
+    assert list(nodes) == list(created_nodes(11, 30))
+    assert set(nodes) == new_perfect_nodes(11, 30)
+    log.adopt(extension)
+    assert (log.size, log.root(), log.pending) == (30, ref.mth(entries), nodes)
+    assert log.inclusion_proof(3, 30) == ref.path(3, entries)
+    assert MerkleLog(0, reader({})).extension([]).root == merkle.EMPTY_ROOT
+
+
+def test_adopt_refuses_an_extension_of_another_log() -> None:
+    store: Store = {}
+    log = MerkleLog(0, reader(store))
+    append_persisted(log, store, hashes(entries_for(b"a", 11)))
+    extension = log.extension(hashes(entries_for(b"a", 4, 11)))
+    # the log grew since: the extension no longer starts where the log ends
+    log.append(hashes(entries_for(b"z", 1)))
+    with pytest.raises(ValueError):
+        log.adopt(extension)
+    assert log.size == 12
+    # back at the same size, it fits again
+    log.discard_pending()
+    log.adopt(extension)
+    assert log.root() == ref.mth(entries_for(b"a", 15))
+    # same size, other leaves: the border differs
+    other: Store = {}
+    stranger = MerkleLog(0, reader(other))
+    append_persisted(stranger, other, hashes(entries_for(b"b", 11)))
+    with pytest.raises(ValueError):
+        stranger.adopt(log.extension(hashes(entries_for(b"a", 4, 15))))
+    with pytest.raises(ValueError):
+        stranger.adopt(MerkleLog(11, reader(store)).extension(hashes(entries_for(b"a", 4, 11))))
+    assert (stranger.size, stranger.pending) == (11, {})
+
+
+def test_extension_checks_its_digests() -> None:
+    log = MerkleLog(0, reader({}))
+    extension = log.extension(hashes(entries_for(b"c", 5)))
+    assert len(extension.digests) == 32 * perfect_node_count(5)
+    with pytest.raises(ValueError):
+        Extension(0, (), 5, extension.border, extension.digests[:-32])
+    with pytest.raises(ValueError):
+        Extension(6, (), 5, extension.border, b"")
 
 
 def test_discard_right_after_construction_keeps_the_opened_state() -> None:

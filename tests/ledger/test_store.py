@@ -24,9 +24,9 @@ from ledger.crypto import PrivateKey
 from ledger.errors import Corruption, Malformed
 from ledger.events import Admit, Derive, Grant, Register, Revoke, SignedEvent, Transfer, Use
 from ledger.genesis import Genesis
-from ledger.merkle_log import node_key
+from ledger.merkle_log import TILE_HEIGHT, parse_tile_key, tile_key, tile_slot, tile_width
 from ledger.rules import EventLocation
-from ledger.store import META, Store
+from ledger.store import FORMAT_VERSION, META, TILE_CACHE, Store
 from tests.ledger.helpers import ChainBuilder, make_genesis, make_key
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -297,6 +297,116 @@ def test_roots_at_every_size_and_proofs(env: Env) -> None:
         store.inclusion_proof(0, n + 1)
 
 
+def expected_tile_values(leaf_hashes: list[bytes]) -> dict[tuple[int, int], bytes]:
+    """The tiles of a log, built from scratch: every perfect node, by the tile its level and
+    index say, in the order an append loop creates them (by last leaf, then level)."""
+    nodes: dict[tuple[int, int], bytes] = {}
+    for level in range(len(leaf_hashes).bit_length()):
+        width = 1 << level
+        for index in range(len(leaf_hashes) >> level):
+            part = leaf_hashes[index * width : (index + 1) * width]
+            nodes[(level, index)] = merkle.root_from_leaf_hashes(part)
+    tiles: dict[tuple[int, int], bytes] = {}
+    for level, index in sorted(nodes, key=lambda n: (((n[1] + 1) << n[0]) - 1, n[0])):
+        row = level % TILE_HEIGHT
+        tile = (level // TILE_HEIGHT, index >> (TILE_HEIGHT - row))
+        tiles[tile] = tiles.get(tile, b"") + nodes[(level, index)]
+    return tiles
+
+
+def test_merkle_tiles_on_disk(env: Env) -> None:
+    store = env.store
+    for size in (3, 0, 30, 7, 1):
+        fill(env, [size])
+        check_tiles(store)
+        leaf_hashes = [merkle.leaf_hash(store.envelope(i)) for i in range(store.tree_size)]
+        stored = {parse_tile_key(k): v for k, v in store.db.iterator(prefix=b"t")}
+        assert stored == expected_tile_values(leaf_hashes)
+    assert store.tree_size == 41
+    first = store.db.get(tile_key((0, 0)))
+    lh = [merkle.leaf_hash(store.envelope(i)) for i in range(4)]
+    h01, h23 = merkle.node_hash(lh[0], lh[1]), merkle.node_hash(lh[2], lh[3])
+    assert first[: 7 * 32] == lh[0] + lh[1] + h01 + lh[2] + lh[3] + h23 + merkle.node_hash(h01, h23)
+    assert len(first) == 62 * 32
+    assert len(store.db.get(tile_key((0, 1)))) == (9 + 4 + 2 + 1) * 32
+    assert len(store.db.get(tile_key((1, 0)))) == 32
+
+
+def test_a_proof_reads_each_tile_once(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    fill(env, [150, 150])
+    env.reopen()
+    store, size = env.store, env.store.tree_size
+    reads: list[bytes] = []
+    real = store.db
+
+    class CountingDB:
+        def get(self, key: bytes) -> bytes | None:
+            reads.append(key)
+            return real.get(key)
+
+    store.db = CountingDB()  # type: ignore[assignment]
+    try:
+        check_proof_reads(store, size, reads, monkeypatch)
+    finally:
+        store.db = real
+
+
+def check_proof_reads(
+    store: Store, size: int, reads: list[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store._tiles.clear()
+    nodes = merkle.inclusion_nodes(5, size).ids
+    proof = store.inclusion_proof(5, size)
+    assert len(nodes) > 8
+    assert sorted(reads) == sorted({tile_key(tile_slot(*node)[0]) for node in nodes})
+    assert len(reads) == 3
+    reads.clear()
+    assert store.inclusion_proof(5, size) == proof
+    assert reads == []
+    # the cache is bounded; evicted tiles are read again
+    monkeypatch.setattr("ledger.store.TILE_CACHE", 2)
+    store._tiles.clear()
+    assert store.inclusion_proof(5, size) == proof
+    assert len(store._tiles) == 2 < len(reads)
+    assert TILE_CACHE >= 8
+
+
+def test_append_block_hashes_no_merkle_node(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    fill(env, [5])
+    calls: list[int] = []
+    real = merkle.node_hash
+
+    def counting(left: bytes, right: bytes) -> bytes:
+        calls.append(1)
+        return real(left, right)
+
+    monkeypatch.setattr(merkle, "node_hash", counting)
+    execution = env.chain.execute(registrations(env, 11))
+    block, commit = env.chain.seal(execution)
+    assert len(calls) >= 11
+    calls.clear()
+    env.store.append_block(block, commit, execution)
+    assert calls == []
+    assert env.store.root() == block.header.tree_root
+    monkeypatch.undo()
+    env.reopen()
+    leaf_hashes = [merkle.leaf_hash(env.store.envelope(i)) for i in range(16)]
+    assert env.store.root() == merkle.root_from_leaf_hashes(leaf_hashes)
+
+
+def test_damaged_right_edge_tile_stops_append(env: Env) -> None:
+    fill(env, [40])
+    store = env.store
+    head = _head(store)
+    key = tile_key((0, 1))
+    store.db.put(key, store.db.get(key) + bytes(32))
+    store._tiles.clear()
+    with pytest.raises(Corruption, match=r"tile \(0, 1\) holds 512 bytes, expected 15 hashes"):
+        env.chain.append(registrations(env, 2))
+    assert _head(store) == head
+    assert store.header(head[0] + 1) is None
+
+
 # --- reopen -------------------------------------------------------------------------------
 
 
@@ -385,6 +495,38 @@ def test_unreadable_meta_is_corruption(tmp_path: Path) -> None:
         Store(path, genesis)
 
 
+def rewrite_meta(path: Path, **changes: Any) -> None:
+    db = plyvel.DB(str(path))
+    try:
+        meta = codec.decode_map(db.get(META))
+        meta.update(changes)
+        db.put(META, codec.encode({k: v for k, v in meta.items() if v is not None}))
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("version", [None, 0, 2, "1", True])
+def test_store_of_another_format_is_refused(env: Env, version: object) -> None:
+    fill(env, [3])
+    env.store.close()
+    # None: the META of every store written before tiles, which had no format version
+    rewrite_meta(env.path, format=version)
+    with pytest.raises(Corruption, match="format version") as info:
+        Store(env.path, env.genesis)
+    assert str(env.path) in str(info.value)
+    assert "unsupported" in str(info.value)
+    rewrite_meta(env.path, format=FORMAT_VERSION)
+    env.store = Store(env.path, env.genesis)
+    assert env.store.tree_size == 3
+
+
+def test_new_store_records_its_format(env: Env) -> None:
+    meta = codec.decode_map(env.store.db.get(META))
+    assert meta["format"] == FORMAT_VERSION == 1
+    fill(env, [1])
+    assert codec.decode_map(env.store.db.get(META))["format"] == FORMAT_VERSION
+
+
 # --- crash consistency --------------------------------------------------------------------
 
 
@@ -434,7 +576,7 @@ FAIL_POINTS: dict[str, Callable[[int, bytes], bool]] = {
     "third-put": lambda n, key: n == 3,
     "leaf": lambda n, key: key[:1] == b"l",
     "dataset-index": lambda n, key: key[:1] == b"D",
-    "merkle-node": lambda n, key: key[:1] == b"m",
+    "merkle-tile": lambda n, key: key[:1] == b"t",
     "rules-state": lambda n, key: key[:1] == b"s",
     "meta-last": lambda n, key: key == META,
 }
@@ -503,7 +645,7 @@ def test_failure_then_retry_without_reopen(env: Env) -> None:
     execution = env.chain.execute(batch)
     block, commit = env.chain.seal(execution)
     real = store.db
-    store.db = FailingDB(real, FAIL_POINTS["merkle-node"])
+    store.db = FailingDB(real, FAIL_POINTS["merkle-tile"])
     with pytest.raises(Boom):
         store.append_block(block, commit, execution)
     store.db = real
@@ -576,6 +718,23 @@ for n in range(5000):
 """
 
 
+def check_tiles(store: Store) -> None:
+    """Every tile the log has reached is stored with exactly its nodes so far, and no other."""
+    size = store.tree_size
+    stored = {
+        parse_tile_key(key): value
+        for key, value in store.db.iterator(prefix=b"t", fill_cache=False)
+    }
+    expected = {
+        (stratum, number)
+        for stratum in range(-(-size.bit_length() // TILE_HEIGHT))
+        for number in range(-(-(size >> TILE_HEIGHT * stratum) // 32))
+    }
+    assert set(stored) == expected
+    for tile, value in stored.items():
+        assert len(value) == 32 * tile_width(tile, size) > 0
+
+
 def check_consistent(store: Store, genesis: Genesis) -> None:
     height = store.height
     assert height >= 1
@@ -590,7 +749,7 @@ def check_consistent(store: Store, genesis: Genesis) -> None:
     envelopes = [store.envelope(i) for i in range(store.tree_size)]
     with pytest.raises(Corruption):
         store.envelope(store.tree_size)
-    assert store.db.get(node_key(0, store.tree_size)) is None
+    check_tiles(store)
     assert merkle.root_from_leaf_hashes([merkle.leaf_hash(e) for e in envelopes]) == (
         header.tree_root
     )
