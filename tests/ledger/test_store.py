@@ -21,11 +21,11 @@ import pytest
 from ledger import codec, events, merkle
 from ledger.blocks import Block, Commit
 from ledger.crypto import PrivateKey
-from ledger.errors import Corruption, Malformed
+from ledger.errors import Conflict, Corruption, Malformed
 from ledger.events import Admit, Derive, Grant, Register, Revoke, SignedEvent, Transfer, Use
 from ledger.genesis import Genesis
 from ledger.merkle_log import TILE_HEIGHT, parse_tile_key, tile_key, tile_slot, tile_width
-from ledger.rules import EventLocation
+from ledger.rules import EventLocation, dataset_key
 from ledger.store import FORMAT_VERSION, META, TILE_CACHE, Store
 from tests.ledger.helpers import ChainBuilder, make_genesis, make_key
 
@@ -157,6 +157,20 @@ def test_append_and_read_back(env: Env) -> None:
     assert store.locate(hashlib.sha256(b"nope").digest()) is None
     with pytest.raises(Corruption):
         store.envelope(store.tree_size)
+
+
+def test_state_reads_follow_committed_blocks(env: Env) -> None:
+    """Reads are cached, absences included; a committed block's writes replace them."""
+    [[event]] = [registrations(env, 1)]
+    key = dataset_key(event.body.dataset)
+    assert env.store.state().get(key) is None
+    duplicate = env.chain.execute([event, event])
+    assert [len(duplicate.accepted), len(duplicate.rejected)] == [1, 1]
+    env.chain.append([event])
+    assert env.store.state().get(key) is not None
+    assert env.store.state().get(key) == snapshot_db(env.store.db)[key]
+    again = env.chain.execute([event])
+    assert again.accepted == () and isinstance(again.rejected[0][1], Conflict)
 
 
 def test_rejected_events_are_not_stored(env: Env) -> None:
