@@ -404,4 +404,4 @@ class Rules:
 
 
 def encode_location(height: int, leaf_index: int) -> bytes:
-    return codec.encode([height, leaf_index])
+    return codec.encode_trusted([height, leaf_index])

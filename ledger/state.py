@@ -84,7 +84,8 @@ class StateOverlay:
         return None if raw is None else codec.decode_trusted(raw)
 
     def put_doc(self, key: bytes, doc: Any) -> None:
-        self.put(key, codec.encode(doc))
+        """Store a record the rules built from checked values (see `codec.encode_trusted`)."""
+        self.put(key, codec.encode_trusted(doc))
 
     def child(self) -> StateOverlay:
         return StateOverlay(self)
