@@ -34,7 +34,7 @@ class NodeSettings:
     peers: tuple[str, ...] = ()
     mempool_max_events: int = 50_000
     mempool_max_bytes: int = 64 * 1024 * 1024
-    block_max_events: int = 2_000
+    block_max_events: int = 4_000
     block_max_bytes: int = 8 * 1024 * 1024
     idle_block_interval_ms: int = 5_000
     timeout_propose_ms: int = 1_000
