@@ -43,6 +43,10 @@ class Corruption(LedgerError):
     """Stored data that is missing, inconsistent, or cannot be opened."""
 
 
+class UnsupportedFormat(Corruption):
+    """A store written by a build with another storage format."""
+
+
 class VerificationFailed(LedgerError):
     """A proof, commit or bundle that does not verify; `reason` names what failed."""
 

@@ -35,7 +35,7 @@ import plyvel
 
 from ledger import codec, events, merkle
 from ledger.blocks import Block, Commit, Header
-from ledger.errors import Corruption, LedgerError, Malformed
+from ledger.errors import Corruption, LedgerError, Malformed, UnsupportedFormat
 from ledger.genesis import Genesis
 from ledger.merkle_log import (
     Extension,
@@ -193,7 +193,7 @@ class Store:
         if version == FORMAT_VERSION and type(version) is int:
             return
         found = "no format version" if version is None else f"format version {version!r}"
-        raise Corruption(
+        raise UnsupportedFormat(
             f"store {self.path} has {found}: that format version is unsupported, this build "
             f"reads only format version {FORMAT_VERSION} (Merkle tiles); rebuild the store "
             "(sync the chain into an empty data directory)"

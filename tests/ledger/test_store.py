@@ -21,7 +21,7 @@ import pytest
 from ledger import codec, events, merkle
 from ledger.blocks import Block, Commit
 from ledger.crypto import PrivateKey
-from ledger.errors import Conflict, Corruption, Malformed
+from ledger.errors import Conflict, Corruption, Malformed, UnsupportedFormat
 from ledger.events import Admit, Derive, Grant, Register, Revoke, SignedEvent, Transfer, Use
 from ledger.genesis import Genesis
 from ledger.merkle_log import TILE_HEIGHT, parse_tile_key, tile_key, tile_slot, tile_width
@@ -525,7 +525,7 @@ def test_store_of_another_format_is_refused(env: Env, version: object) -> None:
     env.store.close()
     # None: the META of every store written before tiles, which had no format version
     rewrite_meta(env.path, format=version)
-    with pytest.raises(Corruption, match="format version") as info:
+    with pytest.raises(UnsupportedFormat, match="format version") as info:
         Store(env.path, env.genesis)
     assert str(env.path) in str(info.value)
     assert "unsupported" in str(info.value)
