@@ -82,11 +82,11 @@ class PeerLink:
         """Two drains on their own connections, so consensus never waits behind events."""
         self._tasks = [
             asyncio.create_task(
-                self._drain(self._messages_queued, self._flush_messages),
+                self._send_while_queued(self._messages_queued, self._flush_messages),
                 name=f"consensus to {self.state.url}",
             ),
             asyncio.create_task(
-                self._drain(self._events_queued, self._flush_events),
+                self._send_while_queued(self._events_queued, self._flush_events),
                 name=f"events to {self.state.url}",
             ),
         ]
@@ -99,7 +99,10 @@ class PeerLink:
                 await task
         await self.client.aclose()
 
-    async def _drain(self, queued: asyncio.Event, flush: Callable[[], Awaitable[bool]]) -> None:
+    async def _send_while_queued(
+        self, queued: asyncio.Event, flush: Callable[[], Awaitable[bool | None]]
+    ) -> None:
+        """Whenever `queued` is set, call `flush` until it reports an empty queue (None)."""
         while True:
             await queued.wait()
             queued.clear()
