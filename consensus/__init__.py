@@ -1,6 +1,14 @@
 """Tendermint consensus (Algorithm 1) as a pure, sans-I/O state machine.
 
 Imports only the standard library and `ledger`; the node drives it (see `consensus.core`).
+The names below are re-exported from its modules:
+
+- `core`: `ConsensusCore`, the state machine, with its inputs, outputs and `BlockSource`.
+- `messages`: signed proposals, votes and equivocation evidence, and their wire forms.
+- `vote_set`: the votes of one (height, round, type), with quorum thresholds and equivocation.
+- `proposer`: weighted round-robin proposer selection, identical on every node.
+- `signer`: the validator's double-sign guard, persisting each signed slot before it leaves.
+- `errors`: the package's exceptions (`ConsensusError` and its families).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Validator sets, block headers, votes and commits (DESIGN.md §4).
+"""Validator sets, block headers, votes and commits (PROTOCOL §6-8).
 
 A header is a canonical map whose SHA-256 is the block hash. Votes sign the canonical map
 `{"block", "chain", "height", "round", "type"}` (`block` omitted for a nil vote). A commit is
@@ -9,7 +9,7 @@ needs only the validator set.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from ledger import codec, crypto, merkle
 from ledger.errors import BadSignature, Malformed, VerificationFailed
@@ -21,8 +21,10 @@ HASH_SIZE = 32
 MAX_VALIDATORS = 128
 MAX_POWER = 1 << 16
 
+_T = TypeVar("_T")
 
-def _field(doc: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
+
+def _field(doc: dict[str, Any], name: str, kind: type[_T]) -> _T:
     if name not in doc:
         raise Malformed(f"missing field {name!r}")
     value = doc[name]
@@ -339,7 +341,7 @@ class Header:
         if not isinstance(doc, dict):
             raise Malformed("a header is a map")
         if set(doc) != set(HEADER_FIELDS):
-            raise Malformed("a header has exactly the fields of DESIGN.md §4")
+            raise Malformed(f"a header has exactly the fields {', '.join(HEADER_FIELDS)}")
         return cls(
             chain=_field(doc, "chain", str),
             height=_uint_field(doc, "height"),

@@ -1,4 +1,4 @@
-"""Canonical msgpack: the one byte form of every signed or hashed structure (DESIGN.md §2).
+"""Canonical msgpack: the one byte form of every signed or hashed structure (PROTOCOL §2).
 
 `encode` writes maps with keys sorted by their UTF-8 bytes and integers in their shortest
 form. `decode` is strict: it accepts only bytes that re-encode to themselves, and applies
@@ -35,27 +35,43 @@ def _canonical(value: CanonicalValue, depth: int) -> CanonicalValue:
     if kind in _SCALARS:
         return value
     if kind is dict or (kind is not list and kind is not tuple and isinstance(value, dict)):
-        if value and depth + 1 > MAX_DEPTH:
+        # A subclass is read through dict's own methods, its keys as their str values: a
+        # dict, str or int subclass encodes exactly as its base type, whatever it overrides.
+        items = {}
+        for key, item in dict.items(value):
+            if type(key) is not str:
+                if not isinstance(key, str):
+                    raise Malformed("map keys must be text")
+                key = str.__str__(key)
+            items[key] = item
+        if len(items) != dict.__len__(value):
+            raise Malformed("two map keys have the same text")
+        if items and depth + 1 > MAX_DEPTH:
             raise Malformed(f"nesting deeper than {MAX_DEPTH}")
-        for key in value:
-            if type(key) is not str and not isinstance(key, str):
-                raise Malformed("map keys must be text")
         canonical_map = {}
-        for key in sorted(value):
-            item = value[key]
-            canonical_map[key if type(key) is str else str(key)] = (
-                item if type(item) in _SCALARS else _canonical(item, depth + 1)
-            )
+        for key in sorted(items):
+            item = items[key]
+            canonical_map[key] = item if type(item) in _SCALARS else _canonical(item, depth + 1)
         return canonical_map
     if kind is list or kind is tuple or isinstance(value, list | tuple):
+        if kind is not list and kind is not tuple:
+            value = (
+                list.copy(value)
+                if isinstance(value, list)
+                else tuple.__getitem__(value, slice(None))
+            )
         if value and depth + 1 > MAX_DEPTH:
             raise Malformed(f"nesting deeper than {MAX_DEPTH}")
         return [item if type(item) in _SCALARS else _canonical(item, depth + 1) for item in value]
-    if isinstance(value, bool):
-        return bool(value)
-    for base in (int, str, bytes):
-        if isinstance(value, base):
-            return base(value)
+    # Exact bools, ints, text and bytes returned above; bool has no subclasses, so what is
+    # left are subclasses (an IntEnum, a StrEnum, ...): each as its base type's value, read
+    # through the base type's own method so that no override changes the bytes.
+    if isinstance(value, int):
+        return int.__int__(value)
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, bytes):
+        return bytes.__bytes__(value)
     raise Malformed(f"type {kind.__name__} has no canonical encoding")
 
 
@@ -73,8 +89,14 @@ def encode_trusted(value: CanonicalValue) -> bytes:
     """`encode` for a value this node built itself from already-checked data (the rules'
     state records): the same bytes, without the validating walk, because ormsgpack (Rust)
     sorts the keys of every map while it packs. Only for text-keyed maps, lists, tuples,
-    text, bytes, ints, bools and None; anything else is a bug in the caller, not input."""
-    return ormsgpack.packb(value, option=ormsgpack.OPT_SORT_KEYS)
+    text, bytes, ints, bools and None; anything else is a bug in the caller, not input.
+
+    What ormsgpack refuses (a bytes subclass, a str-subclass key, an integer beyond 64 bits)
+    goes through `encode`, which gives the same bytes or raises Malformed."""
+    try:
+        return ormsgpack.packb(value, option=ormsgpack.OPT_SORT_KEYS)
+    except TypeError:  # ormsgpack.MsgpackEncodeError is a TypeError
+        return encode(value)
 
 
 def _reject_ext(code: int, data: bytes) -> Any:

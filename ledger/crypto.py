@@ -1,4 +1,4 @@
-"""ECDSA P-256 keys and signatures in the wire forms of DESIGN.md §2.
+"""ECDSA P-256 keys and signatures in the wire forms of PROTOCOL §1.
 
 Public keys are 33-byte compressed SEC1 points; signatures are 64 bytes r||s with low-S;
 private keys are PKCS#8 PEM files written with mode 0600. OpenSSL (via `cryptography`)

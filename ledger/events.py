@@ -1,4 +1,4 @@
-"""Signed data-circulation events: the envelope and the nine event types (DESIGN.md §3).
+"""Signed data-circulation events: the envelope and the nine event types (PROTOCOL §3).
 
 An envelope is the canonical map `{"body": <bin>, "sig": <bin 64>}`; `body` is the canonical
 encoding of the event's fields and `event_id = SHA-256(body)`. Parsing is strict: exactly the
@@ -8,7 +8,6 @@ passed in by the caller.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
@@ -103,10 +102,17 @@ def _hash_list(value: Any, name: str) -> tuple[bytes, ...]:
     return items
 
 
-@functools.cache
+# Memoized per class in plain dicts rather than with functools.cache, whose typed signature
+# wants hashable arguments, which mypy does not see a frozen dataclass's class object as.
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def field_names(cls: type) -> tuple[str, ...]:
     """A body class's field names, in declaration order (dataclasses.fields is slow)."""
-    return tuple(f.name for f in fields(cls))
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
 
 
 @dataclass(frozen=True)
@@ -245,7 +251,7 @@ def _parse_nonce(value: Any) -> bytes:
 
 
 def _parse_role(value: Any) -> str:
-    if value not in ROLES:
+    if not isinstance(value, str) or value not in ROLES:
         raise Malformed(f"role must be one of {ROLES}")
     return value
 
@@ -275,11 +281,16 @@ _FIELD_PARSERS: dict[str, Any] = {
 _HEADER_KEYS = frozenset({"v", "type"})
 
 
-@functools.cache
+_FIELD_SETS: dict[type[EventBody], tuple[frozenset[str], frozenset[str]]] = {}
+
+
 def _field_sets(cls: type[EventBody]) -> tuple[frozenset[str], frozenset[str]]:
-    """A body class's field names, and those of them it requires."""
-    names = frozenset(field_names(cls))
-    return names, names - cls.OPTIONAL
+    """A body class's field names, and those of them it requires (memoized per class)."""
+    sets = _FIELD_SETS.get(cls)
+    if sets is None:
+        names = frozenset(field_names(cls))
+        sets = _FIELD_SETS[cls] = (names, names - cls.OPTIONAL)
+    return sets
 
 
 def parse_body(doc: dict[str, Any]) -> EventBody:

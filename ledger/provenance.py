@@ -15,6 +15,9 @@ from typing import Any
 from ledger import events, merkle
 from ledger.blocks import Commit, Header, verify_checkpoint
 from ledger.errors import BadSignature, LedgerError, VerificationFailed
+
+# Annotations inside VerifiedStory, whose `events` field shadows the module, name it directly.
+from ledger.events import SignedEvent
 from ledger.genesis import Genesis
 from ledger.rules import dataset_key
 from ledger.store import Store
@@ -167,7 +170,7 @@ class VerifiedStory:
     grants: tuple[GrantStatus, ...] = field(default=())
 
     @property
-    def origin(self) -> events.SignedEvent:
+    def origin(self) -> SignedEvent:
         return self.events[0].event
 
     @property
@@ -187,7 +190,7 @@ class VerifiedStory:
             if isinstance(p.event.body, events.Derive) and p.event.body.dataset != self.dataset
         )
 
-    def of_type(self, event_type: str) -> list[events.SignedEvent]:
+    def of_type(self, event_type: str) -> list[SignedEvent]:
         return [p.event for p in self.events if p.event.type == event_type]
 
 

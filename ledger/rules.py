@@ -1,5 +1,5 @@
 """The circulation rules: a deterministic state machine over participants, datasets, grants
-and lineage (DESIGN.md §3).
+and lineage (PROTOCOL §4).
 
 `Rules.apply` either applies an event completely to a state overlay or raises a typed error
 and writes nothing. Time is judged against the reference time in the `BlockContext` (the block
@@ -153,7 +153,7 @@ class Rules:
             raise RuleViolation("the recipient is not an admitted participant")
 
     def _dataset(self, state: StateOverlay, dataset: bytes) -> dict[str, Any]:
-        doc = state.get_doc(dataset_key(dataset))
+        doc: dict[str, Any] | None = state.get_doc(dataset_key(dataset))
         if doc is None:
             raise RuleViolation(f"dataset {dataset.hex()} is not registered")
         return doc
@@ -174,7 +174,7 @@ class Rules:
         holder: bytes,
         now: int,
     ) -> dict[str, Any]:
-        grant = state.get_doc(grant_key(grant_id))
+        grant: dict[str, Any] | None = state.get_doc(grant_key(grant_id))
         if grant is None:
             raise RuleViolation(f"grant {grant_id.hex()} does not exist")
         if grant["dataset"] != dataset:
@@ -198,7 +198,7 @@ class Rules:
         reshare: bool = False,
     ) -> dict[str, Any] | None:
         for grant_id in state.get_doc(grants_of_key(dataset, holder)) or []:
-            grant = state.get_doc(grant_key(grant_id))
+            grant: dict[str, Any] = state.get_doc(grant_key(grant_id))
             if self._covers(grant, now, purpose, reshare):
                 return grant
         return None

@@ -7,9 +7,10 @@ what the store writes in its one atomic batch.
 
 from __future__ import annotations
 
+import enum
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, Final
 
 import msgpack
 
@@ -18,7 +19,13 @@ from ledger import codec, crypto
 Reader = Callable[[bytes], bytes | None]
 
 
-_UNREAD = object()
+class _Unread(enum.Enum):
+    """The type of `_UNREAD`: a cache-miss marker no cached value (bytes or None) can be."""
+
+    TOKEN = enum.auto()
+
+
+_UNREAD: Final = _Unread.TOKEN
 
 
 class StateReadCache:
@@ -44,7 +51,7 @@ class StateReadCache:
         if value is _UNREAD:
             value = self._read(key)
             self._remember(key, value)
-        return value  # type: ignore[return-value]
+        return value
 
     def committed(self, writes: Mapping[bytes, bytes]) -> None:
         """The store now holds `writes`: cached reads of those keys take the new values."""
@@ -80,6 +87,8 @@ class StateOverlay:
         self.writes[key] = value
 
     def get_doc(self, key: bytes) -> Any:
+        """The record `put_doc` stored under `key`, decoded (the caller knows its shape), or
+        None."""
         raw = self.get(key)
         return None if raw is None else codec.decode_trusted(raw)
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, Protocol
 
 import plyvel
 
@@ -77,6 +78,50 @@ when admitting it and again when executing its block, which may be a full mempoo
 
 def _u64(value: int) -> bytes:
     return value.to_bytes(8, "big")
+
+
+class KeyIterator(Protocol):
+    """A `plyvel` iterator opened with `include_value=False`: keys in order, closed on exit."""
+
+    def __enter__(self) -> KeyIterator: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def __iter__(self) -> Iterator[bytes]: ...
+
+
+class WriteBatch(Protocol):
+    """A `plyvel` write batch: applied when its `with` block ends without an exception."""
+
+    def __enter__(self) -> WriteBatch: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def put(self, key: bytes, value: bytes) -> None: ...
+
+
+class LevelDB(Protocol):
+    """The part of `plyvel.DB` the store uses (plyvel ships no type information)."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def put(self, key: bytes, value: bytes, *, sync: bool = False) -> None: ...
+
+    def close(self) -> None: ...
+
+    def iterator(
+        self,
+        *,
+        start: bytes | None = None,
+        stop: bytes | None = None,
+        prefix: bytes | None = None,
+        include_value: Literal[False],
+    ) -> KeyIterator: ...
+
+    def write_batch(self, *, transaction: bool = False, sync: bool = False) -> WriteBatch: ...
 
 
 @dataclass(frozen=True)
@@ -127,7 +172,7 @@ class Store:
         self.path = Path(path)
         self.genesis = genesis
         self.rules = rules or Rules(genesis)
-        self.db = self._open(self.path)
+        self.db: LevelDB = self._open(self.path)
         self._tiles: dict[TileId, bytes] = {}
         self._state_reads = StateReadCache(self.db.get, STATE_READ_CACHE_ENTRIES)
         try:
@@ -137,10 +182,10 @@ class Store:
             raise
 
     @staticmethod
-    def _open(path: Path) -> plyvel.DB:
+    def _open(path: Path) -> LevelDB:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            return plyvel.DB(
+            db: LevelDB = plyvel.DB(
                 str(path),
                 create_if_missing=True,
                 paranoid_checks=True,
@@ -155,6 +200,7 @@ class Store:
                 compression=None,
                 write_buffer_size=16 << 20,
             )
+            return db
         except plyvel.IOError as exc:
             if "lock" in str(exc).lower():
                 raise Corruption(f"store {path} is locked: another process has it open") from exc

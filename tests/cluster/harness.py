@@ -15,7 +15,8 @@ import httpx
 
 from ledger import crypto, events
 from ledger.genesis import Genesis
-from node.cluster import init_cluster, init_full_node, node_home, start_node, stop_nodes
+from node.ops.homes import init_cluster, init_full_node, node_home
+from node.ops.processes import start_node, stop_nodes
 
 WAIT_S = 60.0
 

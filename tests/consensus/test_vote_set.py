@@ -115,3 +115,81 @@ def test_remove_forgets_power() -> None:
     votes.remove(vote.validator)
     votes.remove(vote.validator)
     assert votes.total_power == 0 and votes.get(vote.validator) is None
+
+
+def test_remove_takes_the_power_out_of_every_count_at_once() -> None:
+    validators = validator_set(4, [1, 2, 3, 4])  # total 10
+    votes = VoteSet(validators, 1, 0, PREVOTE)
+    for i in (1, 2, 3):
+        votes.add(sign_vote(i, PREVOTE, 1, 0, A))  # 2 + 3 + 4 = 9
+    votes.add(sign_vote(0, PREVOTE, 1, 0, None))
+    assert votes.has_quorum_for(A) and votes.power_for(A) == 9
+    votes.remove(sign_vote(3, PREVOTE, 1, 0, A).validator)  # checked after one call
+    assert votes.power_for(A) == 5 and votes.total_power == 6
+    assert votes.power_for(None) == 1
+    assert not votes.has_quorum_for(A) and votes.quorum_value() == (False, None)
+    assert votes.quorum_blocks() == [] and not votes.has_quorum_any()
+
+
+def test_remove_of_a_validator_that_did_not_vote_changes_nothing() -> None:
+    votes = VoteSet(validator_set(4), 1, 0, PREVOTE)
+    votes.add(sign_vote(0, PREVOTE, 1, 0, A))
+    votes.remove(sign_vote(1, PREVOTE, 1, 0, A).validator)
+    assert votes.total_power == 1 and votes.power_for(A) == 1
+
+
+def test_remove_of_an_equivocator_leaves_the_other_voters_of_each_value() -> None:
+    votes = VoteSet(validator_set(4), 1, 0, PREVOTE)
+    votes.add(sign_vote(0, PREVOTE, 1, 0, A))
+    votes.add(sign_vote(0, PREVOTE, 1, 0, B))
+    votes.add(sign_vote(1, PREVOTE, 1, 0, B))
+    votes.remove(sign_vote(0, PREVOTE, 1, 0, A).validator)
+    assert votes.power_for(A) == 0 and votes.power_for(B) == 1 and votes.total_power == 1
+
+
+def test_remove_forgets_parked_votes() -> None:
+    votes = VoteSet(validator_set(4), 1, 0, PREVOTE, lambda value: value is None)
+    voter = sign_vote(2, PREVOTE, 1, 0, None).validator
+    votes.add(sign_vote(2, PREVOTE, 1, 0, None))
+    votes.add(sign_vote(2, PREVOTE, 1, 0, A))  # parked: A is not relevant
+    assert votes.seen(voter, A)
+    votes.remove(voter)
+    assert not votes.seen(voter, A) and not votes.seen(voter, None)
+    votes.promote(A)
+    assert votes.power_for(A) == 0 and votes.total_power == 0
+
+
+def test_no_quorum_for_a_value_nobody_voted_for() -> None:
+    votes = VoteSet(validator_set(1), 1, 0, PREVOTE)  # one vote of power 1 is a quorum
+    assert not votes.has_quorum_for(A) and not votes.has_quorum_for(None)
+    votes.add(sign_vote(0, PREVOTE, 1, 0, A))
+    assert votes.has_quorum_for(A) and not votes.has_quorum_for(B)
+
+
+def test_parking_keeps_the_two_latest_conflicting_votes_per_validator() -> None:
+    votes = VoteSet(validator_set(4), 1, 0, PREVOTE, lambda value: value is None)
+    C = b"\x0c" * 32
+    voter = sign_vote(0, PREVOTE, 1, 0, None).validator
+    votes.add(sign_vote(0, PREVOTE, 1, 0, None))
+    votes.add(sign_vote(0, PREVOTE, 1, 0, A))
+    votes.add(sign_vote(0, PREVOTE, 1, 0, B))
+    assert votes.seen(voter, A) and votes.seen(voter, B)  # two fit
+    votes.add(sign_vote(0, PREVOTE, 1, 0, C))
+    assert not votes.seen(voter, A) and votes.seen(voter, B) and votes.seen(voter, C)
+    votes.promote(A)  # dropped: nothing to count
+    votes.promote(C)
+    assert votes.power_for(A) == 0 and votes.power_for(C) == 1
+
+
+def test_promote_with_several_parked_validators_counts_only_those_that_parked_the_value() -> None:
+    votes = VoteSet(validator_set(4), 1, 0, PREVOTE, lambda value: value is None)
+    for i in (0, 1, 2):
+        votes.add(sign_vote(i, PREVOTE, 1, 0, None))
+    votes.add(sign_vote(0, PREVOTE, 1, 0, A))
+    votes.add(sign_vote(1, PREVOTE, 1, 0, A))
+    votes.add(sign_vote(2, PREVOTE, 1, 0, B))
+    votes.promote(A)
+    assert votes.power_for(A) == 2 and votes.power_for(B) == 0
+    votes.promote(B)
+    assert votes.power_for(B) == 1 and votes.power_for(None) == 3
+    assert len(votes.votes()) == 6

@@ -1,4 +1,4 @@
-"""Validator sets, votes, commits, headers, blocks and checkpoints (DESIGN.md §4)."""
+"""Validator sets, votes, commits, headers, blocks and checkpoints (PROTOCOL §6-7)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,10 @@
-"""Canonical msgpack (DESIGN.md §2): exact byte forms, strict decoding, round-trip properties."""
+"""Canonical msgpack (PROTOCOL §2): exact byte forms, strict decoding, round-trip properties."""
 
 from __future__ import annotations
 
 import struct
+from collections import OrderedDict
+from enum import IntEnum, StrEnum
 from typing import Any
 
 import msgpack
@@ -513,3 +515,173 @@ def test_encode_trusted_gives_the_canonical_bytes(value: object, rnd: Any) -> No
 )
 def test_encode_trusted_known_edges(value: object) -> None:
     assert codec.encode_trusted(value) == codec.encode(value)
+
+
+# --- subclasses: exactly as the base type, never nil ----------------------------------------
+
+
+class _Level(IntEnum):
+    LOW = 5
+    HIGH = 300
+
+
+class _Colour(StrEnum):
+    RED = "red"
+
+
+class _LoudStr(str):
+    """A str subclass whose overrides must not change what is hashed or signed."""
+
+    def __str__(self) -> str:
+        return "override"
+
+    def __lt__(self, other: object) -> bool:  # reversed order
+        return str.__gt__(self, other)  # type: ignore[operator]
+
+
+class _LoudInt(int):
+    def __int__(self) -> int:
+        return 99
+
+    def __index__(self) -> int:
+        return 98
+
+
+class _LoudBytes(bytes):
+    def __bytes__(self) -> bytes:
+        return b"override"
+
+
+class _LoudDict(dict):  # type: ignore[type-arg]
+    def items(self):  # type: ignore[no-untyped-def]
+        return [("override", 1)]
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(["override"])
+
+    def __getitem__(self, key: object) -> object:
+        return "override"
+
+    def __len__(self) -> int:
+        return 0
+
+
+class _LoudList(list):  # type: ignore[type-arg]
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(["override"])
+
+    def __len__(self) -> int:
+        return 0
+
+
+class _LoudTuple(tuple):  # type: ignore[type-arg]
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(["override"])
+
+
+@pytest.mark.parametrize(
+    ("value", "plain"),
+    [
+        (_Level.LOW, 5),
+        (_Level.HIGH, 300),
+        (_Colour.RED, "red"),
+        (_LoudStr("ab"), "ab"),
+        (_LoudInt(3), 3),
+        (_LoudInt(-200), -200),
+        (_LoudBytes(b"ab"), b"ab"),
+        (_LoudDict({"b": 1, "a": 2}), {"a": 2, "b": 1}),
+        (OrderedDict([("b", 1), ("a", 2)]), {"a": 2, "b": 1}),
+        (_LoudList([1, 2]), [1, 2]),
+        (_LoudTuple((1, _Level.LOW)), [1, 5]),
+        ({_LoudStr("b"): 1, "a": 2, _Colour.RED: _Level.HIGH}, {"a": 2, "b": 1, "red": 300}),
+        ({"k": [_LoudBytes(b"x"), {"n": _LoudInt(7)}]}, {"k": [b"x", {"n": 7}]}),
+    ],
+)
+def test_a_subclass_encodes_exactly_as_its_base_type(value: object, plain: object) -> None:
+    """An IntEnum is its integer, a str subclass its text, a dict subclass its items: what is
+    hashed or signed cannot depend on a subclass's overrides, and is never nil."""
+    expected = codec.encode(plain)
+    assert codec.encode(value) == expected
+    assert codec.encode(value) != codec.encode(None)
+    assert codec.encode_trusted(value) == expected
+    assert codec.decode(expected) == plain
+
+
+def test_bool_is_not_encoded_as_an_integer_subclass() -> None:
+    assert codec.encode([True, False, 1, 0]).hex() == "94c3c20100"
+    assert (
+        codec.encode({"t": True}) == codec.encode_trusted({"t": True}) == bytes.fromhex("81a174c3")
+    )
+
+
+def test_map_keys_are_sorted_by_their_text_not_by_a_subclass_order() -> None:
+    doc = {_LoudStr("a"): 1, _LoudStr("b"): 2, _LoudStr("c"): 3}
+    assert codec.encode(doc) == codec.encode({"a": 1, "b": 2, "c": 3})
+    assert list(codec.decode(codec.encode(doc))) == ["a", "b", "c"]
+
+
+def test_two_keys_with_the_same_text_are_refused() -> None:
+    class Distinct(str):
+        def __hash__(self) -> int:
+            return 1
+
+        def __eq__(self, other: object) -> bool:
+            return self is other
+
+    doc = {"a": 1, Distinct("a"): 2}
+    assert len(doc) == 2
+    with pytest.raises(Malformed, match="same text"):
+        codec.encode(doc)
+    with pytest.raises(Malformed, match="same text"):
+        codec.encode_trusted(doc)
+
+
+@pytest.mark.parametrize("value", [1.5, {1: "int key"}, {b"k": 1}, object(), {1, 2}])
+def test_types_without_a_canonical_form_are_refused(value: object) -> None:
+    with pytest.raises(Malformed):
+        codec.encode(value)
+    with pytest.raises(Malformed):
+        codec.encode([value])
+
+
+@pytest.mark.parametrize("value", [{"k": _LoudBytes(b"x")}, {_Colour.RED: 1}, [2**64]])
+def test_encode_trusted_falls_back_to_encode_for_what_ormsgpack_refuses(value: object) -> None:
+    try:
+        expected: bytes | None = codec.encode(value)
+    except Malformed:
+        expected = None
+    if expected is None:
+        with pytest.raises(Malformed):
+            codec.encode_trusted(value)
+    else:
+        assert codec.encode_trusted(value) == expected
+
+
+def _subclassed(value: object, rnd: Any) -> object:
+    """`value` with some of its parts replaced by equal values of subclasses."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return _LoudInt(value) if rnd.random() < 0.5 else value
+    if isinstance(value, str):
+        return _LoudStr(value) if rnd.random() < 0.5 else value
+    if isinstance(value, bytes):
+        return _LoudBytes(value) if rnd.random() < 0.5 else value
+    if isinstance(value, list):
+        items = [_subclassed(v, rnd) for v in value]
+        return rnd.choice([list, tuple, _LoudList, _LoudTuple])(items)
+    assert isinstance(value, dict)
+    pairs = [(_subclassed(k, rnd), _subclassed(v, rnd)) for k, v in value.items()]
+    rnd.shuffle(pairs)
+    return rnd.choice([dict, OrderedDict, _LoudDict])(pairs)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(canonical_values, st.randoms())
+def test_subclassed_values_encode_as_their_plain_values(value: object, rnd: Any) -> None:
+    """Property: the generic encoder and the fast path both encode any mix of subclasses
+    exactly as the plain value."""
+    expected = codec.encode(value)
+    wrapped = _subclassed(value, rnd)
+    assert codec.encode(wrapped) == expected
+    assert codec.encode_trusted(wrapped) == expected

@@ -1,4 +1,4 @@
-"""P-256 keys and signatures (DESIGN.md §2), cross-checked against python-ecdsa."""
+"""P-256 keys and signatures (PROTOCOL §1), cross-checked against python-ecdsa."""
 
 from __future__ import annotations
 

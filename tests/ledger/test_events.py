@@ -1,4 +1,4 @@
-"""Signed events (DESIGN.md §2-3): envelopes, strict body parsing, signatures, event ids."""
+"""Signed events (PROTOCOL §2-3): envelopes, strict body parsing, signatures, event ids."""
 
 from __future__ import annotations
 

@@ -296,7 +296,7 @@ def test_power_boundaries_accepted(genesis: Genesis) -> None:
 def test_from_json_rejects_genesis_time_that_is_not_a_wire_integer(
     genesis: Genesis, value: Any
 ) -> None:
-    """`genesis_time` is an integer of Unix ms (DESIGN §2): a JSON bool is not one, and a value
+    """`genesis_time` is an integer of Unix ms (PROTOCOL §8.1): a JSON bool is not one, and a value
     outside the 64-bit range cannot be hashed, so both must be refused when the file is read
     (not later, when `hash()` is first called)."""
     doc = good_doc(genesis)

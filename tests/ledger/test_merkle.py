@@ -330,6 +330,12 @@ def test_range_nodes(begin: int, end: int, want: list[NodeId]) -> None:
     assert merkle.range_nodes(begin, end) == want
 
 
+@pytest.mark.parametrize(("begin", "end"), [(3, 2), (1, 0), (-1, 2), (-2, -1), (8, 5)])
+def test_range_nodes_rejects_a_reversed_or_negative_range(begin: int, end: int) -> None:
+    with pytest.raises(Malformed, match="bad leaf range"):
+        merkle.range_nodes(begin, end)
+
+
 def test_assemble_proof_rejects_wrong_hash_count() -> None:
     with pytest.raises(Malformed):
         merkle.assemble_proof(merkle.inclusion_nodes(0, 7), [SOME_HASH])

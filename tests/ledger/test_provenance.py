@@ -1,4 +1,4 @@
-"""Provenance queries and offline-verifiable proof bundles (DESIGN.md §3-4, §6)."""
+"""Provenance queries and offline-verifiable proof bundles (PROTOCOL §9)."""
 
 from __future__ import annotations
 

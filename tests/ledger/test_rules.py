@@ -1,4 +1,4 @@
-"""The circulation rules (DESIGN.md §3): every event type's acceptance and rejection reasons."""
+"""The circulation rules (PROTOCOL §4): every event type's acceptance and rejection reasons."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The LevelDB store (DESIGN.md §4): blocks, indexes, the Merkle log, reopen and crash safety."""
+"""The LevelDB store (PROTOCOL §12.2): blocks, indexes, the Merkle log, reopen and crash safety."""
 
 from __future__ import annotations
 
@@ -794,25 +794,25 @@ def test_sigkill_during_appends_leaves_a_consistent_store(tmp_path: Path) -> Non
     heights = []
     deadline = time.monotonic() + 20
     for _ in range(3):
-        child = subprocess.Popen(
+        with subprocess.Popen(
             [sys.executable, "-c", CHILD, str(path), str(seed)],
             cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-        )
-        try:
-            assert child.stdout is not None
-            line = child.stdout.readline()
-            assert line == b"ready\n", child.stderr.read() if child.stderr else line
-            time.sleep(rng.uniform(0.05, 0.4))
-            assert child.poll() is None, "the child stopped before it was killed"
-            child.send_signal(signal.SIGKILL)
-            child.wait(timeout=10)
-        finally:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
+        ) as child:
+            try:
+                assert child.stdout is not None
+                line = child.stdout.readline()
+                assert line == b"ready\n", child.stderr.read() if child.stderr else line
+                time.sleep(rng.uniform(0.05, 0.4))
+                assert child.poll() is None, "the child stopped before it was killed"
+                child.send_signal(signal.SIGKILL)
+                child.wait(timeout=10)
+            finally:
+                if child.poll() is None:
+                    child.kill()
+                    child.wait()
         assert child.returncode == -signal.SIGKILL
         with Store(path, genesis) as store:
             check_consistent(store, genesis)

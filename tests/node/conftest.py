@@ -1,9 +1,8 @@
 """Fixtures for node tests: a real single-validator node served in-process, and event builders.
 
 `running_node` starts the FastAPI app with its lifespan (node service, real consensus, real
-LevelDB) through `fastapi.testclient.TestClient`. The app keeps its `NodeService` in a closure,
-so the helper records the instance by swapping `node.api.NodeService` for a recording subclass
-while the lifespan starts; tests use it to read the store or to pretend the node lags behind.
+LevelDB) through `fastapi.testclient.TestClient`, with the `NodeService` it serves; tests use
+the service to read the store or to pretend the node lags behind.
 """
 
 from __future__ import annotations
@@ -22,14 +21,13 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-import node.api as node_api
 from ledger import events
 from ledger.crypto import PrivateKey
 from ledger.genesis import Genesis
-from node.api import create_app
-from node.cluster import REGISTRAR_FILE, init_cluster
 from node.config import NodeSettings
-from node.service import NodeService
+from node.ops.homes import REGISTRAR_FILE, init_cluster
+from node.server.http import create_app
+from node.server.service import NodeService
 
 START_TIMEOUT_S = 20.0
 # The sync loop resets `best_peer_height` on every pass; a node without peers never needs it,
@@ -228,21 +226,11 @@ def running_node(
 @contextlib.contextmanager
 def serving(settings: NodeSettings) -> Iterator[tuple[TestClient, NodeService]]:
     """Run the app of `settings` (lifespan included); yield its client and node service."""
-    created: list[NodeService] = []
-
-    class RecordingService(NodeService):
-        def __init__(self, node_settings: NodeSettings) -> None:
-            super().__init__(node_settings)
-            created.append(self)
-
-    app = create_app(settings)
-    client = TestClient(app, raise_server_exceptions=False)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(node_api, "NodeService", RecordingService)
-        client.__enter__()
+    service = NodeService(settings)
+    client = TestClient(create_app(service), raise_server_exceptions=False)
+    client.__enter__()
     try:
-        assert len(created) == 1, "the lifespan did not start exactly one node service"
-        yield client, created[0]
+        yield client, service
     finally:
         client.__exit__(None, None, None)
 

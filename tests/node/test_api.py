@@ -1,6 +1,6 @@
-"""The public HTTP API of DESIGN.md §6 against a real single-validator node.
+"""The public HTTP API of docs/PROTOCOL.md §10 against a real single-validator node.
 
-Every status code of §6 is produced through the API and checked to be an RFC 9457 problem
+Every status code of §10.2 is produced through the API and checked to be an RFC 9457 problem
 document; every GET is checked for the JSON shape clients rely on, and the proofs it serves
 are verified with the ledger's own offline verifiers.
 """
@@ -24,8 +24,8 @@ from ledger.blocks import Commit, Header, verify_checkpoint
 from ledger.crypto import PrivateKey
 from ledger.genesis import Genesis
 from ledger.provenance import verify_bundle
-from node.cluster import REGISTRAR_FILE, init_cluster
 from node.config import NodeSettings
+from node.ops.homes import REGISTRAR_FILE, init_cluster
 from tests.node.conftest import (
     EventFactory,
     RunningNode,
@@ -340,14 +340,14 @@ def test_429_when_the_mempool_is_full(side_node: Callable[..., RunningNode]) -> 
 def test_503_when_the_node_is_not_caught_up(node: RunningNode) -> None:
     event = node.make.admit(node.registrar, PrivateKey.generate().public_key, "late")
     service = node.service
-    service.best_peer_height = service.store.height + 100
+    service.sync.best_peer_height = service.store.height + 100
     try:
         response = node.submit(event)
         assert_problem(response, 503)
         assert "retry-after" in response.headers
         assert node.client.get("/v1/status").json()["catching_up"] is True
     finally:
-        service.best_peer_height = 0
+        service.sync.best_peer_height = 0
     assert node.submit(event, wait=True).status_code == 200
 
 
@@ -609,7 +609,7 @@ def test_msgpack_is_returned_on_request(node: RunningNode, story: Story) -> None
 
 
 def test_msgpack_request_bodies_are_accepted(node: RunningNode) -> None:
-    # DESIGN.md §6: "JSON by default; application/msgpack accepted and returned on request."
+    # docs/PROTOCOL.md §10.1: JSON by default, msgpack accepted and returned on request.
     event = node.make.admit(node.registrar, PrivateKey.generate().public_key, "packed")
     response = node.client.post(
         "/v1/events",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from node import bench
+from node.bench import ledger as bench
 
 POSITIVE = (
     "append_rate_eps",

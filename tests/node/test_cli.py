@@ -25,9 +25,10 @@ from ledger.crypto import PrivateKey
 from ledger.genesis import Genesis
 from ledger.provenance import proof_bundle, verify_bundle
 from ledger.store import Store
-from node import cli
-from node.cli import app, parse_dataset, parse_expires, parse_when
-from node.story import bundle_commit, story_json, story_text
+from node.cli import app
+from node.cli import common as cli
+from node.cli.common import parse_dataset, parse_expires, parse_when
+from node.cli.story import bundle_commit, story_json, story_text
 from tests.ledger.helpers import make_genesis, make_key, sign_commit
 
 runner = CliRunner()

@@ -17,19 +17,17 @@ from typer.testing import CliRunner
 from ledger.crypto import PrivateKey
 from ledger.genesis import Genesis
 from node.cli import app
-from node.cluster import (
+from node.config import NodeSettings
+from node.ops.cluster import cluster_down
+from node.ops.homes import (
     ClusterError,
     ClusterExists,
-    cluster_down,
     cluster_homes,
     init_cluster,
     init_full_node,
     local_url,
-    node_running,
-    port_in_use,
-    stop_nodes,
 )
-from node.config import NodeSettings
+from node.ops.processes import node_running, port_in_use, stop_nodes
 
 runner = CliRunner()
 

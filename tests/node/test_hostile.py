@@ -22,7 +22,7 @@ from ledger import codec, crypto
 from ledger.blocks import PRECOMMIT, PREVOTE, Block, Header, Vote, vote_sign_bytes
 from ledger.crypto import PrivateKey
 from ledger.provenance import verify_bundle
-from node.p2p import MAX_P2P_BODY
+from node.wire import MAX_P2P_BODY
 from tests.node.conftest import EventFactory, RunningNode, assert_problem
 
 MSGPACK = "application/msgpack"

@@ -13,8 +13,9 @@ from ledger import events
 from ledger.crypto import PrivateKey
 from ledger.errors import Conflict, Forbidden, NotAdmitted, RuleViolation
 from ledger.store import Store
-from node.mempool import Mempool
-from node.problems import NodeProblem, problem_document, problem_for
+from node.server.errors import MempoolFull
+from node.server.http.problems import problem_document, problem_for
+from node.server.mempool import Mempool
 from tests.ledger.helpers import ChainBuilder, make_genesis
 
 
@@ -72,7 +73,7 @@ def test_bounded_in_events(chain: tuple[ChainBuilder, PrivateKey]) -> None:
     first, second, third = (admit(builder, registrar, PrivateKey.generate()) for _ in range(3))
     pool.admit(first, builder.now)
     pool.admit(second, builder.now)
-    with pytest.raises(NodeProblem) as refused:
+    with pytest.raises(MempoolFull) as refused:
         pool.admit(third, builder.now)
     problem = problem_for(refused.value)
     assert problem.status == 429
@@ -97,9 +98,9 @@ def test_bounded_in_bytes(chain: tuple[ChainBuilder, PrivateKey]) -> None:
 
     tight = Mempool(builder.store, 100, len(first.envelope) + len(second.envelope) - 1)
     tight.admit(first, builder.now)
-    with pytest.raises(NodeProblem) as refused:
+    with pytest.raises(MempoolFull) as refused:
         tight.admit(second, builder.now)
-    assert refused.value.status == 429
+    assert problem_for(refused.value).status == 429
     assert len(tight) == 1 and tight.size_bytes == len(first.envelope)
 
 
@@ -110,7 +111,7 @@ def test_a_refused_event_leaves_no_trace(chain: tuple[ChainBuilder, PrivateKey])
     filler = admit(builder, registrar, PrivateKey.generate())
     pool.admit(filler, builder.now)
     admit_alice = admit(builder, registrar, alice)
-    with pytest.raises(NodeProblem):
+    with pytest.raises(MempoolFull):
         pool.admit(admit_alice, builder.now)
     # alice was not admitted, not even in the pending state the next event is judged by.
     bigger = Mempool(builder.store, 10, 1 << 20)

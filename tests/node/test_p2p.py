@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from ledger import codec
-from node.p2p import MAX_BATCH_EVENTS, PeerLink
+from node.server.p2p import MAX_BATCH_EVENTS, PeerLink
 
 
 class FakePeer:

@@ -19,9 +19,10 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 from schemathesis.python import asgi as schemathesis_asgi
 
-from node.api import create_app
-from node.cluster import init_cluster
 from node.config import NodeSettings
+from node.ops.homes import init_cluster
+from node.server.http import create_app
+from node.server.service import NodeService
 from tests.node.conftest import free_port
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -31,8 +32,13 @@ BASE_URL = "http://testserver"
 
 def _public_schema() -> dict[str, Any]:
     """The app's OpenAPI document; serving it needs no node, so no lifespan is started."""
-    unused = NodeSettings(home=Path(tempfile.gettempdir()) / "provledger-schema-only")
-    response = TestClient(create_app(unused)).get("/openapi.json")
+    with tempfile.TemporaryDirectory() as home:
+        init_cluster(home, 1, base_port=free_port())
+        service = NodeService(NodeSettings.load(Path(home) / "node-0"))
+        try:
+            response = TestClient(create_app(service)).get("/openapi.json")
+        finally:
+            service.close()
     assert response.status_code == 200, response.text
     return dict(response.json())
 
@@ -42,12 +48,29 @@ def _public_schema() -> dict[str, Any]:
 schema = schemathesis.openapi.from_dict(_public_schema())
 
 
+class NodeApp:
+    """An ASGI app that serves a fresh node service for every lifespan it is given.
+
+    schemathesis' transport may end an app's lifespan and start it again between calls;
+    a `NodeService` starts once, so each lifespan gets a new one over the same home.
+    """
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.app: Any = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            self.app = create_app(NodeService(NodeSettings.load(self.home)))
+        await self.app(scope, receive, send)
+
+
 @pytest.fixture(scope="module")
 def fuzzed_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A running node app; schemathesis' ASGI transport starts its lifespan, we stop it."""
     home: Path = tmp_path_factory.mktemp("fuzzed")
     init_cluster(home, 1, base_port=free_port())
-    app = create_app(NodeSettings.load(home / "node-0"))
+    app = NodeApp(home / "node-0")
     try:
         deadline = time.monotonic() + 20
         with schemathesis_asgi.get_client(app) as client:

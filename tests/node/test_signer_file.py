@@ -16,7 +16,7 @@ from ledger import crypto
 from ledger.blocks import PRECOMMIT, PREVOTE, Block, vote_sign_bytes
 from ledger.crypto import PrivateKey
 from ledger.errors import Corruption
-from node.signer_file import FileSignerPersistence
+from node.server.signer_file import FileSignerPersistence
 from tests.ledger.helpers import make_header
 
 CHAIN = "test-chain"

@@ -1,4 +1,4 @@
-"""`scripts/bench cluster` (see node/bench.py): a 4-validator cluster under load.
+"""`scripts/bench cluster`: a 4-validator cluster under load.
 
 It pre-signs N register events before the clock starts, submits them from concurrent clients
 spread over all nodes, and reports committed events/s (until the last event is in a
@@ -27,7 +27,10 @@ import httpx
 import plyvel
 
 from ledger import crypto, events
-from node.cluster import init_cluster, node_home, node_pid, start_node, stop_nodes
+from node.client import AsyncNodeClient, ClientError
+from node.clock import now_ms
+from node.ops.homes import init_cluster, node_home
+from node.ops.processes import node_pid, start_node, stop_nodes
 
 SIGNING_KEYS = 8
 # httpx's async pool slows down sharply past a few connections (measured here: ~1,200
@@ -35,10 +38,6 @@ SIGNING_KEYS = 8
 CLIENT_CONNECTIONS = 4
 LIGHT_EVENTS = 100
 LIGHT_RATE = 5.0
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 # --- machine bounds -------------------------------------------------------------------------
@@ -158,7 +157,7 @@ def _sign_batch(args: tuple[str, int, int, int]) -> list[tuple[str, bytes]]:
 def presign(chain_id: str, count: int, workers: int = 2) -> list[tuple[str, bytes]]:
     """`count` register events by several keys, signed in `workers` processes."""
     shares = [count // workers + (1 if i < count % workers else 0) for i in range(workers)]
-    now = _now_ms()
+    now = now_ms()
     with ProcessPoolExecutor(workers) as pool:
         parts = pool.map(
             _sign_batch, [(chain_id, n, i * 1_000_003, now) for i, n in enumerate(shares)]
@@ -197,17 +196,42 @@ class ClusterRun:
     results: dict[str, Any] = field(default_factory=dict)
 
 
-async def _status(client: httpx.AsyncClient, url: str) -> dict[str, Any]:
-    return (await client.get(f"{url}/v1/status")).json()
+def node_clients(urls: list[str], connections: int) -> dict[str, AsyncNodeClient]:
+    return {url: AsyncNodeClient(url, timeout=60, connections=connections) for url in urls}
 
 
-async def _wait_tree_size(client: httpx.AsyncClient, url: str, size: int, timeout: float) -> float:
+async def close_clients(clients: dict[str, AsyncNodeClient]) -> None:
+    await asyncio.gather(*(c.aclose() for c in clients.values()))
+
+
+async def _wait_tree_size(client: AsyncNodeClient, size: int, timeout: float) -> float:
     deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:
-        if (await _status(client, url))["tree_size"] >= size:
+        if (await client.status())["tree_size"] >= size:
             return time.perf_counter()
         await asyncio.sleep(0.02)
     raise TimeoutError(f"tree size {size} not reached in {timeout:.0f} s")
+
+
+async def submit_codes(
+    client: AsyncNodeClient, chunk: list[tuple[str, bytes]], wait: bool = False
+) -> list[int | str]:
+    """Submit one chunk (one event alone, or a batch); the outcome code of each event:
+    202 pending, "committed", or the HTTP status it was refused with."""
+    envelopes = [envelope for _, envelope in chunk]
+    try:
+        if len(chunk) == 1:
+            doc = await client.submit(envelopes[0], wait=wait)
+            results = [doc]
+        else:
+            results = (await client.submit_batch(envelopes, wait=wait))["results"]
+    except ClientError as exc:
+        return [exc.status] * len(chunk)
+    codes: list[int | str] = []
+    for result in results:
+        status = result.get("status")
+        codes.append(202 if status == "pending" else status if isinstance(status, int | str) else 0)
+    return codes
 
 
 async def saturate(
@@ -224,32 +248,17 @@ async def saturate(
     as a well-behaved client would. With `rss_at`, each node's resident memory is sampled
     when that many events have been committed.
     """
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
-        start_size = (await _status(client, urls[0]))["tree_size"]
+    nodes = node_clients(urls, clients)
+    client = nodes[urls[0]]
+    try:
+        start_size = (await client.status())["tree_size"]
         statuses: dict[str, int] = {}
         chunks = [load[i : i + batch] for i in range(0, len(load), batch)]
         retries = 0
 
         async def submit(url: str, chunk: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
             """Submit one chunk; return the envelopes refused with 429."""
-            if batch == 1:
-                response = await client.post(
-                    f"{url}/v1/events", json={"envelope": chunk[0][1].hex()}
-                )
-                codes = [response.status_code]
-            else:
-                response = await client.post(
-                    f"{url}/v1/events/batch",
-                    json={"envelopes": [envelope.hex() for _, envelope in chunk]},
-                )
-                if response.status_code != 202:
-                    codes = [response.status_code] * len(chunk)
-                else:
-                    codes = [
-                        202 if r["status"] == "pending" else r["status"]
-                        for r in response.json()["results"]
-                    ]
+            codes = await submit_codes(nodes[url], chunk)
             for code in codes:
                 if code != 429:  # offered again below; counted as retries
                     statuses[str(code)] = statuses.get(str(code), 0) + 1
@@ -271,7 +280,7 @@ async def saturate(
         async def sample_memory() -> None:
             pending = sorted(rss_at)
             while pending:
-                committed = (await _status(client, urls[0]))["tree_size"] - start_size
+                committed = (await client.status())["tree_size"] - start_size
                 while pending and committed >= pending[0]:
                     rss[str(pending.pop(0))] = [round(_memory_mb(pid), 1) for pid in pids]
                 await asyncio.sleep(0.5)
@@ -280,8 +289,10 @@ async def saturate(
         started = time.perf_counter()
         await asyncio.gather(*(worker(i) for i in range(clients)))
         submitted = time.perf_counter()
-        finished = await _wait_tree_size(client, urls[0], start_size + len(load), 900)
+        finished = await _wait_tree_size(client, start_size + len(load), 900)
         await asyncio.wait_for(sampler, 10)
+    finally:
+        await close_clients(nodes)
     elapsed = finished - started
     result: dict[str, Any] = {
         "events": len(load),
@@ -299,10 +310,10 @@ async def saturate(
 async def count_committed(url: str, expected: set[str]) -> dict[str, int]:
     """Walk every block and count each submitted event: lost, duplicated, foreign."""
     seen: dict[str, int] = {}
-    async with httpx.AsyncClient(timeout=60) as client:
-        height = (await _status(client, url))["height"]
+    async with AsyncNodeClient(url, timeout=60) as client:
+        height = (await client.status())["height"]
         for h in range(1, height + 1):
-            block = (await client.get(f"{url}/v1/blocks/{h}")).json()
+            block = await client.block(h)
             for event in block["events"]:
                 seen[event["id"]] = seen.get(event["id"], 0) + 1
     return {
@@ -323,33 +334,20 @@ async def latency_at_rate(
     latencies: list[float] = []
     failures = 0
     failure_statuses: dict[str, int] = {}
-    limits = httpx.Limits(
-        max_connections=4 * CLIENT_CONNECTIONS, max_keepalive_connections=4 * CLIENT_CONNECTIONS
-    )
-    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+    nodes = node_clients(urls, CLIENT_CONNECTIONS)
+    try:
 
         async def one(index: int, chunk: list[tuple[str, bytes]]) -> None:
             nonlocal failures
-            url = urls[index % len(urls)]
             started = time.perf_counter()
-            if batch == 1:
-                response = await client.post(
-                    f"{url}/v1/events?wait=commit", json={"envelope": chunk[0][1].hex()}
-                )
-                outcomes = [response.json()] if response.status_code == 200 else []
-            else:
-                response = await client.post(
-                    f"{url}/v1/events/batch?wait=commit",
-                    json={"envelopes": [envelope.hex() for _, envelope in chunk]},
-                )
-                outcomes = response.json()["results"] if response.status_code == 200 else []
+            codes = await submit_codes(nodes[urls[index % len(urls)]], chunk, wait=True)
             elapsed = time.perf_counter() - started
-            committed = sum(1 for o in outcomes if o.get("status") == "committed")
+            committed = codes.count("committed")
             latencies.extend([elapsed] * committed)
             failures += len(chunk) - committed
-            if committed < len(chunk):
-                key = str(response.status_code)
-                failure_statuses[key] = failure_statuses.get(key, 0) + len(chunk) - committed
+            for code in codes:
+                if code != "committed":
+                    failure_statuses[str(code)] = failure_statuses.get(str(code), 0) + 1
 
         tasks = []
         begin = time.perf_counter()
@@ -359,6 +357,8 @@ async def latency_at_rate(
                 await asyncio.sleep(delay)
             tasks.append(asyncio.create_task(one(index, load[first : first + batch])))
         await asyncio.gather(*tasks)
+    finally:
+        await close_clients(nodes)
     latencies.sort()
     if not latencies:
         raise RuntimeError(f"no event committed at {rate}/s: HTTP statuses {failure_statuses}")
@@ -466,14 +466,14 @@ def _require_free_ports(base_port: int, count: int) -> None:
 
 
 async def _wait_started(urls: list[str], timeout: float = 90) -> None:
-    async with httpx.AsyncClient(timeout=3) as client:
-        deadline = time.perf_counter() + timeout
-        for url in urls:
+    deadline = time.perf_counter() + timeout
+    for url in urls:
+        async with AsyncNodeClient(url, timeout=3) as client:
             while True:
                 try:
-                    if (await _status(client, url))["height"] >= 1:
+                    if (await client.status())["height"] >= 1:
                         break
-                except httpx.HTTPError:
+                except ClientError:
                     pass
                 if time.perf_counter() > deadline:
                     raise TimeoutError(f"{url} did not start")

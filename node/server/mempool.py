@@ -22,7 +22,7 @@ from ledger.errors import Conflict, LedgerError
 from ledger.events import SignedEvent
 from ledger.rules import BlockContext
 from ledger.store import Store
-from node.problems import NodeProblem, mempool_full
+from node.server.errors import MempoolFull
 
 WINDOW_SCAN_INTERVAL_MS = 1_000
 
@@ -69,16 +69,16 @@ class Mempool:
         return BlockContext(self.store.height + 1, now, self.store.tree_size + len(self._events))
 
     def admit(self, event: SignedEvent, now: int) -> None:
-        """Accept a signature-checked event or raise why not (LedgerError or 429 problem)."""
+        """Accept a signature-checked event or raise why not (LedgerError or MempoolFull)."""
         if event.event_id in self._events:
             raise Conflict("duplicate event: already pending")
         self.check_room(len(event.envelope))
         self._apply(event, now)
 
     def check_room(self, size: int) -> None:
-        """Raise the 429 problem unless an envelope of `size` bytes fits (cheap: call first)."""
+        """Raise MempoolFull unless an envelope of `size` bytes fits (cheap: call first)."""
         if not self.has_room(size):
-            raise self.full_problem()
+            raise self.full_error()
 
     def has_room(self, size: int, ahead_events: int = 0, ahead_bytes: int = 0) -> bool:
         """Whether an envelope of `size` bytes fits once `ahead_events` more events of
@@ -88,8 +88,8 @@ class Mempool:
             and self._bytes + ahead_bytes + size <= self.max_bytes
         )
 
-    def full_problem(self) -> NodeProblem:
-        return mempool_full(f"{len(self._events)} events / {self._bytes} bytes pending")
+    def full_error(self) -> MempoolFull:
+        return MempoolFull(f"{len(self._events)} events / {self._bytes} bytes pending")
 
     def _apply(self, event: SignedEvent, now: int) -> None:
         draft = self._pending.child()

@@ -21,11 +21,10 @@ import httpx
 from ledger import codec
 from ledger.blocks import Block, Commit
 from ledger.errors import LedgerError, Malformed
+from node.wire import MAX_P2P_BODY, MSGPACK
 
 log = logging.getLogger("provledger.p2p")
 
-MSGPACK = "application/msgpack"
-MAX_P2P_BODY = 16 * 1024 * 1024
 MAX_BATCH_MESSAGES = 512
 # A receiver admits a batch in one go on its event loop; 256 events keep that under ~40 ms.
 MAX_BATCH_EVENTS = 256

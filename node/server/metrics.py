@@ -14,7 +14,7 @@ from prometheus_client import (
 )
 
 if TYPE_CHECKING:
-    from node.service import NodeService
+    from node.server.service import NodeService
 
 
 class Metrics:
@@ -30,6 +30,14 @@ class Metrics:
         )
         self.events = Gauge(
             "provledger_events_committed", "Events in the log", registry=self.registry
+        )
+        self.dropped = Gauge(
+            "provledger_events_dropped",
+            "Admitted events later dropped because a block made them invalid",
+            registry=self.registry,
+        )
+        self.evidence = Gauge(
+            "provledger_evidence", "Equivocations seen since start", registry=self.registry
         )
         self.peer_up = Gauge(
             "provledger_peer_reachable",
@@ -62,6 +70,8 @@ class Metrics:
             self.round.set(service.core.round)
             self.mempool.set(len(service.mempool))
             self.events.set(service.store.tree_size)
+            self.dropped.set(service.events_dropped)
+            self.evidence.set(service.stats.evidence)
             for peer in service.network.peers:
                 self.peer_up.labels(peer.url).set(1 if peer.reachable else 0)
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -1,4 +1,4 @@
-"""Runs one node in the foreground: the FastAPI app under uvicorn, with a pid file."""
+"""Runs one node in the foreground: the node service's app under uvicorn, with a pid file."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import os
 
 import uvicorn
 
-from node.api import create_app
 from node.config import NodeSettings
+from node.server.http import create_app
+from node.server.service import NodeService
 
 # A node allocates a few dozen short-lived, acyclic objects per event (freed by reference
 # counting), so the cycle collector's default of a pass every 700 allocations mostly walks
@@ -41,19 +42,20 @@ def run(settings: NodeSettings) -> None:
         if server is not None:
             server.should_exit = True
 
-    app = create_app(settings, on_fatal=stop_on_fatal)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=5,
-        )
-    )
-    tune_garbage_collector()
     try:
+        service = NodeService(settings)
+        service.on_fatal = stop_on_fatal
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(service),
+                host=settings.host,
+                port=settings.port,
+                log_level="warning",
+                access_log=False,
+                timeout_graceful_shutdown=5,
+            )
+        )
+        tune_garbage_collector()
         server.run()
         if failures:
             raise SystemExit(f"{settings.name} stopped: its consensus failed: {failures[0]!r}")

@@ -1,59 +1,28 @@
-"""The node's application: builds, validates and commits blocks for the consensus core.
+"""Block execution: builds, validates and commits blocks for the consensus core.
 
-It implements consensus's `BlockSource` over the ledger store and the mempool, verifies each
-event signature once per node (a bounded cache of checked event ids), and keeps the execution
-of every block it built or validated so a decided block is not executed twice.
+`BlockExecutor` implements consensus's `BlockSource` over the ledger store and the mempool,
+verifies each event signature once per node (through the admission's `SignatureCache`), and
+keeps the execution of every block it built or validated so a decided block is not executed
+twice.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
-from ledger import events
 from ledger.blocks import Block, Commit
 from ledger.errors import Corruption, LedgerError, RuleViolation
 from ledger.genesis import Genesis
 from ledger.store import Execution, Store
-from node.mempool import Mempool
-from node.problems import NodeProblem
+from node.server.admission import SignatureCache
+from node.server.mempool import Mempool
 
 MAX_CLOCK_DRIFT_MS = 30_000
 EXECUTION_CACHE = 16
 
 
-class SignatureCache:
-    """(event id, signature) pairs this node already checked (bounded, oldest evicted).
-
-    Keyed by the signature too: a body seen once with a valid signature proves nothing about
-    the same body with other signature bytes. It only has to outlive an event's way to a
-    block (pending events validate through the mempool; committed ones are duplicates), so
-    it is sized like the mempool, which keeps a node's memory flat under sustained load.
-    """
-
-    def __init__(self, capacity: int = 50_000) -> None:
-        self.capacity = capacity
-        self._ids: OrderedDict[bytes, None] = OrderedDict()
-
-    def __contains__(self, key: bytes) -> bool:
-        return key in self._ids
-
-    def add(self, key: bytes) -> None:
-        self._ids[key] = None
-        if len(self._ids) > self.capacity:
-            self._ids.popitem(last=False)
-
-    def decode(self, envelope: bytes, chain_id: str) -> events.SignedEvent:
-        """Decode strictly; check the signature unless this node already did."""
-        event = events.decode_envelope(envelope, chain_id=chain_id, verify=False)
-        key = event.event_id + event.signature
-        if key not in self._ids:
-            event.verify_signature()
-            self.add(key)
-        return event
-
-
-class Chain:
+class BlockExecutor:
     """Block production and execution for one node (the consensus `BlockSource`)."""
 
     def __init__(
@@ -152,44 +121,3 @@ class Chain:
             [e.event_id for e in execution.accepted], execution.state_writes, self.clock()
         )
         return execution
-
-    def admit(self, envelopes: Iterable[bytes]) -> list[events.SignedEvent | Exception]:
-        """Admit envelopes into the mempool: the admitted event, or why not, per envelope.
-
-        Room is checked before anything is decoded, so a full mempool costs no signature
-        checks; refusals are LedgerErrors or the 429 NodeProblem. The whole batch is decoded
-        and signature-checked before any of it meets the rules (in order, so an event may
-        depend on one earlier in the batch): each phase runs with its own code and data hot
-        in the CPU caches.
-        """
-        decoded: list[events.SignedEvent | Exception] = []
-        ahead_events = ahead_bytes = 0
-        full: NodeProblem | None = None
-        for envelope in envelopes:
-            if not self.mempool.has_room(len(envelope), ahead_events, ahead_bytes):
-                full = full or self.mempool.full_problem()
-                decoded.append(full)
-                continue
-            try:
-                decoded.append(self.signatures.decode(envelope, self.genesis.chain_id))
-            except LedgerError as exc:
-                decoded.append(exc)
-                continue
-            ahead_events, ahead_bytes = ahead_events + 1, ahead_bytes + len(envelope)
-        now = self.clock()
-        outcomes: list[events.SignedEvent | Exception] = []
-        for item in decoded:
-            try:
-                if isinstance(item, events.SignedEvent):
-                    self.mempool.admit(item, now)
-            except (LedgerError, NodeProblem) as exc:
-                item = exc
-            outcomes.append(item)
-        return outcomes
-
-    def admit_one(self, envelope: bytes, now: int) -> events.SignedEvent:
-        """Decode, check the signature (once per node) and admit one envelope, or raise why
-        not; a client submitting one event hears about its encoding before a full mempool."""
-        event = self.signatures.decode(envelope, self.genesis.chain_id)
-        self.mempool.admit(event, now)
-        return event

@@ -457,13 +457,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_cluster(args: argparse.Namespace) -> int:
-    from node import loadgen
+    from node.bench import cluster
 
     rss_at = tuple(int(x) for x in args.rss_at.split(",") if x)
-    results = loadgen.bench_cluster(
+    results = cluster.bench_cluster(
         args.events, args.clients, args.batch, base_port=args.base_port, rss_at=rss_at
     )
-    loadgen.print_cluster(results)
+    cluster.print_cluster(results)
     if args.json:
         Path(args.json).write_text(json.dumps({"cluster": results}, indent=2) + "\n")
     return 0

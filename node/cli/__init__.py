@@ -1,0 +1,35 @@
+"""The `provledger` command line: keys, clusters, nodes, events and proofs.
+
+- `common`: parsing local input, shared options, output, errors and exit codes.
+- `keys`: `keygen`.
+- `cluster`: `cluster init|up|down`.
+- `node`: `node init|start` (start runs the daemon, `python -m node.server`, in its place).
+- `events`: `admit` and `submit register|grant|use|transfer|derive|revoke|destroy|attest`.
+- `verify`: `verify`, a dataset's story against a checkpoint, online or offline.
+- `status`: `status` of a node.
+- `story`: a verified story as JSON or as text for a person.
+
+Talks to nodes only through `node.client`; never imports the daemon.
+"""
+
+from __future__ import annotations
+
+from node.cli import cluster, events, keys, node, status, verify
+from node.cli.common import typer_app
+
+app = typer_app("provledger: a permissioned BFT ledger of data-circulation events.")
+app.command()(keys.keygen)
+app.add_typer(cluster.app, name="cluster")
+app.add_typer(node.app, name="node")
+app.command()(events.admit)
+app.add_typer(events.app, name="submit")
+app.command()(verify.verify)
+app.command()(status.status)
+
+
+def main() -> None:
+    """Console entry point (`provledger`)."""
+    app(prog_name="provledger")
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,5 @@
+"""`python -m node.cli ...`: the same as `provledger ...`."""
+
+from node.cli import main
+
+main()

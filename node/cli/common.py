@@ -1,0 +1,277 @@
+"""What every command shares: parsing local input, options, output, errors, exit codes.
+
+Exit codes: 0 success; 1 the node refused the request, could not be reached, or does not
+know the dataset (and a cluster that failed to come up); 2 bad usage or bad local input
+(missing key file, bad hex, bad date, a file that would be overwritten), and `verify` when
+the proof does not verify.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import mimetypes
+import os
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from ledger import crypto, events
+from ledger.errors import LedgerError, Malformed
+from ledger.genesis import Genesis
+from node.client import ClientError, NodeClient
+from node.clock import now_ms
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_UNKNOWN_DATASET = 1
+EXIT_NOT_VERIFIED = 2
+HASH_CHUNK = 1 << 20
+MAX_NAME_LOOKUPS = 100
+UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+RELATIVE_TIME = re.compile(r"\+(\d+)([smhdw])")
+HEX64 = re.compile(r"[0-9a-f]{64}")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def typer_app(help_text: str) -> typer.Typer:
+    return typer.Typer(
+        help=help_text,
+        no_args_is_help=True,
+        add_completion=False,
+        rich_markup_mode=None,
+        pretty_exceptions_enable=False,
+    )
+
+
+class Role(StrEnum):
+    participant = events.ROLE_PARTICIPANT
+    registrar = events.ROLE_REGISTRAR
+
+
+# --- local input ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """A dataset named on the command line: its id, and the local file if one was given."""
+
+    dataset: bytes
+    path: Path | None = None
+    size: int | None = None
+
+
+def hash_file(path: Path) -> bytes:
+    """SHA-256 of a file, read in chunks; the file never leaves this machine."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.digest()
+
+
+def parse_dataset(value: str, param_hint: str = "FILE_OR_HASH") -> DatasetRef:
+    """A file (hashed locally with SHA-256) or a 64-hex dataset hash."""
+    path = Path(value).expanduser()
+    if path.is_dir():
+        raise typer.BadParameter(
+            f"{value} is a directory; name a file or a 64-hex dataset hash", param_hint=param_hint
+        )
+    if path.is_file():
+        try:
+            return DatasetRef(hash_file(path), path, path.stat().st_size)
+        except OSError as exc:
+            raise typer.BadParameter(
+                f"cannot read {value}: {exc.strerror}", param_hint=param_hint
+            ) from exc
+    text = value.strip().lower().removeprefix("0x")
+    if HEX64.fullmatch(text):
+        return DatasetRef(bytes.fromhex(text))
+    raise typer.BadParameter(
+        f"{value!r} is neither an existing file nor a 64-hex SHA-256 dataset hash",
+        param_hint=param_hint,
+    )
+
+
+def parse_hash(value: str, what: str, param_hint: str) -> bytes:
+    text = value.strip().lower().removeprefix("0x")
+    if not HEX64.fullmatch(text):
+        raise typer.BadParameter(
+            f"{what} must be 64 hex digits, not {value!r}", param_hint=param_hint
+        )
+    return bytes.fromhex(text)
+
+
+def parse_public_key(value: str, param_hint: str) -> bytes:
+    text = value.strip().lower().removeprefix("0x")
+    try:
+        return crypto.check_public_key(bytes.fromhex(text))
+    except (ValueError, Malformed) as exc:
+        raise typer.BadParameter(
+            f"{value!r} is not a public key (66 hex digits, compressed P-256)",
+            param_hint=param_hint,
+        ) from exc
+
+
+def parse_when(value: str, now: int) -> int:
+    """`+30d` / `+12h` / `+90m` (also s, w), Unix ms digits, or ISO-8601 (UTC if no offset)."""
+    text = value.strip()
+    relative = RELATIVE_TIME.fullmatch(text)
+    if relative:
+        return now + int(relative.group(1)) * UNIT_MS[relative.group(2)]
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise typer.BadParameter(
+            f"{value!r} is not a time: use ISO-8601 (2030-01-31T12:00Z), "
+            "+30d / +12h / +90m, or Unix milliseconds",
+            param_hint="'--expires'",
+        ) from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - EPOCH) // timedelta(milliseconds=1)
+
+
+def parse_expires(value: str | None, now: int) -> int | None:
+    if value is None:
+        return None
+    expires = parse_when(value, now)
+    if expires <= now:
+        raise typer.BadParameter(f"{value!r} is in the past", param_hint="'--expires'")
+    return expires
+
+
+def parse_meta(items: Iterable[str]) -> dict[str, events.MetaValue]:
+    meta: dict[str, events.MetaValue] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="'--meta'")
+        meta[key] = value
+    return meta
+
+
+def dataset_meta(ref: DatasetRef, title: str | None, extra: Iterable[str] = ()) -> dict[str, Any]:
+    """Register/derive meta: title (or the file name), size and media type of a local file."""
+    meta: dict[str, events.MetaValue] = {}
+    if ref.path is not None:
+        media_type, _ = mimetypes.guess_type(ref.path.name)
+        meta = {
+            "title": title or ref.path.name,
+            "size": ref.size or 0,
+            "media_type": media_type or "application/octet-stream",
+        }
+    elif title:
+        meta["title"] = title
+    meta.update(parse_meta(extra))
+    return meta
+
+
+def load_key(path: Path) -> crypto.PrivateKey:
+    try:
+        return crypto.PrivateKey.load(path)
+    except Malformed as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--key'") from exc
+
+
+def load_genesis(path: Path) -> Genesis:
+    try:
+        return Genesis.load(path)
+    except Malformed as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--genesis'") from exc
+
+
+# --- output and errors ---------------------------------------------------------------------
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def fail_client(exc: ClientError, doing: str) -> NoReturn:
+    if exc.status == 0:
+        fail(f"{doing}: {exc.detail or exc.title}")
+    fail(f"{doing}: the node answered {exc.describe()}")
+
+
+def print_json(doc: Any) -> None:
+    typer.echo(json.dumps(doc, indent=2, sort_keys=False))
+
+
+def open_client(node: str) -> NodeClient:
+    try:
+        return NodeClient(node)
+    except ClientError as exc:
+        raise typer.BadParameter(exc.detail, param_hint="'--node'") from exc
+
+
+# --- options shared by the event commands --------------------------------------------------
+
+KeyOption = Annotated[
+    Path,
+    typer.Option(
+        "--key", metavar="KEY.pem", help="Your private key (PKCS#8 PEM); it signs the event."
+    ),
+]
+NodeOption = Annotated[
+    str, typer.Option("--node", metavar="URL", help="Node URL, e.g. http://127.0.0.1:8800.")
+]
+WaitOption = Annotated[
+    bool, typer.Option("--wait", help="Wait until the event is committed in a block.")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+MetaOption = Annotated[
+    list[str] | None,
+    typer.Option("--meta", metavar="KEY=VALUE", help="Extra metadata KEY=VALUE (repeatable)."),
+]
+
+Builder = Callable[[dict[str, Any]], events.EventBody]
+
+
+def submit_event(key_path: Path, node: str, wait: bool, as_json: bool, build: Builder) -> None:
+    """Sign the event `build` makes (given chain, actor, time, nonce) and POST it."""
+    key = load_key(key_path)
+    with open_client(node) as client:
+        try:
+            chain_id = client.genesis()["chain_id"]
+        except ClientError as exc:
+            fail_client(exc, f"cannot get the chain id from {node}")
+        except KeyError:
+            fail(f"{node} returned a genesis without a chain_id")
+        common = {
+            "chain": chain_id,
+            "actor": key.public_key,
+            "time": now_ms(),
+            "nonce": os.urandom(events.NONCE_SIZE),
+        }
+        signed = events.sign_event(key, build(common))
+        try:
+            events.decode_envelope(signed.envelope, chain_id=chain_id)
+        except LedgerError as exc:
+            fail(f"the event is not valid: {exc}", EXIT_USAGE)
+        event_id = signed.event_id.hex()
+        try:
+            result = client.submit(signed.envelope, wait=wait)
+        except ClientError as exc:
+            fail_client(exc, f"event {event_id} ({signed.type}) was not accepted by {node}")
+    if result.get("event_id") not in (None, event_id):
+        typer.echo(f"warning: the node reported event id {result['event_id']}", err=True)
+    doc: dict[str, Any] = {"event_id": event_id, "status": result.get("status", "pending")}
+    if wait:
+        doc["height"] = result.get("height")
+        doc["leaf_index"] = result.get("leaf_index")
+    if as_json:
+        print_json(doc)
+        return
+    typer.echo(event_id)
+    if wait:
+        typer.echo(f"committed at height {doc['height']}, leaf index {doc['leaf_index']}")

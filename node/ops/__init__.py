@@ -1,0 +1,8 @@
+"""Local operations: node homes, node processes and local clusters.
+
+- `homes`: create cluster directories and node homes (genesis, keys, configs).
+- `processes`: start a node process in the background, find it, stop it.
+- `cluster`: `cluster_up` / `cluster_down` for a directory of nodes.
+
+Talks to running nodes only through `node.client`; never imports the daemon.
+"""

@@ -1,0 +1,52 @@
+"""`create_app(service)`: the FastAPI app of one node, from its routers and middleware.
+
+The app starts the node service with its lifespan and stops it after; routes find it at
+`app.state.service`. The body guard runs in front of every route as middleware.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from node.server.http import peer, public
+from node.server.http.guard import BodyGuard
+from node.server.http.problems import install_handlers
+from node.server.metrics import Metrics
+from node.server.service import NodeService
+from node.wire import MAX_P2P_BODY
+
+
+def create_app(service: NodeService) -> FastAPI:
+    """The app serving `service`'s public API and peer protocol."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app = FastAPI(
+        title="provledger node",
+        version="1",
+        description="Signed data-circulation events, agreed by BFT consensus, provable offline.",
+        lifespan=lifespan,
+    )
+    metrics = Metrics()
+    metrics.bind(service)
+    app.state.service = service
+    app.state.metrics = metrics
+    install_handlers(app)
+    app.include_router(public.router)
+    app.include_router(peer.router)
+    app.add_middleware(
+        BodyGuard,
+        metrics=metrics,
+        public_limit=service.settings.max_body_bytes,
+        peer_limit=MAX_P2P_BODY,
+    )
+    return app

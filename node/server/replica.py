@@ -1,0 +1,105 @@
+"""One node's deterministic machinery, assembled the same way by the service and the simulator.
+
+A `Replica` holds the LevelDB store, the mempool, admission, the block executor, the signer,
+the consensus core and the driver that feeds it. It opens sockets nowhere and reads no clock:
+time comes from the `clock` it is given and everything else that is I/O from its `Effects`.
+The service wraps one in asyncio and HTTP; the simulator runs several under a seeded
+network with crashes, so both exercise exactly this code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from consensus.core import ConsensusConfig, ConsensusCore, Input, Verifier
+from consensus.signer import Signer, SignerPersistence
+from ledger import crypto
+from ledger.crypto import PrivateKey
+from ledger.errors import LedgerError
+from ledger.events import SignedEvent
+from ledger.genesis import Genesis
+from ledger.rules import Rules
+from ledger.store import Store
+from node.server.admission import Admission, SignatureCache
+from node.server.driver import CommitWaiters, ConsensusDriver, Effects
+from node.server.executor import BlockExecutor
+from node.server.mempool import Mempool
+
+
+@dataclass(frozen=True)
+class ReplicaLimits:
+    """The bounds of one replica's pending work (node-local settings)."""
+
+    mempool_max_events: int = 50_000
+    mempool_max_bytes: int = 64 * 1024 * 1024
+    block_max_events: int = 4_000
+    block_max_bytes: int = 8 * 1024 * 1024
+    time_window_ms: int = 10 * 60 * 1000
+    max_waiters: int = 100_000
+
+
+class Replica:
+    """Store, mempool, admission, executor, signer, consensus core and driver of one node."""
+
+    def __init__(
+        self,
+        genesis: Genesis,
+        data_path: str | Path,
+        limits: ReplicaLimits,
+        consensus: ConsensusConfig,
+        key: PrivateKey | None,
+        signer_persistence: SignerPersistence | None,
+        clock: Callable[[], int],
+        effects: Effects,
+        *,
+        verify: Verifier = crypto.verify,
+    ) -> None:
+        self.genesis = genesis
+        self.clock = clock
+        self.events_dropped = 0
+        self.store = Store(data_path, genesis, Rules(genesis, limits.time_window_ms))
+        self.waiters = CommitWaiters(limits.max_waiters)
+        self.mempool = Mempool(
+            self.store, limits.mempool_max_events, limits.mempool_max_bytes, self._dropped
+        )
+        self.signatures = SignatureCache(limits.mempool_max_events)
+        self.admission = Admission(self.mempool, genesis.chain_id, clock, self.signatures)
+        self.executor = BlockExecutor(
+            self.store,
+            genesis,
+            self.mempool,
+            clock,
+            limits.block_max_events,
+            limits.block_max_bytes,
+            self.signatures,
+        )
+        self.key = key
+        self.signer = (
+            Signer(key, signer_persistence)
+            if key is not None and signer_persistence is not None
+            else None
+        )
+        self.core = ConsensusCore(
+            consensus,
+            genesis.chain_id,
+            genesis.validators,
+            self.signer,
+            self.executor,
+            self.store.height + 1,
+            verify=verify,
+        )
+        self.driver = ConsensusDriver(self.core, self.executor, self.waiters, effects)
+
+    def feed(self, item: Input) -> None:
+        """Hand one input to consensus and carry out all that follows from it."""
+        self.driver.feed(item)
+
+    def _dropped(self, event: SignedEvent, error: LedgerError) -> None:
+        """A pending event became invalid: count it and tell whoever waits for its commit."""
+        self.events_dropped += 1
+        self.waiters.dropped(event, error)
+
+    def close(self) -> None:
+        self.store.close()

@@ -1,0 +1,376 @@
+"""The running node: one asyncio task owns the replica's consensus driver and feeds it.
+
+Everything else — the HTTP handlers, peer links, block sync, timers — talks to consensus only
+by putting inputs on one queue. The driver carries the core's outputs out through this
+service's effects: broadcasts go to the peers (our own signatures are already fsync'd by the
+signer), timeouts become asyncio timers, decided blocks are stored atomically and their
+waiters told.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from consensus import core as cc
+from consensus.messages import Evidence, Message, Proposal, decode_message, encode_message
+from ledger.blocks import Block
+from ledger.crypto import PrivateKey
+from ledger.errors import Conflict, LedgerError
+from ledger.events import SignedEvent
+from ledger.genesis import Genesis
+from ledger.store import Execution
+from node.clock import now_ms
+from node.config import NodeSettings
+from node.server.driver import Committed, Dropped, Outcome
+from node.server.errors import CommitTimeout, MempoolFull, NotCaughtUp
+from node.server.p2p import Network
+from node.server.replica import Replica, ReplicaLimits
+from node.server.signer_file import FileSignerPersistence
+from node.server.sync import BlockSync
+from node.wire import MAX_P2P_BODY
+
+log = logging.getLogger("provledger.node")
+
+COMMIT_WAIT_S = 30.0
+CATCH_UP_LAG = 2
+# Envelopes admitted between two turns of the event loop: ~13 ms of work at ~130 µs each.
+ADMISSION_SLICE = 100
+
+
+@dataclass
+class NodeStats:
+    events_committed: int = 0
+    blocks_committed: int = 0
+    peer_messages_rejected: int = 0
+    evidence: int = 0
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """An admitted envelope: pending, or `committed` once its block is stored."""
+
+    event_id: bytes
+    committed: Committed | None = None
+
+
+@dataclass(frozen=True)
+class Refused:
+    """An envelope that was not admitted, or was dropped before it could commit."""
+
+    error: Exception
+    event_id: bytes | None = None
+
+
+SubmitOutcome = Accepted | Refused
+
+
+def consensus_config(settings: NodeSettings) -> cc.ConsensusConfig:
+    return cc.ConsensusConfig(
+        timeout_propose_ms=settings.timeout_propose_ms,
+        timeout_propose_delta_ms=settings.timeout_propose_delta_ms,
+        timeout_prevote_ms=settings.timeout_vote_ms,
+        timeout_prevote_delta_ms=settings.timeout_vote_delta_ms,
+        timeout_precommit_ms=settings.timeout_vote_ms,
+        timeout_precommit_delta_ms=settings.timeout_vote_delta_ms,
+        idle_block_interval_ms=settings.idle_block_interval_ms,
+    )
+
+
+def replica_limits(settings: NodeSettings) -> ReplicaLimits:
+    return ReplicaLimits(
+        mempool_max_events=settings.mempool_max_events,
+        mempool_max_bytes=settings.mempool_max_bytes,
+        block_max_events=settings.block_max_events,
+        block_max_bytes=settings.block_max_bytes,
+        time_window_ms=settings.time_window_ms,
+    )
+
+
+class NodeService:
+    """A replica, its network and block sync, driven by one consensus task."""
+
+    def __init__(self, settings: NodeSettings) -> None:
+        self.settings = settings
+        self.clock = now_ms
+        # Called if the consensus task dies (a block that cannot be stored, a disk error):
+        # the server shuts the process down rather than serve reads as a node that no
+        # longer follows the chain.
+        self.on_fatal: Callable[[BaseException], None] | None = None
+        self.genesis = Genesis.load(settings.genesis_path)
+        key = PrivateKey.load(settings.key_path) if settings.is_validator else None
+        self._signer_file = FileSignerPersistence(settings.signer_state_path)
+        self.replica = Replica(
+            self.genesis,
+            settings.data_path,
+            replica_limits(settings),
+            consensus_config(settings),
+            key,
+            self._signer_file,
+            self.clock,
+            self,
+        )
+        self.store = self.replica.store
+        self.mempool = self.replica.mempool
+        self.core = self.replica.core
+        self.network = Network(settings.peers, settings.name, settings.peer_queue_limit)
+        self.sync = BlockSync(self)
+        self.stats = NodeStats()
+        self._validator_names = frozenset(v.name for v in self.genesis.validators.validators)
+        self._inputs: asyncio.Queue[cc.Input] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._timers: set[asyncio.TimerHandle] = set()
+        self.height_changed = asyncio.Event()
+
+    @property
+    def public_key(self) -> bytes | None:
+        key = self.replica.key
+        return key.public_key if key is not None else None
+
+    @property
+    def consensus_alive(self) -> bool:
+        return bool(self._tasks) and not self._tasks[0].done()
+
+    @property
+    def catching_up(self) -> bool:
+        return self.sync.best_peer_height > self.store.height + CATCH_UP_LAG
+
+    @property
+    def events_dropped(self) -> int:
+        return self.replica.events_dropped
+
+    def put(self, item: cc.Input) -> None:
+        """Queue one input for the consensus task."""
+        self._inputs.put_nowait(item)
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        assert not self._tasks, "a node service starts once; make a new one to restart"
+        self.network.start()
+        self._tasks = [
+            asyncio.create_task(self._consensus_loop(), name="consensus"),
+            asyncio.create_task(self._ticker(), name="ticker"),
+            asyncio.create_task(self.sync.run(), name="sync"),
+        ]
+        self.put(cc.Start(now=self.clock()))
+        if self.store.height == 0:
+            # The first block is produced at once so that a new chain proves itself live.
+            self.put(cc.EventsAvailable(now=self.clock()))
+
+    async def stop(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            # A task that died has already been logged (and reported through on_fatal).
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.network.close()
+        self.close()
+
+    def close(self) -> None:
+        """Release what the constructor opened: the signer state file and the store."""
+        self._signer_file.close()
+        self.replica.close()
+
+    # --- the consensus task ---------------------------------------------------------------
+
+    async def _consensus_loop(self) -> None:
+        while True:
+            item = await self._inputs.get()
+            try:
+                self.replica.feed(item)
+            except Exception as exc:
+                log.critical(
+                    "consensus input %r failed; this node stops deciding",
+                    type(item).__name__,
+                    exc_info=True,
+                )
+                if self.on_fatal is not None:
+                    self.on_fatal(exc)
+                raise
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.retransmit_interval_ms / 1000)
+            self.put(cc.Tick(now=self.clock()))
+
+    # --- effects of the driver ------------------------------------------------------------
+
+    def now(self) -> int:
+        return self.clock()
+
+    def broadcast(self, message: Message) -> None:
+        self.network.broadcast(encode_message(message))
+
+    def schedule(self, timeout: cc.ScheduleTimeout) -> None:
+        loop = asyncio.get_running_loop()
+
+        def fire() -> None:
+            self._timers.discard(handle)
+            self.put(
+                cc.TimeoutFired(
+                    kind=timeout.kind, height=timeout.height, round=timeout.round, now=self.clock()
+                )
+            )
+
+        handle = loop.call_later(timeout.delay_ms / 1000, fire)
+        self._timers.add(handle)
+
+    def evidence(self, evidence: Evidence) -> None:
+        log.warning("equivocation evidence: %r", evidence)
+        self.stats.evidence += 1
+
+    def committed(self, block: Block, execution: Execution) -> None:
+        self.stats.blocks_committed += 1
+        self.stats.events_committed += len(block.events)
+        self.height_changed.set()
+        self.height_changed = asyncio.Event()
+        if len(self.mempool):
+            self.put(cc.EventsAvailable(now=self.clock()))
+
+    # --- inputs from the outside ----------------------------------------------------------
+
+    def receive_consensus(self, messages: list[bytes]) -> None:
+        now = self.clock()
+        for raw in messages:
+            try:
+                message = decode_message(raw, MAX_P2P_BODY)
+            except (LedgerError, ValueError, TypeError):
+                self.stats.peer_messages_rejected += 1
+                continue
+            if isinstance(message, Proposal):
+                self.put(cc.ProposalReceived(proposal=message, now=now))
+            else:
+                self.put(cc.VoteReceived(vote=message, now=now))
+
+    async def receive_events(self, envelopes: list[bytes], sender: str) -> None:
+        """Admit gossiped events; pass on the new ones unless a validator sent them.
+
+        Validators gossip to every validator, so what one sends needs no relaying; a full
+        node may reach only some validators, so what it sends is relayed once.
+        """
+        was_empty = len(self.mempool) == 0
+        fresh = []
+        for envelope, outcome in zip(envelopes, await self._admit(envelopes), strict=True):
+            if isinstance(outcome, SignedEvent):
+                fresh.append(envelope)
+            elif not isinstance(outcome, Conflict | MempoolFull):
+                self.stats.peer_messages_rejected += 1
+        self._admitted(fresh, was_empty, relay=sender not in self._validator_names)
+
+    async def _admit(self, envelopes: list[bytes]) -> list[SignedEvent | Exception]:
+        """`Admission.admit` in slices, letting the event loop run between them, so a large
+        batch never holds up consensus messages for long."""
+        outcomes: list[SignedEvent | Exception] = []
+        for start in range(0, len(envelopes), ADMISSION_SLICE):
+            if start:
+                await asyncio.sleep(0)
+            outcomes.extend(
+                self.replica.admission.admit(envelopes[start : start + ADMISSION_SLICE])
+            )
+        return outcomes
+
+    def _admitted(self, envelopes: list[bytes], was_empty: bool, *, relay: bool = True) -> None:
+        """Pass newly admitted envelopes to the peers; wake consensus if nothing was pending."""
+        if relay:
+            self.network.gossip(envelopes)
+        if was_empty and envelopes:
+            self.put(cc.EventsAvailable(now=self.clock()))
+
+    def _require_caught_up(self) -> None:
+        if self.catching_up:
+            raise NotCaughtUp(
+                f"at height {self.store.height}, peers are at {self.sync.best_peer_height}"
+            )
+
+    async def submit_batch(self, envelopes: list[bytes], wait: bool) -> list[SubmitOutcome]:
+        """Admit many envelopes at once; one outcome each, in order.
+
+        With `wait`, answer once every accepted envelope is committed (or dropped).
+        """
+        self._require_caught_up()
+        was_empty = len(self.mempool) == 0
+        outcomes: list[SubmitOutcome] = []
+        accepted: list[bytes] = []
+        for envelope, admitted in zip(envelopes, await self._admit(envelopes), strict=True):
+            if isinstance(admitted, SignedEvent):
+                accepted.append(envelope)
+                outcomes.append(Accepted(admitted.event_id))
+            else:
+                outcomes.append(Refused(admitted))
+        waits = (
+            [self._waiter(o.event_id) for o in outcomes if isinstance(o, Accepted)] if wait else []
+        )
+        self._admitted(accepted, was_empty)
+        if not wait:
+            return outcomes
+        ended = iter(await asyncio.gather(*(self._await_outcome(w) for w in waits)))
+        return [next(ended) if isinstance(o, Accepted) else o for o in outcomes]
+
+    async def submit(self, envelope: bytes, wait: bool) -> Accepted:
+        """Admit one envelope from a client; gossip it; optionally wait for its commit.
+
+        Raises why it was refused, or, with `wait`, why it was dropped before committing.
+        """
+        self._require_caught_up()
+        was_empty = len(self.mempool) == 0
+        event = self.replica.admission.admit_one(envelope)
+        waiter = self._waiter(event.event_id) if wait else None
+        self._admitted([envelope], was_empty)
+        if waiter is None:
+            return Accepted(event.event_id)
+        outcome = await self._await_outcome(waiter)
+        if isinstance(outcome, Refused):
+            raise outcome.error
+        return outcome
+
+    def _waiter(self, event_id: bytes) -> tuple[bytes, asyncio.Future[Outcome]]:
+        """Register for an event's outcome; must happen before the loop can run a commit."""
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+
+        def deliver(outcome: Outcome) -> None:
+            if not future.done():
+                future.set_result(outcome)
+
+        self.replica.waiters.add(event_id, deliver)
+        future.add_done_callback(lambda _: self.replica.waiters.discard(event_id, deliver))
+        return event_id, future
+
+    async def _await_outcome(self, waiter: tuple[bytes, asyncio.Future[Outcome]]) -> SubmitOutcome:
+        """Wait for one pending event: its commit, or why it was dropped."""
+        event_id, future = waiter
+        try:
+            outcome = await asyncio.wait_for(future, COMMIT_WAIT_S)
+        except TimeoutError as exc:
+            raise CommitTimeout(
+                f"event {event_id.hex()} is pending but not committed after {COMMIT_WAIT_S:.0f} s"
+            ) from exc
+        if isinstance(outcome, Dropped):
+            return Refused(outcome.error, event_id)
+        return Accepted(event_id, outcome)
+
+    def status(self) -> dict[str, object]:
+        return {
+            "name": self.settings.name,
+            "chain_id": self.genesis.chain_id,
+            "height": self.store.height,
+            "round": self.core.round,
+            "tree_size": self.store.tree_size,
+            "root_hash": self.store.root().hex(),
+            "block_hash": self.store.head_hash.hex() if self.store.height else None,
+            "validator": self.public_key is not None,
+            "public_key": self.public_key.hex() if self.public_key else None,
+            "mempool_size": len(self.mempool),
+            "catching_up": self.catching_up,
+            "evidence": self.stats.evidence,
+            "peers": [
+                {"url": p.url, "reachable": p.reachable, "height": p.height}
+                for p in self.network.peers
+            ],
+        }
