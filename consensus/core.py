@@ -24,13 +24,22 @@ to its environment is done here as follows:
   (and valid_value = the locked block, as line 36 leaves them). `locked_value` holds id(v),
   the block hash: the rules only compare it. A proposer whose signer refuses (after a restart)
   schedules timeoutPropose like any other process.
-- valid(v) is "the block is for h_p and `BlockSource.validate_block` accepts it", cached per
-  block for the height. OnTimeoutPropose's guard is step_p = propose, as in the paper (some
-  transcriptions of Algorithm 1 misprint it as prevote).
+- valid(v) is "the block is for h_p and `BlockSource.validate_block` accepts it", a judgement
+  of the chain and the block alone, cached per block for the height. Whether a new block's time
+  is *timely* (proposer-based timestamps, docs/PROTOCOL.md §14) is a separate check against the
+  time the proposal arrived: it decides only this node's prevote in line 22, and is never
+  cached as "invalid", so a node whose clock disagrees is never stranded at a height.
+  OnTimeoutPropose's guard is step_p = propose, as in the paper (some transcriptions of
+  Algorithm 1 misprint it as prevote).
+- bounds (docs/PROTOCOL.md §7.12): cheap checks (known sender, height window, duplicates,
+  signatures already found forged) come before every signature check; per sender, at most a
+  few rounds ahead, a byte budget of proposals of this height and of buffered messages of the
+  next height; vote sets and sender entries of evicted rounds are freed; evidence is bounded.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -46,6 +55,18 @@ from ledger.blocks import PRECOMMIT, PREVOTE, VOTE_TYPES, Block, Commit, Header,
 from ledger.errors import LedgerError
 
 Verifier = Callable[[bytes, bytes, bytes], None]
+
+# A sender may always buffer this much of the next height, however many validators there are.
+MIN_SENDER_BUFFER = 2 << 20
+# What a vote, or a proposal without its events, counts for in the byte budgets.
+MESSAGE_OVERHEAD = 512
+
+
+def message_size(message: Message) -> int:
+    """The bytes a message is charged in the budgets: its events, plus a fixed overhead."""
+    if isinstance(message, Proposal):
+        return MESSAGE_OVERHEAD + sum(len(e) for e in message.block.events)
+    return MESSAGE_OVERHEAD
 
 
 class TimeoutKind(StrEnum):
@@ -73,6 +94,24 @@ class ConsensusConfig:
     max_future_rounds_per_validator: int = 4
     max_proposals_per_round: int = 4
     max_evidence: int = 256
+    # Proposer-based timestamps (docs/PROTOCOL.md §14): how far clocks may disagree, and how
+    # long a proposal may travel (growing by a tenth per round, so a slow network still agrees).
+    time_precision_ms: int = 1000
+    message_delay_ms: int = 5000
+    # Bytes a sender's messages may occupy: proposals of the current height, and messages of
+    # the next height (the larger of max_buffered_bytes / validators and MIN_SENDER_BUFFER).
+    max_proposal_bytes_per_validator: int = 24 << 20
+    max_buffered_bytes: int = 64 << 20
+    # (signer, sign bytes, signature) triples that failed to verify, remembered so that the
+    # same forgery is never verified twice.
+    max_rejected_signatures: int = 4096
+
+    def timely(self, block_time: int, received: int, round: int) -> bool:
+        """Whether a proposal received at `received` (local ms) carries a timely block time:
+        block_time - precision <= received <= block_time + precision + delay(round)."""
+        delay = self.message_delay_ms + round * (self.message_delay_ms // 10)
+        precision = self.time_precision_ms
+        return block_time - precision <= received <= block_time + precision + delay
 
     def timeout(self, kind: TimeoutKind, round: int) -> int:
         """timeout(kind, round) = base_kind + round * delta_kind; IDLE is the idle interval."""
@@ -284,8 +323,10 @@ class ConsensusCore:
         self._resume = False
         self._now = 0
         self._out: list[Output] = []
-        self._future: dict[tuple[object, ...], Message] = {}
+        self._future: dict[tuple[object, ...], tuple[Message, int]] = {}
         self._future_count: dict[bytes, int] = {}
+        self._future_bytes: dict[bytes, int] = {}
+        self._rejected: OrderedDict[tuple[bytes, bytes, bytes], None] = OrderedDict()
         self._evidence: dict[tuple[bytes, int, int, str], Evidence] = {}
         self._last_progress: tuple[object, ...] | None = None
         self._enter_height()
@@ -300,6 +341,21 @@ class ConsensusCore:
     def evidence(self) -> tuple[Evidence, ...]:
         """Equivocations seen so far (bounded, oldest dropped first)."""
         return tuple(self._evidence.values())
+
+    def footprint(self) -> dict[str, int]:
+        """How much the core holds (for the tests of its bounds): entries and charged bytes."""
+        return {
+            "vote_sets": len(self._votes),
+            "votes": sum(len(v.votes()) for v in self._votes.values()),
+            "sender_rounds": len(self._senders),
+            "proposals": sum(len(b) for b in self._proposals.values()),
+            "proposal_bytes": sum(self._proposal_bytes.values()),
+            "future_messages": len(self._future),
+            "future_bytes": sum(self._future_bytes.values()),
+            "future_rounds": sum(len(r) for r in self._future_rounds.values()),
+            "evidence": len(self._evidence),
+            "rejected": len(self._rejected),
+        }
 
     @property
     def waiting_for_events(self) -> bool:
@@ -348,7 +404,10 @@ class ConsensusCore:
         self.valid_round = NO_ROUND
         self._active = False
         self._proposals: dict[int, dict[tuple[bytes, int], Proposal]] = {}
+        self._arrival: dict[tuple[int, bytes, int], int] = {}
+        self._proposal_bytes: dict[bytes, int] = {}
         self._votes: dict[tuple[int, str], VoteSet] = {}
+        self._commit_rounds: set[int] = set()
         self._sender_power: dict[int, int] = {}
         self._senders: dict[int, set[bytes]] = {}
         self._future_rounds: dict[bytes, set[int]] = {}
@@ -428,6 +487,9 @@ class ConsensusCore:
     def _start_round(self, round: int) -> None:
         """Lines 11-21: StartRound(round)."""
         self.round = round
+        for old in [r for r in self._senders if r < round]:
+            del self._senders[old]
+            del self._sender_power[old]
         self.step = Step.PROPOSE
         self._active = True
         if self._me is not None and self.proposer(self.height, round) == self._me:
@@ -450,7 +512,8 @@ class ConsensusCore:
             return False
         self._own_proposal = proposal
         self._out.append(Broadcast(proposal))
-        self._add_proposal(proposal, verified=True)
+        # Our own block time is timely by construction: it arrives "at" its own time.
+        self._add_proposal(proposal, verified=True, received=block.header.time)
         self._relay_polka()
         return True
 
@@ -591,9 +654,17 @@ class ConsensusCore:
             self._add_vote(vote, verified=False)
 
     def _check(self, signer: bytes, message: bytes, signature: bytes) -> bool:
+        """Verify a signature, unless this very triple already failed (then refuse at once)."""
+        key = (signer, message, signature)
+        if key in self._rejected:
+            self._rejected.move_to_end(key)
+            return False
         try:
             self._verify(signer, message, signature)
         except LedgerError:
+            self._rejected[key] = None
+            while len(self._rejected) > self.config.max_rejected_signatures:
+                self._rejected.popitem(last=False)
             return False
         return True
 
@@ -603,9 +674,12 @@ class ConsensusCore:
         except LedgerError:
             return None
 
-    def _add_proposal(self, proposal: Proposal, verified: bool) -> None:
+    def _add_proposal(
+        self, proposal: Proposal, verified: bool, received: int | None = None
+    ) -> None:
         round = proposal.round
-        if proposal.proposer != self.proposer(self.height, round):
+        sender = proposal.proposer
+        if sender != self.proposer(self.height, round):
             return
         key = self._proposal_key(proposal)
         if key is None:
@@ -613,19 +687,53 @@ class ConsensusCore:
         bucket = self._proposals.get(round, {})
         if key in bucket or len(bucket) >= self.config.max_proposals_per_round:
             return
+        size = message_size(proposal)
+        if size > self.config.max_proposal_bytes_per_validator:
+            return
         if not verified and not self._check(
-            proposal.proposer, proposal.sign_bytes(self.chain_id), proposal.signature
+            sender, proposal.sign_bytes(self.chain_id), proposal.signature
         ):
             return
-        if not self._admit_round(proposal.proposer, round):
+        if not self._proposal_room(sender, round, size) or not self._admit_round(sender, round):
             return
         self._proposals.setdefault(round, {})[key] = proposal
-        self._note_sender(round, proposal.proposer)
+        self._arrival[(round, *key)] = self._now if received is None else received
+        self._proposal_bytes[sender] = self._proposal_bytes.get(sender, 0) + size
+        self._note_sender(round, sender)
         block_hash = key[0]
         self._proposed[block_hash] = self._proposed.get(block_hash, 0) + 1
         if self._proposed[block_hash] == 1:
-            for votes in self._votes.values():
+            for (vote_round, vote_type), votes in self._votes.items():
                 votes.promote(block_hash)
+                if vote_type == PRECOMMIT:
+                    self._note_commit_round(vote_round, votes)
+
+    def _proposal_room(self, sender: bytes, round: int, size: int) -> bool:
+        """Whether `sender`'s proposals of this height fit its byte budget with `size` more,
+        after dropping its proposals of rounds older than `round` (never the current one)."""
+        budget = self.config.max_proposal_bytes_per_validator
+        older = sorted(
+            r
+            for r in self._proposals
+            if r < round and r != self.round and self.proposer(self.height, r) == sender
+        )
+        for old in older:
+            if self._proposal_bytes.get(sender, 0) + size <= budget:
+                break
+            self._drop_proposals(old)
+        return self._proposal_bytes.get(sender, 0) + size <= budget
+
+    def _drop_proposals(self, round: int) -> None:
+        """Forget every proposal of `round` (a budget or a round eviction)."""
+        sender = self.proposer(self.height, round)
+        for (block_hash, valid_round), proposal in self._proposals.pop(round, {}).items():
+            self._arrival.pop((round, block_hash, valid_round), None)
+            self._proposal_bytes[sender] -= message_size(proposal)
+            if not self._proposal_bytes[sender]:
+                del self._proposal_bytes[sender]
+            self._proposed[block_hash] -= 1
+            if not self._proposed[block_hash]:
+                del self._proposed[block_hash]
 
     def _relevant(self, value: bytes | None) -> bool:
         """Whether an equivocator's extra vote for `value` should count: nil or a known block."""
@@ -655,8 +763,20 @@ class ConsensusCore:
             self._record_evidence(evidence)
         else:
             self._note_sender(vote.round, vote.validator)
+        if vote.type == PRECOMMIT:
+            self._note_commit_round(vote.round, votes)
+
+    def _note_commit_round(self, round: int, precommits: VoteSet) -> None:
+        """Keep the set of rounds whose precommits hold a quorum for some block, so that the
+        deciding rules look at those rounds only (not at every vote set of the height)."""
+        if precommits.quorum_blocks():
+            self._commit_rounds.add(round)
+        else:
+            self._commit_rounds.discard(round)
 
     def _note_sender(self, round: int, sender: bytes) -> None:
+        if round < self.round:
+            return  # only the current and higher rounds matter to rules 55 and the idle wait
         senders = self._senders.setdefault(round, set())
         if sender not in senders:
             senders.add(sender)
@@ -687,19 +807,26 @@ class ConsensusCore:
         return True
 
     def _evict(self, sender: bytes, round: int) -> None:
+        """Forget what `sender` sent for a future `round`, freeing emptied structures."""
         for vote_type in VOTE_TYPES:
             votes = self._votes.get((round, vote_type))
-            if votes is not None:
-                votes.remove(sender)
+            if votes is None:
+                continue
+            votes.remove(sender)
+            if votes.is_empty():
+                del self._votes[(round, vote_type)]
+                self._commit_rounds.discard(round)
+            elif vote_type == PRECOMMIT:
+                self._note_commit_round(round, votes)
         if self.proposer(self.height, round) == sender:
-            for block_hash, _ in self._proposals.pop(round, {}):
-                self._proposed[block_hash] -= 1
-                if not self._proposed[block_hash]:
-                    del self._proposed[block_hash]
+            self._drop_proposals(round)
         senders = self._senders.get(round)
         if senders is not None and sender in senders:
             senders.discard(sender)
             self._sender_power[round] -= self._power(sender)
+            if not senders:
+                del self._senders[round]
+                del self._sender_power[round]
 
     def _record_evidence(self, evidence: Evidence) -> None:
         vote = evidence.vote_a
@@ -711,8 +838,15 @@ class ConsensusCore:
         self._evidence[key] = evidence
         self._out.append(EvidenceFound(evidence))
 
+    def _sender_buffer(self) -> tuple[int, int]:
+        """(messages, bytes) one sender may buffer for the next height."""
+        n = len(self.validators.validators)
+        count = max(8, self.config.max_buffered_messages // n)
+        return count, max(MIN_SENDER_BUFFER, self.config.max_buffered_bytes // n)
+
     def _buffer(self, message: Message) -> None:
-        """Keep a verified message of a coming height (bounded per sender) until it starts."""
+        """Keep a verified message of a coming height (bounded per sender, by count and by
+        bytes) until it starts; every cheap check comes before the signature check."""
         height = message.height
         if height > self.height + self.config.future_height_window:
             return
@@ -729,24 +863,30 @@ class ConsensusCore:
             key = (height, message.type, message.round, sender, message.block_hash)
         if key in self._future or self.validators.get(sender) is None:
             return
-        per_sender = max(8, self.config.max_buffered_messages // len(self.validators.validators))
-        if self._future_count.get(sender, 0) >= per_sender:
+        max_count, max_bytes = self._sender_buffer()
+        size = message_size(message)
+        if self._future_count.get(sender, 0) >= max_count:
+            return
+        if self._future_bytes.get(sender, 0) + size > max_bytes:
             return
         if not self._check(sender, message.sign_bytes(self.chain_id), message.signature):
             return
-        self._future[key] = message
+        self._future[key] = (message, self._now)
         self._future_count[sender] = self._future_count.get(sender, 0) + 1
+        self._future_bytes[sender] = self._future_bytes.get(sender, 0) + size
 
     def _replay_buffer(self) -> None:
-        replay = [m for m in self._future.values() if m.height == self.height]
-        self._future = {k: m for k, m in self._future.items() if m.height > self.height}
+        replay = [item for item in self._future.values() if item[0].height == self.height]
+        self._future = {k: item for k, item in self._future.items() if item[0].height > self.height}
         self._future_count = {}
-        for message in self._future.values():
+        self._future_bytes = {}
+        for message, _ in self._future.values():
             sender = message.proposer if isinstance(message, Proposal) else message.validator
             self._future_count[sender] = self._future_count.get(sender, 0) + 1
-        for message in replay:
+            self._future_bytes[sender] = self._future_bytes.get(sender, 0) + message_size(message)
+        for message, received in replay:
             if isinstance(message, Proposal):
-                self._add_proposal(message, verified=True)
+                self._add_proposal(message, verified=True, received=received)
             else:
                 self._add_vote(message, verified=True)
 
@@ -766,8 +906,17 @@ class ConsensusCore:
                 return proposal
         return None
 
+    def _timely(self, proposal: Proposal) -> bool:
+        """Proposer-based timestamps: the block time of a new proposal (valid_round -1) agrees
+        with when it arrived here. A local judgement for this round's prevote only."""
+        received = self._arrival.get((proposal.round, proposal.block_hash, proposal.valid_round))
+        if received is None:
+            return False
+        return self.config.timely(proposal.block.header.time, received, proposal.round)
+
     def _valid(self, block: Block) -> bool:
-        """valid(v): the block is for this height and the application accepts it."""
+        """valid(v): the block is for this height and the application accepts it (judged by
+        the chain and the block alone, so every correct node judges it alike; cached)."""
         if not block.events_match_header():
             # Not the block its hash names (the events were swapped): judge and cache nothing,
             # or the genuine block with this hash would be refused later.
@@ -820,8 +969,10 @@ class ConsensusCore:
         for (block_hash, valid_round), proposal in self._proposals.get(self.round, {}).items():
             if valid_round != NO_ROUND:
                 continue
-            if self._valid(proposal.block) and (
-                self.locked_round == NO_ROUND or self.locked_value == block_hash
+            if (
+                self._valid(proposal.block)
+                and self._timely(proposal)
+                and (self.locked_round == NO_ROUND or self.locked_value == block_hash)
             ):
                 self._broadcast_vote(PREVOTE, block_hash)
             else:
@@ -917,9 +1068,8 @@ class ConsensusCore:
         2f+1 <PRECOMMIT, h_p, r, id(v)> while decision_p[h_p] = nil: if valid(v), decide."""
         if self.decision is not None:
             return False
-        for (round, vote_type), precommits in self._votes.items():
-            if vote_type != PRECOMMIT:
-                continue
+        for round in sorted(self._commit_rounds):
+            precommits = self._votes[(round, PRECOMMIT)]
             for block_hash in precommits.quorum_blocks():
                 proposal = self._proposal_for(round, block_hash)
                 if proposal is not None and self._valid(proposal.block):
@@ -959,9 +1109,8 @@ class ConsensusCore:
         round-r proposal (a crash, a lost message) decide from a later re-proposal of v."""
         if self.decision is not None:
             return False
-        for (_, vote_type), precommits in self._votes.items():
-            if vote_type != PRECOMMIT:
-                continue
+        for round in sorted(self._commit_rounds):
+            precommits = self._votes[(round, PRECOMMIT)]
             for block_hash in precommits.quorum_blocks():
                 block = self._known_block(block_hash)
                 if block is not None and self._valid(block):

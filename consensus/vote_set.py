@@ -97,10 +97,18 @@ class VoteSet:
             return
         power = self._power_of(validator)
         self._total -= power
-        for value, voters in self._by_value.items():
+        for value, voters in list(self._by_value.items()):
             if voters.pop(validator, None) is not None:
                 self._power[value] -= power
+            if not voters:
+                del self._by_value[value]
+                del self._power[value]
         self._parked.pop(validator, None)
+        self._evidence.pop(validator, None)
+
+    def is_empty(self) -> bool:
+        """No vote of anyone is held (every voter was removed)."""
+        return not self._first
 
     def _power_of(self, validator: bytes) -> int:
         member = self.validators.get(validator)

@@ -139,8 +139,8 @@ def decode_uncanonical(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Canon
     except msgpack.ExtraData as exc:
         raise Malformed("trailing bytes after the value") from exc
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
-        raise Malformed(f"not valid msgpack: {exc or type(exc).__name__}") from exc
-    except RecursionError as exc:
+        raise Malformed(f"not valid msgpack: {str(exc) or type(exc).__name__}") from exc
+    except RecursionError as exc:  # msgpack's pure-Python fallback recurses per level
         raise Malformed("nesting too deep") from exc
     return value
 

@@ -1,32 +1,60 @@
-"""Provenance: what the chain says about a dataset or a participant, and proof bundles that
-anyone holding only the genesis file can check offline.
+"""Provenance: what the chain says about a dataset or a participant, proof bundles that
+anyone holding only the genesis file can check offline, and proven state answers.
 
-A bundle is JSON: the dataset id, one checkpoint (header bytes plus a commit signed by more
-than 2/3 of the validators), and every event naming the dataset with its RFC 9162 inclusion
-proof against that checkpoint's tree. `verify_bundle` trusts nothing in the bundle except
-what the genesis validators signed.
+A bundle (docs/PROTOCOL.md §9) is JSON: the dataset id, one checkpoint (header bytes plus a
+commit signed by more than 2/3 of the validators), the dataset's state record with its proof
+against the checkpoint's `state_root` (the record carries the commitment to the dataset's
+whole history), the state proof of each of its grants, and every event naming the dataset
+with its RFC 9162 inclusion proof. `verify_bundle` trusts nothing in the bundle except what
+the genesis validators signed, and refuses a story that is not complete. Bundles are served
+in pages bounded by bytes; a verifier joins the pages (`join_pages`) before verifying.
+
+A state answer (`state_answer`, `verify_state`) proves one record, or its absence, against
+the latest checkpoint: a participant, a dataset, a grant or a signer's commitment.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledger import events, merkle
+from ledger import codec, events, merkle, smt
 from ledger.blocks import Commit, Header, verify_checkpoint
-from ledger.errors import BadSignature, LedgerError, VerificationFailed
+from ledger.errors import BadSignature, LedgerError, Malformed, VerificationFailed
 
 # Annotations inside VerifiedStory, whose `events` field shadows the module, name it directly.
 from ledger.events import SignedEvent
 from ledger.genesis import Genesis
-from ledger.rules import dataset_key
-from ledger.store import Store
+from ledger.rules import (
+    DATASET,
+    EMPTY_HISTORY,
+    GRANT,
+    PARTICIPANT,
+    SIGNED,
+    dataset_key,
+    grant_key,
+    next_history,
+)
+from ledger.store import ChainReader
 
-BUNDLE_VERSION = 1
+BUNDLE_VERSION = 2
 MAX_LINEAGE_DEPTH = 16
+MAX_PAGE_BYTES = 1 << 20
+"""A bundle page stops before the event entry that would take its events (and, on the first
+page, its state proofs) past this many bytes of JSON; it always holds at least one event."""
+MAX_PAGE_EVENTS = 1000
+INCOMPLETE = "incomplete: the node omitted events"
+STATE_KINDS: dict[str, tuple[bytes, int]] = {
+    "participant": (PARTICIPANT, 33),
+    "dataset": (DATASET, 32),
+    "grant": (GRANT, 32),
+    "commitment": (SIGNED, 33),
+}
+"""What `GET /v1/state/{kind}/{id}` answers: the state key prefix and the id's size."""
 
 
-def event_json(store: Store, leaf_index: int) -> dict[str, Any]:
+def event_json(store: ChainReader, leaf_index: int) -> dict[str, Any]:
     """An event as the API shows it: decoded fields, envelope, height and leaf index."""
     event = store.event_at(leaf_index)
     doc = event.to_json()
@@ -37,7 +65,7 @@ def event_json(store: Store, leaf_index: int) -> dict[str, Any]:
     return doc
 
 
-def dataset_summary(store: Store, dataset: bytes) -> dict[str, Any] | None:
+def dataset_summary(store: ChainReader, dataset: bytes) -> dict[str, Any] | None:
     """Owner, origin, status, parents, children and per-type counts, or None if unknown."""
     doc = store.state().get_doc(dataset_key(dataset))
     if doc is None:
@@ -57,12 +85,14 @@ def dataset_summary(store: Store, dataset: bytes) -> dict[str, Any] | None:
     }
 
 
-def history(store: Store, dataset: bytes) -> list[dict[str, Any]]:
+def history(store: ChainReader, dataset: bytes) -> list[dict[str, Any]]:
     """Every event that names `dataset`, in log order."""
     return [event_json(store, i) for i in store.dataset_leaves(dataset)]
 
 
-def lineage(store: Store, dataset: bytes, *, up: bool, depth: int) -> list[tuple[bytes, bytes]]:
+def lineage(
+    store: ChainReader, dataset: bytes, *, up: bool, depth: int
+) -> list[tuple[bytes, bytes]]:
     """Lineage edges (parent, child) reachable from `dataset` within `depth` steps."""
     depth = max(0, min(depth, MAX_LINEAGE_DEPTH))
     edges: list[tuple[bytes, bytes]] = []
@@ -80,13 +110,13 @@ def lineage(store: Store, dataset: bytes, *, up: bool, depth: int) -> list[tuple
 
 
 def participant_events(
-    store: Store, actor: bytes, after: int = -1, limit: int = 100
+    store: ChainReader, actor: bytes, after: int = -1, limit: int = 100
 ) -> list[dict[str, Any]]:
     """What one key signed, in log order, after leaf index `after` (a page of `limit`)."""
     return [event_json(store, i) for i in store.actor_leaves(actor, after, limit)]
 
 
-def checkpoint(store: Store, height: int | None = None) -> dict[str, Any] | None:
+def checkpoint(store: ChainReader, height: int | None = None) -> dict[str, Any] | None:
     """The header and commit at `height` (default: the head) as JSON."""
     height = store.height if height is None else height
     header_bytes = store.header_bytes(height)
@@ -104,7 +134,7 @@ def checkpoint(store: Store, height: int | None = None) -> dict[str, Any] | None
     }
 
 
-def inclusion(store: Store, leaf_index: int, height: int | None = None) -> dict[str, Any]:
+def inclusion(store: ChainReader, leaf_index: int, height: int | None = None) -> dict[str, Any]:
     """An inclusion proof for one leaf against the checkpoint at `height` (default: head)."""
     point = checkpoint(store, height)
     assert point is not None
@@ -119,28 +149,118 @@ def inclusion(store: Store, leaf_index: int, height: int | None = None) -> dict[
     }
 
 
-def proof_bundle(store: Store, dataset: bytes) -> dict[str, Any] | None:
-    """A self-contained proof of the dataset's story against the latest checkpoint."""
+def json_value(value: Any) -> Any:
+    """A decoded state record as JSON: bytes as hex, maps and lists recursively."""
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {str(k): json_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_value(v) for v in value]
+    return value
+
+
+def state_entry(store: ChainReader, key: bytes) -> dict[str, Any]:
+    """One authenticated record (or its absence) with its proof against `state_root`."""
+    value, proof = store.state_proof(key)
+    return {
+        "key": key.hex(),
+        "value": None if value is None else value.hex(),
+        "proof": proof.to_json(),
+    }
+
+
+def state_answer(store: ChainReader, kind: str, ident: bytes) -> dict[str, Any] | None:
+    """`GET /v1/state/{kind}/{id}`: the record, decoded and as bytes, or its absence, with
+    its proof against the head's checkpoint; None before the first block."""
+    prefix, size = STATE_KINDS[kind]
+    if len(ident) != size:
+        raise Malformed(f"a {kind} is identified by {size} bytes")
+    point = checkpoint(store)
+    if point is None:
+        return None
+    entry = state_entry(store, prefix + ident)
+    raw = entry["value"]
+    record = None if raw is None else json_value(codec.decode(bytes.fromhex(raw)))
+    return {"kind": kind, "id": ident.hex(), **entry, "record": record, "checkpoint": point}
+
+
+def _entry_bytes(entry: dict[str, Any]) -> int:
+    return len(json.dumps(entry, separators=(",", ":")))
+
+
+def proof_bundle(
+    store: ChainReader,
+    dataset: bytes,
+    *,
+    after: int = -1,
+    height: int | None = None,
+    limit: int = MAX_PAGE_EVENTS,
+    max_bytes: int = MAX_PAGE_BYTES,
+) -> dict[str, Any] | None:
+    """One page of the dataset's proof bundle, or None if the dataset is not registered.
+
+    The first page (`after` = -1) is at the head and carries the state proofs; a later page
+    continues after leaf `after` against the checkpoint at `height` (the first page's). A
+    page's `page.next` is the `after` of the next page, or None on the last.
+    """
+    first = after < 0
+    if first:
+        if height is not None and height != store.height:
+            raise Malformed("the first page is at the head: pass height only with after")
+        height = store.height
+    elif height is None or not 1 <= height <= store.height:
+        raise Malformed(f"a later page needs the first page's height (1 .. {store.height})")
     if store.state().get(dataset_key(dataset)) is None:
         return None
-    point = checkpoint(store)
+    point = checkpoint(store, height)
     assert point is not None, "a registered dataset implies at least one block"
     size = point["tree_size"]
-    entries = []
-    for leaf_index in store.dataset_leaves(dataset):
-        doc = event_json(store, leaf_index)
-        doc["audit_path"] = [h.hex() for h in store.inclusion_proof(leaf_index, size)]
-        entries.append(doc)
-    return {
-        "version": BUNDLE_VERSION,
-        "dataset": dataset.hex(),
-        "checkpoint": point,
-        "events": entries,
-        "lineage": {
+    doc: dict[str, Any] = {"version": BUNDLE_VERSION, "dataset": dataset.hex(), "checkpoint": point}
+    budget = max_bytes
+    if first:
+        grants = [state_entry(store, grant_key(g)) for g in store.dataset_grants(dataset)]
+        doc["state"] = {"dataset": state_entry(store, dataset_key(dataset)), "grants": grants}
+        doc["lineage"] = {
             "parents": [p.hex() for p in store.parents(dataset)],
             "children": [c.hex() for c in store.children(dataset)],
-        },
-    }
+        }
+        budget -= _entry_bytes(doc["state"])
+    leaves = store.dataset_leaves(dataset, after, max(1, limit) + 1, below=size)
+    entries: list[dict[str, Any]] = []
+    for leaf_index in leaves[: max(1, limit)]:
+        entry = event_json(store, leaf_index)
+        entry["audit_path"] = [h.hex() for h in store.inclusion_proof(leaf_index, size)]
+        budget -= _entry_bytes(entry)
+        if entries and budget < 0:
+            break
+        entries.append(entry)
+    more = len(entries) < len(leaves)
+    doc["events"] = entries
+    doc["page"] = {"after": after, "next": entries[-1]["leaf_index"] if more else None}
+    return doc
+
+
+def join_pages(pages: list[Any]) -> dict[str, Any]:
+    """One bundle from its pages in order: the first page with every page's events.
+
+    Each later page must be against the first page's checkpoint and continue where the
+    previous one stopped; the joined bundle is then verified as a whole (`verify_bundle`).
+    """
+    if not pages or not isinstance(pages[0], dict):
+        raise VerificationFailed("malformed bundle", "no first page")
+    joined = dict(pages[0])
+    point = _field(joined, "checkpoint", dict).get("header_bytes")
+    collected = list(_field(joined, "events", list))
+    for number, page in enumerate(pages[1:], start=2):
+        if _field(page, "checkpoint", dict).get("header_bytes") != point:
+            raise VerificationFailed(
+                "malformed bundle", f"page {number} is against another checkpoint"
+            )
+        collected += _field(page, "events", list)
+    joined["events"] = collected
+    joined["page"] = {"after": -1, "next": None}
+    return joined
 
 
 @dataclass(frozen=True)
@@ -168,6 +288,13 @@ class VerifiedStory:
     checkpoint: Header
     events: tuple[ProvenEvent, ...]
     grants: tuple[GrantStatus, ...] = field(default=())
+    record: dict[str, Any] = field(default_factory=dict)
+    """The dataset's state record at the checkpoint (owner, status, history commitment)."""
+
+    @property
+    def status(self) -> str:
+        status = self.record.get("status")
+        return status if isinstance(status, str) else "unknown"
 
     @property
     def origin(self) -> SignedEvent:
@@ -228,22 +355,98 @@ def _names_dataset(event: events.SignedEvent, dataset: bytes, grants: set[bytes]
     return dataset in event.body.datasets()
 
 
-def verify_bundle(bundle: Any, genesis: Genesis) -> VerifiedStory:
-    """Check a proof bundle offline against `genesis`; return the proven story.
+def _record(value: bytes | None, what: str) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    try:
+        record = codec.decode(value)
+    except Malformed as exc:
+        raise VerificationFailed("malformed state record", f"{what}: {exc}") from exc
+    if not isinstance(record, dict):
+        raise VerificationFailed("malformed state record", f"{what} is not a map")
+    return record
 
-    Checks: the checkpoint's commit signatures and voting power against the genesis
-    validators and the header's hash; each event's encoding, chain and signature; each
-    inclusion proof against the checkpoint's tree root; that each event names the dataset;
-    and that the story starts with the dataset's origin. Raises VerificationFailed naming the
-    first thing that failed.
+
+def _proven_entry(entry: Any, key: bytes, root: bytes, what: str) -> dict[str, Any] | None:
+    """Check one state entry `{key, value, proof}` against `root`; its decoded record, or
+    None for a proven absence."""
+    if _hex(_field(entry, "key", str), f"{what} key") != key:
+        raise VerificationFailed("malformed bundle", f"{what} is the proof of another key")
+    raw = entry.get("value")
+    value = None if raw is None else _hex(raw, f"{what} value")
+    try:
+        proof = smt.StateProof.from_json(entry.get("proof"))
+    except Malformed as exc:
+        raise VerificationFailed("malformed bundle", f"{what} proof: {exc}") from exc
+    try:
+        smt.verify(root, key, value, proof)
+    except VerificationFailed as exc:
+        raise VerificationFailed("state proof invalid", f"{what}: {exc.detail}") from exc
+    return _record(value, what)
+
+
+def _history(record: dict[str, Any], what: str) -> tuple[int, bytes]:
+    length, head = record.get("events"), record.get("head")
+    if type(length) is not int or not isinstance(head, bytes):
+        raise VerificationFailed("malformed state record", f"{what} has no history commitment")
+    return length, head
+
+
+def _check_complete(record: dict[str, Any], proven: list[tuple[int, bytes]], height: int) -> None:
+    """The events' history commitment must be the one in the proven dataset record."""
+    length, head = _history(record, "the dataset record")
+    chain = EMPTY_HISTORY
+    for leaf_index, leaf in proven:
+        chain = next_history(chain, leaf_index, leaf)
+    if len(proven) != length:
+        raise VerificationFailed(
+            INCOMPLETE,
+            f"the bundle has {len(proven)} events, the dataset's committed history at height "
+            f"{height} has {length}",
+        )
+    if chain != head:
+        raise VerificationFailed(
+            INCOMPLETE,
+            f"the bundle's {length} events are not the dataset's committed history at height "
+            f"{height} (events substituted or out of order)",
+        )
+
+
+def verify_bundle(bundle: Any, genesis: Genesis) -> VerifiedStory:
+    """Check a whole proof bundle (pages joined) offline against `genesis`; return the
+    complete, proven story.
+
+    Checks (docs/PROTOCOL.md §9.3): the checkpoint's commit signatures and voting power
+    against the genesis validators and the header's hash; the dataset record's state proof
+    against the header's `state_root`; each event's encoding, chain, signature and inclusion
+    proof; that the events are exactly the dataset's committed history (the record's
+    commitment); that each names the dataset and the story starts at its origin; and each
+    grant's state proof. Raises VerificationFailed naming the first thing that failed.
     """
     if _field(bundle, "version", int) != BUNDLE_VERSION:
         raise VerificationFailed("malformed bundle", "unsupported bundle version")
     dataset = _hex(_field(bundle, "dataset", str), "dataset")
     header = _verify_checkpoint(bundle, genesis)
+    state = _field(bundle, "state", dict)
+    record = _proven_entry(
+        _field(state, "dataset", dict), dataset_key(dataset), header.state_root, "dataset record"
+    )
+    if record is None:
+        raise VerificationFailed(
+            "no origin", f"the dataset is proven absent at height {header.height}"
+        )
+    _history(record, "the dataset record")
+    proven = _proven_events(bundle, genesis, header)
+    _check_complete(
+        record, [(p.leaf_index, merkle.leaf_hash(p.event.envelope)) for p in proven], header.height
+    )
+    _check_story(proven, dataset, record)
+    grants = _proven_grants(_field(state, "grants", list), proven, dataset, header)
+    return VerifiedStory(dataset, header, tuple(proven), grants, record)
+
+
+def _proven_events(bundle: Any, genesis: Genesis, header: Header) -> list[ProvenEvent]:
     proven: list[ProvenEvent] = []
-    grant_ids: set[bytes] = set()
-    last_index = -1
     for position, entry in enumerate(_field(bundle, "events", list)):
         where = f"event {position}"
         envelope = _hex(_field(entry, "envelope", str), f"{where} envelope")
@@ -255,36 +458,90 @@ def verify_bundle(bundle: Any, genesis: Genesis) -> VerifiedStory:
             raise VerificationFailed("event signature invalid", f"{where}: {exc}") from exc
         except LedgerError as exc:
             raise VerificationFailed("event malformed", f"{where}: {exc}") from exc
-        if leaf_index <= last_index:
-            raise VerificationFailed("events out of log order", where)
-        last_index = leaf_index
         try:
             merkle.verify_inclusion(
                 merkle.leaf_hash(envelope), leaf_index, header.tree_size, path, header.tree_root
             )
         except VerificationFailed as exc:
             raise VerificationFailed("inclusion proof invalid", f"{where}: {exc.detail}") from exc
-        if not _names_dataset(event, dataset, grant_ids):
-            raise VerificationFailed("event is about another dataset", where)
-        if isinstance(event.body, events.Grant):
-            grant_ids.add(event.event_id)
         proven.append(ProvenEvent(event, leaf_index))
+    return proven
+
+
+def _check_story(proven: list[ProvenEvent], dataset: bytes, record: dict[str, Any]) -> None:
+    grant_ids: set[bytes] = set()
+    last_index = -1
+    for position, p in enumerate(proven):
+        where = f"event {position}"
+        if p.leaf_index <= last_index:
+            raise VerificationFailed("events out of log order", where)
+        last_index = p.leaf_index
+        if not _names_dataset(p.event, dataset, grant_ids):
+            raise VerificationFailed("event is about another dataset", where)
+        if isinstance(p.event.body, events.Grant):
+            grant_ids.add(p.event.event_id)
     if not proven:
         raise VerificationFailed("no origin", "the bundle has no events")
-    origin = proven[0].event.body
-    if not isinstance(origin, events.Register | events.Derive) or origin.dataset != dataset:
+    origin = proven[0].event
+    body = origin.body
+    if not isinstance(body, events.Register | events.Derive) or body.dataset != dataset:
         raise VerificationFailed("no origin", "the first event does not register the dataset")
-    return VerifiedStory(dataset, header, tuple(proven), _grant_statuses(proven, header.time))
+    if record.get("origin") != origin.event_id or record.get("owner") != origin.actor:
+        raise VerificationFailed("no origin", "the dataset record names another origin")
 
 
-def _grant_statuses(proven: list[ProvenEvent], now: int) -> tuple[GrantStatus, ...]:
+def _proven_grants(
+    entries: list[Any], proven: list[ProvenEvent], dataset: bytes, header: Header
+) -> tuple[GrantStatus, ...]:
+    """Each grant of the story with its state proven at the checkpoint."""
+    by_key = {}
+    for number, entry in enumerate(entries):
+        key = _hex(_field(entry, "key", str), f"grant proof {number} key")
+        by_key[key] = entry
     revocations = {
         p.event.body.grant: p.event for p in proven if isinstance(p.event.body, events.Revoke)
     }
     statuses = []
     for p in proven:
         body = p.event.body
-        if isinstance(body, events.Grant):
-            expired = body.expires is not None and body.expires <= now
-            statuses.append(GrantStatus(p.event, revocations.get(p.event.event_id), expired))
+        if not isinstance(body, events.Grant):
+            continue
+        key = grant_key(p.event.event_id)
+        entry = by_key.pop(key, None)
+        what = f"grant {p.event.event_id.hex()}"
+        if entry is None:
+            raise VerificationFailed("incomplete: a grant's state proof is missing", what)
+        record = _proven_entry(entry, key, header.state_root, what)
+        if record is None or record.get("dataset") != dataset:
+            raise VerificationFailed(
+                "grant state mismatch", f"{what} is not a grant of the dataset"
+            )
+        revoked_by = revocations.get(p.event.event_id)
+        if record.get("revoked") != (None if revoked_by is None else revoked_by.event_id):
+            raise VerificationFailed("grant state mismatch", f"{what}: revocation differs")
+        expires = record.get("expires")
+        expired = isinstance(expires, int) and expires <= header.time
+        statuses.append(GrantStatus(p.event, revoked_by, expired))
+    if by_key:
+        raise VerificationFailed("malformed bundle", "a state proof for a grant not in the story")
     return tuple(statuses)
+
+
+@dataclass(frozen=True)
+class VerifiedState:
+    """One state record (None: proven absent) as proven against a signed checkpoint."""
+
+    kind: str
+    ident: bytes
+    checkpoint: Header
+    record: dict[str, Any] | None
+
+
+def verify_state(doc: Any, genesis: Genesis, kind: str, ident: bytes) -> VerifiedState:
+    """Check a state answer (`state_answer`) for `kind` `ident` offline against `genesis`."""
+    prefix, size = STATE_KINDS[kind]
+    if len(ident) != size:
+        raise VerificationFailed("malformed state answer", f"a {kind} id is {size} bytes")
+    header = _verify_checkpoint(doc, genesis)
+    record = _proven_entry(doc, prefix + ident, header.state_root, kind)
+    return VerifiedState(kind, ident, header, record)

@@ -2,7 +2,11 @@
 and lineage (PROTOCOL §4).
 
 `Rules.apply` either applies an event completely to a state overlay or raises a typed error
-and writes nothing. Time is judged against the reference time in the `BlockContext` (the block
+and writes nothing. On success it also records the event in the histories it joins (§4.6):
+each touched dataset's and the signer's commitment, a hash chain over their events' leaf
+indexes and leaf hashes that a verifier recomputes from a bundle (docs/PROTOCOL.md §17).
+
+Time is judged against the reference time in the `BlockContext` (the block
 time on execution, the node's clock on admission) — never against a clock read here.
 """
 
@@ -12,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ledger import codec, events
+from ledger import codec, crypto, events, merkle
 from ledger.errors import Conflict, Forbidden, NotAdmitted, RuleViolation
 from ledger.genesis import Genesis
 from ledger.state import StateOverlay
@@ -20,13 +24,21 @@ from ledger.state import StateOverlay
 DEFAULT_TIME_WINDOW_MS = 10 * 60 * 1000
 STATUS_ACTIVE = "active"
 STATUS_DESTROYED = "destroyed"
+PARTICIPANT_ACTIVE = "active"
+EMPTY_HISTORY = bytes(32)
+HISTORY_PREFIX = b"\x04"
 
 PARTICIPANT = b"sp"
 DATASET = b"sd"
 GRANT = b"sg"
 GRANTS_OF = b"sG"
+GRANT_SLOT = b"sI"
 HOLDER = b"sh"
+SIGNED = b"sa"
 EVENT = b"se"
+AUTHENTICATED = frozenset({PARTICIPANT, DATASET, GRANT, HOLDER, SIGNED})
+"""Prefixes of the state records under `state_root` (docs/PROTOCOL.md §17.1). The event
+index and the grant index are functions of the log and the grant records; they are not."""
 
 
 def participant_key(public_key: bytes) -> bytes:
@@ -42,7 +54,27 @@ def grant_key(grant_id: bytes) -> bytes:
 
 
 def grants_of_key(dataset: bytes, grantee: bytes) -> bytes:
+    """How many grants `grantee` holds on `dataset` (a uint)."""
     return GRANTS_OF + dataset + grantee
+
+
+def grant_slot_key(dataset: bytes, grantee: bytes, slot: int) -> bytes:
+    """The id of `grantee`'s grant number `slot` (from 0, in creation order) on `dataset`."""
+    return GRANT_SLOT + dataset + grantee + slot.to_bytes(4, "big")
+
+
+def signed_key(actor: bytes) -> bytes:
+    """The commitment to every event `actor` signed."""
+    return SIGNED + actor
+
+
+def is_authenticated(key: bytes) -> bool:
+    return key[:2] in AUTHENTICATED
+
+
+def next_history(head: bytes, leaf_index: int, leaf_hash: bytes) -> bytes:
+    """One step of a history commitment: `H(0x04 || head || leaf_index:8 || leaf_hash)`."""
+    return crypto.sha256(HISTORY_PREFIX + head + leaf_index.to_bytes(8, "big") + leaf_hash)
 
 
 def holder_key(dataset: bytes, holder: bytes) -> bytes:
@@ -94,8 +126,37 @@ class Rules:
         """
         draft = state.child()
         touched = self.apply_to_draft(draft, event, ctx)
+        self._record(draft, event, ctx, touched)
         draft.merge_into_parent()
         return touched
+
+    def _record(
+        self,
+        state: StateOverlay,
+        event: events.SignedEvent,
+        ctx: BlockContext,
+        touched: tuple[bytes, ...],
+    ) -> None:
+        """Count the event in each touched dataset and extend its history and the signer's.
+
+        Bookkeeping that no rule reads, kept out of `apply_to_draft` so that a mempool's
+        pending events do not all write (and so conflict on) their signer's commitment.
+        """
+        leaf = merkle.leaf_hash(event.envelope)
+        for dataset in touched:
+            doc = state.get_doc(dataset_key(dataset))
+            if doc is None:
+                continue
+            counts = doc["counts"]
+            counts[event.type] = counts.get(event.type, 0) + 1
+            doc["events"] += 1
+            doc["head"] = next_history(doc["head"], ctx.leaf_index, leaf)
+            state.put_doc(dataset_key(dataset), doc)
+        key = signed_key(event.actor)
+        signed = state.get_doc(key) or {"events": 0, "head": EMPTY_HISTORY}
+        signed["events"] += 1
+        signed["head"] = next_history(signed["head"], ctx.leaf_index, leaf)
+        state.put_doc(key, signed)
 
     def apply_to_draft(
         self, draft: StateOverlay, event: events.SignedEvent, ctx: BlockContext
@@ -114,16 +175,6 @@ class Rules:
         if not isinstance(body, events.Admit):
             self._require_admitted(draft, body.actor)
         touched = tuple(dict.fromkeys(self._handlers[type(body)](draft, body, event.event_id, ctx)))
-        # A dataset this event creates starts with its count already set.
-        created = body.dataset if isinstance(body, events.Register | events.Derive) else None
-        for dataset in touched:
-            if dataset == created:
-                continue
-            doc = draft.get_doc(dataset_key(dataset))
-            if doc is not None:
-                counts = doc["counts"]
-                counts[body.TYPE] = counts.get(body.TYPE, 0) + 1
-                draft.put_doc(dataset_key(dataset), doc)
         draft.put(event_key(event.event_id), encode_location(ctx.height, ctx.leaf_index))
         return touched
 
@@ -197,7 +248,11 @@ class Rules:
         purpose: str | None = None,
         reshare: bool = False,
     ) -> dict[str, Any] | None:
-        for grant_id in state.get_doc(grants_of_key(dataset, holder)) or []:
+        # Newest first (a later grant is likelier live); which covering grant is found does
+        # not change the outcome.
+        for slot in reversed(range(state.get_doc(grants_of_key(dataset, holder)) or 0)):
+            grant_id = state.get(grant_slot_key(dataset, holder, slot))
+            assert grant_id is not None, "every slot below the count holds a grant id"
             grant: dict[str, Any] = state.get_doc(grant_key(grant_id))
             if self._covers(grant, now, purpose, reshare):
                 return grant
@@ -222,7 +277,7 @@ class Rules:
             raise Conflict("this key is already admitted")
         state.put_doc(
             participant_key(body.subject),
-            {"name": body.name, "role": body.role, "event": event_id},
+            {"name": body.name, "role": body.role, "event": event_id, "status": PARTICIPANT_ACTIVE},
         )
         return ()
 
@@ -247,7 +302,9 @@ class Rules:
             "status": STATUS_ACTIVE,
             "height": ctx.height,
             "meta": body.meta,
-            "counts": {body.TYPE: 1},
+            "counts": {},
+            "events": 0,
+            "head": EMPTY_HISTORY,
         }
         if parents:
             doc["parents"] = list(parents)
@@ -279,7 +336,9 @@ class Rules:
             grant["expires"] = body.expires
         state.put_doc(grant_key(event_id), grant)
         key = grants_of_key(body.dataset, body.to)
-        state.put_doc(key, [*(state.get_doc(key) or []), event_id])
+        count = state.get_doc(key) or 0
+        state.put(grant_slot_key(body.dataset, body.to, count), event_id)
+        state.put_doc(key, count + 1)
         return (body.dataset,)
 
     def _apply_revoke(

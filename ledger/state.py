@@ -2,7 +2,8 @@
 
 Applying an event writes into a child overlay that is merged into its parent only when the
 event is fully accepted, so a rejected event leaves nothing behind. The block's overlay is
-what the store writes in its one atomic batch.
+what the store writes in its one atomic batch; its authenticated records also go into the
+state map under `state_root` (`ledger.smt`).
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
 
-import msgpack
-
-from ledger import codec, crypto
+from ledger import codec
 
 Reader = Callable[[bytes], bytes | None]
 
@@ -106,14 +105,3 @@ class StateOverlay:
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         return iter(sorted(self.writes.items()))
-
-
-def next_state_root(previous_root: bytes, writes: dict[bytes, bytes]) -> bytes:
-    """Fold one block's state changes into the running state commitment.
-
-    `SHA-256(previous_root || SHA-256(canonical sorted [key, value] list))`: incremental per
-    block, never a rehash of the whole state. Keys and values are all byte strings, so msgpack
-    of the sorted pairs is already the canonical encoding.
-    """
-    delta = msgpack.packb(sorted(writes.items()), use_bin_type=True)
-    return crypto.sha256(previous_root + crypto.sha256(delta))

@@ -5,8 +5,15 @@ so a crash at any point leaves the previous block as the head and nothing half-w
 Reads never scan the whole log: the Merkle log keeps complete-subtree hashes, and every
 query walks a key prefix.
 
+The rules state's authenticated records also live in the state map (`ledger.smt`), whose
+root is the header's `state_root`; a block's changed map tiles go into the same batch, so a
+crash never leaves a root that disagrees with the state.
+
 `!meta` carries the store's format version (`FORMAT_VERSION`); a store written in any other
 format, or before formats were versioned, is refused when opened.
+
+Readers: `Store.view()` opens a `ChainView`, a LevelDB snapshot of the chain at its head that
+another thread may read while the owner appends (bundles are built that way).
 
 Key layout (all integers big-endian, fixed width):
 
@@ -17,16 +24,20 @@ Key layout (all integers big-endian, fixed width):
     # <block hash>             height
     l <leaf:8>                 canonical envelope (the Merkle leaf)
     D <dataset> <leaf:8>       dataset history index
+    G <dataset> <leaf:8>       the dataset's grants: leaf of each grant event -> grant id
     A <actor> <leaf:8>         actor index
     P <child> <parent>         lineage, upwards
     K <parent> <child>         lineage, downwards
     t <stratum:1><tile:8>      one Merkle tile: the hashes of its complete-subtree nodes that
                                exist so far, in creation order (merkle_log.tile_key)
     s...                       rules state (ledger.rules keys), including the event index
+    m                          the state map's root entry (ledger.smt)
+    m <t:1> <prefix>           one state-map tile (ledger.smt.tile_key)
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +45,7 @@ from typing import Literal, Protocol
 
 import plyvel
 
-from ledger import codec, events, merkle
+from ledger import codec, events, merkle, smt
 from ledger.blocks import Block, Commit, Header
 from ledger.errors import Corruption, LedgerError, Malformed, UnsupportedFormat
 from ledger.genesis import Genesis
@@ -48,8 +59,14 @@ from ledger.merkle_log import (
     tile_slot,
     tile_width,
 )
-from ledger.rules import BlockContext, EventLocation, Rules, lookup_event
-from ledger.state import StateOverlay, StateReadCache, next_state_root
+from ledger.rules import (
+    BlockContext,
+    EventLocation,
+    Rules,
+    is_authenticated,
+    lookup_event,
+)
+from ledger.state import StateOverlay, StateReadCache
 
 META = b"!meta"
 HEADER = b"H"
@@ -58,13 +75,17 @@ BLOCK_RANGE = b"B"
 BLOCK_BY_HASH = b"#"
 LEAF = b"l"
 DATASET_INDEX = b"D"
+GRANT_INDEX = b"G"
 ACTOR_INDEX = b"A"
 LINEAGE_UP = b"P"
 LINEAGE_DOWN = b"K"
 
-FORMAT_VERSION = 1
-"""Version 1: Merkle nodes in one value per tile. Unversioned stores (no "format" in META)
-kept one LevelDB key per Merkle node, and cannot be read."""
+FORMAT_VERSION = 2
+"""Version 2: the authenticated state map (`m` keys), history commitments in the dataset
+records, grant indexes by slot, and `state_root` = the map's root. Version 1 (Merkle tiles,
+`state_root` a hash chain of write sets) cannot be migrated in place: its blocks' headers
+carry the old `state_root`, which this build's rules cannot reproduce, so its chain cannot be
+re-validated; it is refused. Unversioned stores kept one LevelDB key per Merkle node."""
 
 TILE_CACHE = 64
 """How many recently read Merkle tile values (~2 KiB each) a Store keeps in memory: an audit
@@ -74,6 +95,22 @@ proof at the head."""
 STATE_READ_CACHE_ENTRIES = 1 << 17
 """Committed-state reads a Store remembers (~30 MiB at most): a node reads each event's keys
 when admitting it and again when executing its block, which may be a full mempool later."""
+
+MAP_TILE_CACHE = 1 << 13
+"""Decoded state-map tiles below the top (depth >= MAP_TOP_DEPTH) a Store keeps in an LRU
+(~3 KiB each at most, ~25 MiB); a key's path reads about depth / 4 tiles."""
+
+MAP_TOP_DEPTH = 16
+"""A Store keeps every state-map tile above this depth (t < 16: the top four tile levels)
+decoded for good, apart from the LRU: every update and proof passes through them, and a
+block's thousands of deeper tiles would otherwise evict them (a proof's cold reads)."""
+
+MAP_TOP_TILES = 1 + 16 + 256 + 4096
+"""The most tiles there can be above MAP_TOP_DEPTH (~13 MiB decoded): the top cache's bound,
+which the tree's shape enforces (tile ids (t, p) with t < 16 and p < 2**t)."""
+
+VIEW_TILE_CACHE = 256
+"""Decoded state-map tiles a ChainView keeps (a bundle reads a few paths that share tops)."""
 
 
 def _u64(value: int) -> bytes:
@@ -100,17 +137,10 @@ class WriteBatch(Protocol):
     def put(self, key: bytes, value: bytes) -> None: ...
 
 
-class LevelDB(Protocol):
-    """The part of `plyvel.DB` the store uses (plyvel ships no type information)."""
-
-    @property
-    def closed(self) -> bool: ...
+class LevelReader(Protocol):
+    """What a `plyvel` DB and its snapshots both offer: reads."""
 
     def get(self, key: bytes) -> bytes | None: ...
-
-    def put(self, key: bytes, value: bytes, *, sync: bool = False) -> None: ...
-
-    def close(self) -> None: ...
 
     def iterator(
         self,
@@ -121,7 +151,24 @@ class LevelDB(Protocol):
         include_value: Literal[False],
     ) -> KeyIterator: ...
 
+
+class Snapshot(LevelReader, Protocol):
+    def close(self) -> None: ...
+
+
+class LevelDB(LevelReader, Protocol):
+    """The part of `plyvel.DB` the store uses (plyvel ships no type information)."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    def put(self, key: bytes, value: bytes, *, sync: bool = False) -> None: ...
+
+    def close(self) -> None: ...
+
     def write_batch(self, *, transaction: bool = False, sync: bool = False) -> WriteBatch: ...
+
+    def snapshot(self) -> Snapshot: ...
 
 
 @dataclass(frozen=True)
@@ -140,6 +187,8 @@ class Execution:
     state_root: bytes
     log_extension: Extension
     """The accepted events' Merkle nodes, hashed once here and adopted by `append_block`."""
+    map_update: smt.MapUpdate
+    """The state map's new root entry and changed tiles, written by `append_block`."""
 
     def header(self, chain: str, prev: bytes, proposer: bytes, validators: bytes) -> Header:
         return Header(
@@ -165,21 +214,245 @@ class Execution:
         )
 
 
-class Store:
-    """One node's chain in LevelDB. Not thread-safe: one owner appends."""
+class ChainReader:
+    """Reads of one chain in LevelDB (the store itself, or a snapshot of it): blocks, events,
+    indexes, Merkle proofs, rules state and state-map proofs. Not thread-safe: its caches
+    belong to one thread."""
 
-    def __init__(self, path: str | Path, genesis: Genesis, rules: Rules | None = None) -> None:
+    path: Path
+    genesis: Genesis
+    height: int
+    tree_size: int
+    state_root: bytes
+    log: MerkleLog
+
+    def __init__(self, reader: LevelReader, tile_cache: int, top_depth: int = 0) -> None:
+        self._reader = reader
+        self._tiles: dict[TileId, bytes] = {}
+        self._map_tiles: OrderedDict[smt.TileId, smt.Tile] = OrderedDict()
+        self._map_tile_cache = tile_cache
+        self._map_top: dict[smt.TileId, smt.Tile] = {}
+        self._map_top_depth = top_depth
+        self._map_root: bytes | None = None
+
+    # --- Merkle log -----------------------------------------------------------------------
+
+    def _read_node(self, level: int, index: int) -> bytes | None:
+        tile, slot = tile_slot(level, index)
+        value = self._tile_value(tile)
+        return None if value is None else tile_hash(value, slot)
+
+    def _tile_value(self, tile: TileId) -> bytes | None:
+        """A tile's stored value, through a small LRU (a plain dict kept in recency order)."""
+        tiles = self._tiles
+        value = tiles.pop(tile, None)
+        if value is None:
+            value = self._reader.get(tile_key(tile))
+            if value is None:
+                return None
+            if len(tiles) >= TILE_CACHE:
+                del tiles[next(iter(tiles))]
+        tiles[tile] = value
+        return value
+
+    def root(self, size: int | None = None) -> bytes:
+        return self.log.root(self.tree_size if size is None else size)
+
+    def inclusion_proof(self, leaf_index: int, size: int) -> list[bytes]:
+        return self.log.inclusion_proof(leaf_index, size)
+
+    def consistency_proof(self, first: int, second: int) -> list[bytes]:
+        return self.log.consistency_proof(first, second)
+
+    # --- state map ------------------------------------------------------------------------
+
+    def _map_tile(self, tile: smt.TileId) -> smt.Tile | None:
+        """A decoded state-map tile (shared: callers must not change it): a top tile
+        (t < top depth) from the top cache, any other through an LRU."""
+        if tile[0] < self._map_top_depth:
+            top = self._map_top
+            found = top.get(tile)
+            if found is None:
+                raw = self._reader.get(smt.tile_key(tile))
+                if raw is None:
+                    return None
+                found = top[tile] = smt.decode_tile(raw)
+                assert len(top) <= MAP_TOP_TILES, "top tiles are t < 16, p < 2**t"
+            return found
+        tiles = self._map_tiles
+        value = tiles.get(tile)
+        if value is not None:
+            tiles.move_to_end(tile)
+            return value
+        raw = self._reader.get(smt.tile_key(tile))
+        if raw is None:
+            return None
+        value = tiles[tile] = smt.decode_tile(raw)
+        if len(tiles) > self._map_tile_cache:
+            tiles.popitem(last=False)
+        return value
+
+    def _load_map_root(self) -> None:
+        self._map_root = self._reader.get(smt.ROOT_KEY)
+        if smt.root_of(self._map_root) != self.state_root:
+            raise Corruption(f"store {self.path}: the state map's root is not the state root")
+
+    def state_proof(self, key: bytes) -> tuple[bytes | None, smt.StateProof]:
+        """The committed value of the authenticated state `key` (None: absent) and its proof
+        against `state_root`."""
+        assert is_authenticated(key), "only authenticated records have proofs"
+        value = self._state_get(key)
+        return value, smt.prove(self._map_tile, self._map_root, key)
+
+    # --- blocks and events ----------------------------------------------------------------
+
+    def _state_get(self, key: bytes) -> bytes | None:
+        return self._reader.get(key)
+
+    def state(self) -> StateOverlay:
+        """A fresh overlay over the committed rules state."""
+        return StateOverlay(self._state_get)
+
+    def header_bytes(self, height: int) -> bytes | None:
+        return self._reader.get(HEADER + _u64(height))
+
+    def header(self, height: int) -> Header | None:
+        raw = self.header_bytes(height)
+        return None if raw is None else Header.decode(raw)
+
+    def commit(self, height: int) -> Commit | None:
+        raw = self._reader.get(COMMIT + _u64(height))
+        return None if raw is None else Commit.from_wire(codec.decode(raw))
+
+    def height_of(self, block_hash: bytes) -> int | None:
+        raw = self._reader.get(BLOCK_BY_HASH + block_hash)
+        return None if raw is None else int.from_bytes(raw, "big")
+
+    def block_leaves(self, height: int) -> range:
+        raw = self._reader.get(BLOCK_RANGE + _u64(height))
+        if raw is None:
+            return range(0)
+        first, count = codec.decode(raw)
+        return range(first, first + count)
+
+    def block(self, height: int) -> Block | None:
+        header = self.header(height)
+        if header is None:
+            return None
+        return Block(header, tuple(self.envelope(i) for i in self.block_leaves(height)))
+
+    def envelope(self, leaf_index: int) -> bytes:
+        raw = self._reader.get(LEAF + _u64(leaf_index))
+        if raw is None:
+            raise Corruption(f"store {self.path} lacks leaf {leaf_index}")
+        return raw
+
+    def event_at(self, leaf_index: int) -> events.SignedEvent:
+        return events.decode_envelope(self.envelope(leaf_index), verify=False)
+
+    def locate(self, event_id: bytes) -> EventLocation | None:
+        return lookup_event(self.state(), event_id)
+
+    def _leaf_indexes(
+        self, prefix: bytes, after: int = -1, limit: int | None = None, below: int | None = None
+    ) -> list[int]:
+        start = prefix + _u64(after + 1) if after >= 0 else prefix
+        stop = prefix + (_u64(below) if below is not None else b"\xff" * 9)
+        found: list[int] = []
+        iterator = self._reader.iterator(start=start, stop=stop, include_value=False)
+        with iterator:
+            for key in iterator:
+                found.append(int.from_bytes(key[-8:], "big"))
+                if limit is not None and len(found) >= limit:
+                    break
+        return found
+
+    def dataset_leaves(
+        self, dataset: bytes, after: int = -1, limit: int | None = None, below: int | None = None
+    ) -> list[int]:
+        """Leaf indexes of the events that name `dataset`, in log order: after leaf `after`,
+        before leaf `below`, at most `limit`."""
+        return self._leaf_indexes(DATASET_INDEX + dataset, after, limit, below)
+
+    def dataset_grants(self, dataset: bytes, below: int | None = None) -> list[bytes]:
+        """Ids of the grants made on `dataset` (before leaf `below`), in log order."""
+        prefix = GRANT_INDEX + dataset
+        stop = prefix + (_u64(below) if below is not None else b"\xff" * 9)
+        grants = []
+        with self._reader.iterator(start=prefix, stop=stop, include_value=False) as iterator:
+            for key in iterator:
+                value = self._reader.get(key)
+                assert value is not None, "an index key read a moment ago is still there"
+                grants.append(value)
+        return grants
+
+    def actor_leaves(self, actor: bytes, after: int = -1, limit: int = 100) -> list[int]:
+        return self._leaf_indexes(ACTOR_INDEX + actor, after, limit)
+
+    def _related(self, prefix: bytes) -> list[bytes]:
+        with self._reader.iterator(prefix=prefix, include_value=False) as iterator:
+            return [key[len(prefix) :] for key in iterator]
+
+    def parents(self, dataset: bytes) -> list[bytes]:
+        return self._related(LINEAGE_UP + dataset)
+
+    def children(self, dataset: bytes) -> list[bytes]:
+        return self._related(LINEAGE_DOWN + dataset)
+
+
+class ChainView(ChainReader):
+    """A consistent snapshot of a store at the head it had when opened; any one thread may
+    read it while the store appends. Close it (or use `with`) to release the snapshot."""
+
+    def __init__(self, store: Store) -> None:
+        self._snapshot = store.db.snapshot()
+        super().__init__(self._snapshot, VIEW_TILE_CACHE)
+        self.path = store.path
+        self.genesis = store.genesis
+        self.height = store.height
+        self.tree_size = store.tree_size
+        self.state_root = store.state_root
+        self._map_root = store._map_root
+        self.log = MerkleLog(self.tree_size, self._read_node)
+
+    def close(self) -> None:
+        self._snapshot.close()
+
+    def __enter__(self) -> ChainView:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Store(ChainReader):
+    """One node's chain in LevelDB. Not thread-safe: one owner appends (see `view`)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        genesis: Genesis,
+        rules: Rules | None = None,
+        *,
+        state_map: bool = True,
+    ) -> None:
+        """`state_map=False` leaves the state map out (state_root stays empty): only to
+        measure what the map costs (scripts/bench)."""
         self.path = Path(path)
         self.genesis = genesis
         self.rules = rules or Rules(genesis)
+        self.state_map = state_map
         self.db: LevelDB = self._open(self.path)
-        self._tiles: dict[TileId, bytes] = {}
+        super().__init__(self.db, MAP_TILE_CACHE, MAP_TOP_DEPTH)
         self._state_reads = StateReadCache(self.db.get, STATE_READ_CACHE_ENTRIES)
         try:
             self._load_meta()
+            self._load_map_root()
         except BaseException:
             self.db.close()
             raise
+        self.head_hash: bytes
+        self.head_time: int
 
     @staticmethod
     def _open(path: Path) -> LevelDB:
@@ -215,7 +488,7 @@ class Store:
         if raw is None:
             self.height = 0
             self.tree_size = 0
-            self.state_root = self.genesis.hash()
+            self.state_root = smt.EMPTY
             self.head_hash = self.genesis.hash()
             self.head_time = self.genesis.genesis_time
             self.db.put(META, self._meta_bytes(0, 0, self.state_root), sync=True)
@@ -241,8 +514,9 @@ class Store:
         found = "no format version" if version is None else f"format version {version!r}"
         raise UnsupportedFormat(
             f"store {self.path} has {found}: that format version is unsupported, this build "
-            f"reads only format version {FORMAT_VERSION} (Merkle tiles); rebuild the store "
-            "(sync the chain into an empty data directory)"
+            f"reads only format version {FORMAT_VERSION} (the authenticated state map); a "
+            "chain of an older format cannot be migrated (its headers' state roots are of "
+            "the old kind): start a new chain, or keep running the build that wrote it"
         )
 
     def _meta_bytes(self, height: int, tree_size: int, state_root: bytes) -> bytes:
@@ -266,25 +540,12 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # --- reads ----------------------------------------------------------------------------
+    def _state_get(self, key: bytes) -> bytes | None:
+        return self._state_reads.get(key)
 
-    def _read_node(self, level: int, index: int) -> bytes | None:
-        tile, slot = tile_slot(level, index)
-        value = self._tile_value(tile)
-        return None if value is None else tile_hash(value, slot)
-
-    def _tile_value(self, tile: TileId) -> bytes | None:
-        """A tile's stored value, through a small LRU (a plain dict kept in recency order)."""
-        tiles = self._tiles
-        value = tiles.pop(tile, None)
-        if value is None:
-            value = self.db.get(tile_key(tile))
-            if value is None:
-                return None
-            if len(tiles) >= TILE_CACHE:
-                del tiles[next(iter(tiles))]
-        tiles[tile] = value
-        return value
+    def view(self) -> ChainView:
+        """A snapshot of the chain at this head, for reading on another thread."""
+        return ChainView(self)
 
     def _remember_tile(self, tile: TileId, value: bytes) -> None:
         self._tiles.pop(tile, None)
@@ -309,87 +570,6 @@ class Store:
             values[tile] = old + added
             assert len(values[tile]) == tile_width(tile, extension.size) * merkle.HASH_SIZE
         return values
-
-    def state(self) -> StateOverlay:
-        """A fresh overlay over the committed rules state."""
-        return StateOverlay(self._state_reads.get)
-
-    def header_bytes(self, height: int) -> bytes | None:
-        return self.db.get(HEADER + _u64(height))
-
-    def header(self, height: int) -> Header | None:
-        raw = self.header_bytes(height)
-        return None if raw is None else Header.decode(raw)
-
-    def commit(self, height: int) -> Commit | None:
-        raw = self.db.get(COMMIT + _u64(height))
-        return None if raw is None else Commit.from_wire(codec.decode(raw))
-
-    def height_of(self, block_hash: bytes) -> int | None:
-        raw = self.db.get(BLOCK_BY_HASH + block_hash)
-        return None if raw is None else int.from_bytes(raw, "big")
-
-    def block_leaves(self, height: int) -> range:
-        raw = self.db.get(BLOCK_RANGE + _u64(height))
-        if raw is None:
-            return range(0)
-        first, count = codec.decode(raw)
-        return range(first, first + count)
-
-    def block(self, height: int) -> Block | None:
-        header = self.header(height)
-        if header is None:
-            return None
-        return Block(header, tuple(self.envelope(i) for i in self.block_leaves(height)))
-
-    def envelope(self, leaf_index: int) -> bytes:
-        raw = self.db.get(LEAF + _u64(leaf_index))
-        if raw is None:
-            raise Corruption(f"store {self.path} lacks leaf {leaf_index}")
-        return raw
-
-    def event_at(self, leaf_index: int) -> events.SignedEvent:
-        return events.decode_envelope(self.envelope(leaf_index), verify=False)
-
-    def locate(self, event_id: bytes) -> EventLocation | None:
-        return lookup_event(self.state(), event_id)
-
-    def _leaf_indexes(self, prefix: bytes, after: int = -1, limit: int | None = None) -> list[int]:
-        start = prefix + _u64(after + 1) if after >= 0 else prefix
-        found: list[int] = []
-        iterator = self.db.iterator(start=start, stop=prefix + b"\xff" * 9, include_value=False)
-        with iterator:
-            for key in iterator:
-                found.append(int.from_bytes(key[-8:], "big"))
-                if limit is not None and len(found) >= limit:
-                    break
-        return found
-
-    def dataset_leaves(self, dataset: bytes) -> list[int]:
-        """Leaf indexes of every event that names `dataset`, in log order."""
-        return self._leaf_indexes(DATASET_INDEX + dataset)
-
-    def actor_leaves(self, actor: bytes, after: int = -1, limit: int = 100) -> list[int]:
-        return self._leaf_indexes(ACTOR_INDEX + actor, after, limit)
-
-    def _related(self, prefix: bytes) -> list[bytes]:
-        with self.db.iterator(prefix=prefix, include_value=False) as iterator:
-            return [key[len(prefix) :] for key in iterator]
-
-    def parents(self, dataset: bytes) -> list[bytes]:
-        return self._related(LINEAGE_UP + dataset)
-
-    def children(self, dataset: bytes) -> list[bytes]:
-        return self._related(LINEAGE_DOWN + dataset)
-
-    def root(self, size: int | None = None) -> bytes:
-        return self.log.root(self.tree_size if size is None else size)
-
-    def inclusion_proof(self, leaf_index: int, size: int) -> list[bytes]:
-        return self.log.inclusion_proof(leaf_index, size)
-
-    def consistency_proof(self, first: int, second: int) -> list[bytes]:
-        return self.log.consistency_proof(first, second)
 
     # --- execution and append -------------------------------------------------------------
 
@@ -418,6 +598,7 @@ class Store:
         leaf_hashes = [merkle.leaf_hash(e.envelope) for e in accepted]
         assert self.log.size == self.tree_size, "the log holds exactly the stored leaves"
         extension = self.log.extension(leaf_hashes)
+        map_update = self._map_update(state.writes)
         return Execution(
             height=height,
             time=time,
@@ -428,9 +609,16 @@ class Store:
             events_root=merkle.root_from_leaf_hashes(leaf_hashes),
             tree_size=extension.size,
             tree_root=extension.root,
-            state_root=next_state_root(self.state_root, state.writes),
+            state_root=map_update.root,
             log_extension=extension,
+            map_update=map_update,
         )
+
+    def _map_update(self, writes: dict[bytes, bytes]) -> smt.MapUpdate:
+        if not self.state_map:
+            return smt.MapUpdate(None, {})
+        authenticated = {k: v for k, v in writes.items() if is_authenticated(k)}
+        return smt.update(self._map_tile, self._map_root, authenticated)
 
     def append_block(self, block: Block, commit: Commit, execution: Execution) -> None:
         """Store `block` and its commit with everything it changes, in one atomic batch.
@@ -461,6 +649,8 @@ class Store:
                     batch.put(ACTOR_INDEX + event.actor + leaf, b"")
                     for dataset in execution.touched[offset]:
                         batch.put(DATASET_INDEX + dataset + leaf, b"")
+                    if isinstance(event.body, events.Grant):
+                        batch.put(GRANT_INDEX + event.body.dataset + leaf, event.event_id)
                     if isinstance(event.body, events.Derive):
                         for parent in event.body.inputs:
                             batch.put(LINEAGE_UP + event.body.dataset + parent, b"")
@@ -469,6 +659,11 @@ class Store:
                     batch.put(tile_key(tile), value)
                 for key, value in execution.state_writes.items():
                     batch.put(key, value)
+                update = execution.map_update
+                for map_tile, tile_value in update.tiles.items():
+                    batch.put(smt.tile_key(map_tile), smt.encode_tile(tile_value))
+                if update.root_entry is not None:
+                    batch.put(smt.ROOT_KEY, update.root_entry)
                 batch.put(
                     META,
                     self._meta_bytes(header.height, execution.tree_size, execution.state_root),
@@ -480,11 +675,27 @@ class Store:
         self._state_reads.committed(execution.state_writes)
         for tile, value in tiles.items():
             self._remember_tile(tile, value)
+        self._remember_map_tiles(execution.map_update)
         self.height = header.height
         self.tree_size = execution.tree_size
         self.state_root = execution.state_root
         self.head_hash = header.block_hash
         self.head_time = header.time
+
+    def _remember_map_tiles(self, update: smt.MapUpdate) -> None:
+        """The committed caches take the block's tiles (which nobody changes any more): the
+        top ones for good, the others as the most recently used (the next blocks' writes
+        often fall near this block's)."""
+        top, cache, top_depth = self._map_top, self._map_tiles, self._map_top_depth
+        for tile, value in update.tiles.items():
+            if tile[0] < top_depth:
+                top[tile] = value
+            else:
+                cache[tile] = value
+                cache.move_to_end(tile)
+        while len(cache) > self._map_tile_cache:
+            cache.popitem(last=False)
+        self._map_root = update.root_entry
 
     def iter_events(self, start: int = 0) -> Iterator[events.SignedEvent]:
         for index in range(start, self.tree_size):

@@ -1,8 +1,14 @@
 """Node settings and the on-disk layout of a node's home directory.
 
 A home holds `config.json` (these settings), `genesis.json`, the validator key
-`node_key.pem` (absent for a full node that only follows), the signer's last-signed state
-`signer_state.bin`, and the LevelDB store under `data/`.
+`node_key.pem` (absent for a full node that only follows; a full node has `peer_key.pem`
+instead, its identity on the peer protocol), the signer's last-signed state
+`signer_state.bin`, the LevelDB store under `data/` and the evidence file `evidence.bin`.
+
+The node serves its public API on `host:port` and the peer protocol on `p2p_listen`
+(docs/PROTOCOL.md §15). Block limits, the event time window and the consensus timeouts are
+not node settings: they are the chain's, in genesis (§8.6); the old names are still accepted
+in `config.json` and ignored.
 """
 
 from __future__ import annotations
@@ -21,6 +27,22 @@ SIGNER_STATE_FILE = "signer_state.bin"
 DATA_DIR = "data"
 PID_FILE = "node.pid"
 LOG_FILE = "node.log"
+PEER_KEY_FILE = "peer_key.pem"
+EVIDENCE_FILE = "evidence.bin"
+# Without `p2p_listen`, the peer protocol listens on the API host at this offset from `port`.
+P2P_PORT_OFFSET = 100
+# Settings that moved into genesis params (docs/PROTOCOL.md §8.6): accepted, ignored.
+RETIRED_SETTINGS = frozenset(
+    {
+        "block_max_events",
+        "block_max_bytes",
+        "time_window_ms",
+        "timeout_propose_ms",
+        "timeout_propose_delta_ms",
+        "timeout_vote_ms",
+        "timeout_vote_delta_ms",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -32,21 +54,24 @@ class NodeSettings:
     host: str = "127.0.0.1"
     port: int = 8800
     peers: tuple[str, ...] = ()
+    # "HOST:PORT" of the peer protocol ("" = the API host, port + P2P_PORT_OFFSET).
+    p2p_listen: str = ""
+    # Public keys (hex) of full nodes allowed on the peer protocol besides the validators.
+    peer_keys: tuple[str, ...] = ()
     mempool_max_events: int = 50_000
     mempool_max_bytes: int = 64 * 1024 * 1024
-    block_max_events: int = 4_000
-    block_max_bytes: int = 8 * 1024 * 1024
     idle_block_interval_ms: int = 5_000
-    timeout_propose_ms: int = 1_000
-    timeout_propose_delta_ms: int = 500
-    timeout_vote_ms: int = 500
-    timeout_vote_delta_ms: int = 500
     gossip_interval_ms: int = 20
     retransmit_interval_ms: int = 500
     sync_interval_ms: int = 500
-    time_window_ms: int = 10 * 60 * 1000
     max_body_bytes: int = 1 << 20
     peer_queue_limit: int = 10_000
+    # Concurrent requests (and connections) each listener serves; beyond, 503 at once.
+    max_public_requests: int = 256
+    max_peer_requests: int = 256
+    # Seconds a client may take to send a request's headers, and its body.
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -78,6 +103,20 @@ class NodeSettings:
         return self.home / LOG_FILE
 
     @property
+    def peer_key_path(self) -> Path:
+        return self.home / PEER_KEY_FILE
+
+    @property
+    def identity_key_path(self) -> Path:
+        """The key this node signs its peer requests with: the validator key, or a full
+        node's peer key."""
+        return self.key_path if self.is_validator else self.peer_key_path
+
+    @property
+    def evidence_path(self) -> Path:
+        return self.home / EVIDENCE_FILE
+
+    @property
     def is_validator(self) -> bool:
         return self.key_path.exists()
 
@@ -85,10 +124,21 @@ class NodeSettings:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    @property
+    def p2p_address(self) -> tuple[str, int]:
+        """(host, port) of the peer listener."""
+        if not self.p2p_listen:
+            return self.host, self.port + P2P_PORT_OFFSET
+        host, sep, port = self.p2p_listen.rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise Malformed(f"p2p_listen {self.p2p_listen!r} is not HOST:PORT")
+        return host.strip("[]") or self.host, int(port)
+
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
         doc.pop("home")
         doc["peers"] = list(self.peers)
+        doc["peer_keys"] = list(self.peer_keys)
         return doc
 
     def save(self) -> None:
@@ -103,9 +153,16 @@ class NodeSettings:
             doc = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
             raise Malformed(f"cannot read node config {path}: {exc}") from exc
+        if not isinstance(doc, dict):
+            raise Malformed(f"{path}: the node config is a JSON object")
         known = {f.name for f in fields(cls)} - {"home"}
-        unknown = set(doc) - known
+        unknown = set(doc) - known - RETIRED_SETTINGS
         if unknown:
             raise Malformed(f"{path}: unknown settings {sorted(unknown)}")
+        doc = {k: v for k, v in doc.items() if k in known}
         doc["peers"] = tuple(doc.get("peers", ()))
-        return replace(cls(home=home, **doc), **overrides)
+        doc["peer_keys"] = tuple(doc.get("peer_keys", ()))
+        settings = replace(cls(home=home, **doc), **overrides)
+        if settings.p2p_address[1] == settings.port:
+            raise Malformed(f"{path}: p2p_listen must name another port than the API's")
+        return settings

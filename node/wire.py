@@ -10,3 +10,12 @@ PROBLEM_JSON = "application/problem+json"
 MAX_P2P_BODY = 16 * 1024 * 1024
 # The most envelopes one public batch submission may carry.
 MAX_PUBLIC_BATCH = 1000
+# The most consensus messages one peer POST may carry (a sender batches at most this many).
+MAX_PEER_MESSAGES = 512
+# Peer authentication (docs/PROTOCOL.md §15): the request headers, and how far a request's
+# time may be from the receiver's clock.
+PEER_KEY_HEADER = "x-provledger-peer"
+PEER_TIME_HEADER = "x-provledger-time"
+PEER_DIGEST_HEADER = "x-provledger-digest"
+PEER_SIGNATURE_HEADER = "x-provledger-signature"
+PEER_AUTH_WINDOW_MS = 30_000

@@ -7,6 +7,12 @@ signed by 3 of 4 validators and the synced atomic `Store.append_block`. It then 
 inclusion-proof generation and verification, the target dataset's provenance query, and its
 proof bundle generation and offline verification, and reports disk and memory use.
 
+The state map (docs/PROTOCOL.md §17): each size is also appended to a store without the map
+(`Store(state_map=False)`, same events, same run), so the append rate with the map is
+reported against the rate without it; the map's update time per event is measured inside
+`Store.execute`; state proofs of random registered datasets (and of absent ones) are timed
+(generation, verification) and sized (msgpack and JSON bytes).
+
 Every event is signed by the bench itself before timing starts and kept as the `SignedEvent`
 that `sign_event` returns, so the timed section neither decodes nor re-verifies envelopes
 (a node checks signatures when it admits an event to its mempool, not when it executes a
@@ -32,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ledger import merkle, provenance
+from ledger import codec, merkle, provenance, smt
 from ledger.blocks import (
     PRECOMMIT,
     Block,
@@ -45,6 +51,7 @@ from ledger.blocks import (
 from ledger.crypto import PrivateKey
 from ledger.events import Attest, EventBody, Register, SignedEvent, Use, sign_event
 from ledger.genesis import OPEN, Genesis
+from ledger.rules import dataset_key
 from ledger.store import Store
 
 CHAIN_ID = "bench"
@@ -188,6 +195,22 @@ def fill(
     return spent
 
 
+def time_map_updates(store: Store) -> list[float]:
+    """Make `store` add the time its state-map updates take to the returned cell."""
+    spent = [0.0]
+    update = store._map_update
+
+    def timed(writes: dict[bytes, bytes]) -> smt.MapUpdate:
+        t0 = time.perf_counter()
+        try:
+            return update(writes)
+        finally:
+            spent[0] += time.perf_counter() - t0
+
+    store._map_update = timed  # type: ignore[method-assign]
+    return spent
+
+
 def _p99(samples: Sequence[float]) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
@@ -208,6 +231,8 @@ class Subject:
     store: Store
     genesis: Genesis
     dataset: bytes
+    registered: list[bytes] = field(default_factory=list)
+    """Datasets on this store whose state proofs are sampled."""
     samples: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
 
 
@@ -233,6 +258,21 @@ def measure_round(subject: Subject, rng: random.Random, proofs: int, queries: in
         t0 = clock()
         provenance.history(store, dataset)
         samples["history"].append(clock() - t0)
+    state_root = store.state_root
+    for _ in range(proofs):
+        present = rng.random() < 0.5
+        key = dataset_key(rng.choice(subject.registered) if present else rng.randbytes(32))
+        t0 = clock()
+        value, state_proof = store.state_proof(key)
+        t1 = clock()
+        smt.verify(state_root, key, value, state_proof)
+        t2 = clock()
+        assert (value is not None) == present
+        samples["state_gen"].append(t1 - t0)
+        samples["state_verify"].append(t2 - t1)
+        samples["state_siblings"].append(len(state_proof.siblings))
+        samples["state_bytes"].append(len(codec.encode(state_proof.to_wire())))
+        samples["state_json_bytes"].append(len(json.dumps(state_proof.to_json())))
     for _ in range(queries // 4 + 1):
         t0 = clock()
         bundle = provenance.proof_bundle(store, dataset)
@@ -254,6 +294,8 @@ def summarize(subject: Subject) -> dict[str, Any]:
     for name, scale, unit in (
         ("proof_gen", 1e6, "us"),
         ("proof_verify", 1e6, "us"),
+        ("state_gen", 1e6, "us"),
+        ("state_verify", 1e6, "us"),
         ("history", 1e3, "ms"),
         ("bundle_gen", 1e3, "ms"),
         ("bundle_verify", 1e3, "ms"),
@@ -264,6 +306,10 @@ def summarize(subject: Subject) -> dict[str, Any]:
         figures[f"{name}_p99_{unit}"] = _p99(values) * scale
         figures[f"{name}_samples"] = len(values)
     figures["proof_hashes_mean"] = statistics.fmean(samples["proof_hashes"])
+    figures["state_siblings_mean"] = statistics.fmean(samples["state_siblings"])
+    figures["state_bytes_mean"] = statistics.fmean(samples["state_bytes"])
+    figures["state_bytes_max"] = max(samples["state_bytes"])
+    figures["state_json_bytes_mean"] = statistics.fmean(samples["state_json_bytes"])
     figures["history_events"] = len(found)
     figures["history_leaves"] = [doc["leaf_index"] for doc in found]
     figures["bundle_events"] = len(story.events)
@@ -301,16 +347,25 @@ def bench_ledger(
         ExitStack() as stores,
     ):
         for size in sizes:
+            log = interleave(fillers[: size - TARGET_EVENTS], target)
+            keys, genesis = make_genesis()
+            with Store(Path(scratch) / f"plain-{size}", genesis, state_map=False) as plain:
+                plain_s = sum(fill(plain, keys, log, block_events).values())
+            say(f"{size:,} events without the state map in {plain_s:.1f} s")
             keys, genesis = make_genesis()
             store = stores.enter_context(Store(Path(scratch) / f"ledger-{size}", genesis))
-            spent = fill(
-                store, keys, interleave(fillers[: size - TARGET_EVENTS], target), block_events
-            )
+            map_s = time_map_updates(store)
+            spent = fill(store, keys, log, block_events)
             append_s = sum(spent.values())
             say(f"{size:,} events appended in {append_s:.1f} s ({size / append_s:,.0f}/s)")
-            subjects.append(Subject(store, genesis, dataset))
+            registered = [e.body.dataset for e in log[:: max(1, size // 1_000)]]  # type: ignore[attr-defined]
+            subjects.append(Subject(store, genesis, dataset, registered))
             results.append(
                 {
+                    "plain_append_rate_eps": size / plain_s,
+                    "map_drop_pct": 100 * (1 - plain_s / append_s),
+                    "map_update_us_per_event": map_s[0] / size * 1e6,
+                    "map_keys": size + FILLER_KEYS + 1,
                     "size": size,
                     "block_events": block_events,
                     "blocks": store.height,
@@ -341,6 +396,9 @@ def bench_ledger(
 
 ROWS: tuple[tuple[str, str, str], ...] = (
     ("append rate (events/s)", "append_rate_eps", "{:,.0f}"),
+    ("  same without the state map", "plain_append_rate_eps", "{:,.0f}"),
+    ("  drop due to the map (%)", "map_drop_pct", "{:.1f}"),
+    ("  map update per event (us)", "map_update_us_per_event", "{:.1f}"),
     ("  append total (s)", "append_total_s", "{:.1f}"),
     ("  execute (s)", "execute_s", "{:.1f}"),
     ("  header+commit (s)", "seal_s", "{:.2f}"),
@@ -351,6 +409,14 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("inclusion proof verify mean (us)", "proof_verify_mean_us", "{:.1f}"),
     ("inclusion proof verify p99 (us)", "proof_verify_p99_us", "{:.1f}"),
     ("audit path length (hashes)", "proof_hashes_mean", "{:.1f}"),
+    ("state proof gen mean (us)", "state_gen_mean_us", "{:.1f}"),
+    ("state proof gen p99 (us)", "state_gen_p99_us", "{:.1f}"),
+    ("state proof verify mean (us)", "state_verify_mean_us", "{:.1f}"),
+    ("state proof verify p99 (us)", "state_verify_p99_us", "{:.1f}"),
+    ("state proof siblings (mean)", "state_siblings_mean", "{:.1f}"),
+    ("state proof bytes, msgpack (mean)", "state_bytes_mean", "{:.0f}"),
+    ("state proof bytes, msgpack (max)", "state_bytes_max", "{:.0f}"),
+    ("state proof bytes, JSON (mean)", "state_json_bytes_mean", "{:.0f}"),
     ("history, 10 events, mean (ms)", "history_mean_ms", "{:.3f}"),
     ("history, 10 events, median (ms)", "history_median_ms", "{:.3f}"),
     ("history, 10 events, p99 (ms)", "history_p99_ms", "{:.3f}"),
@@ -365,6 +431,8 @@ RATIO_KEYS = (
     "proof_gen_p99_us",
     "proof_verify_mean_us",
     "proof_verify_p99_us",
+    "state_gen_mean_us",
+    "state_verify_mean_us",
     "history_mean_ms",
     "history_median_ms",
     "history_p99_ms",

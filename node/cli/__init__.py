@@ -8,13 +8,15 @@
 - `verify`: `verify`, a dataset's story against a checkpoint, online or offline.
 - `status`: `status` of a node.
 - `story`: a verified story as JSON or as text for a person.
+- `export`: `export prov|openlineage`, a verified story as W3C PROV or OpenLineage.
+- `openlineage`: `openlineage serve`, OpenLineage's HTTP transport into signed events.
 
 Talks to nodes only through `node.client`; never imports the daemon.
 """
 
 from __future__ import annotations
 
-from node.cli import cluster, events, keys, node, status, verify
+from node.cli import cluster, events, export, keys, node, openlineage, status, verify
 from node.cli.common import typer_app
 
 app = typer_app("provledger: a permissioned BFT ledger of data-circulation events.")
@@ -25,6 +27,8 @@ app.command()(events.admit)
 app.add_typer(events.app, name="submit")
 app.command()(verify.verify)
 app.command()(status.status)
+app.add_typer(export.app, name="export")
+app.add_typer(openlineage.app, name="openlineage")
 
 
 def main() -> None:

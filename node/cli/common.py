@@ -25,6 +25,7 @@ import typer
 from ledger import crypto, events
 from ledger.errors import LedgerError, Malformed
 from ledger.genesis import Genesis
+from node.cli import trust
 from node.client import ClientError, NodeClient
 from node.clock import now_ms
 
@@ -192,15 +193,34 @@ def load_genesis(path: Path) -> Genesis:
 # --- output and errors ---------------------------------------------------------------------
 
 
+# C0 controls, DEL, C1 controls (CSI is 0x9b), line and paragraph separators, and the
+# bidirectional marks and overrides: none of them may reach a terminal from others' text.
+_UNSAFE_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape_text(text: str, *, keep_newlines: bool = False) -> str:
+    """`text` with every control character written as an escape (`\\x1b`, `\\u202e`), so
+    that text from others (metadata, names, a node's answers) can neither drive the terminal
+    nor forge a line of output. `keep_newlines` keeps this program's own line breaks."""
+    if keep_newlines:
+        return "\n".join(escape_text(line) for line in text.split("\n"))
+    return _UNSAFE_TEXT.sub(_escape_char, text)
+
+
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {escape_text(message, keep_newlines=True)}", err=True)
     raise typer.Exit(code)
 
 
 def fail_client(exc: ClientError, doing: str) -> NoReturn:
     if exc.status == 0:
-        fail(f"{doing}: {exc.detail or exc.title}")
-    fail(f"{doing}: the node answered {exc.describe()}")
+        fail(f"{doing}: {escape_text(exc.detail or exc.title)}")
+    fail(f"{doing}: the node answered {escape_text(exc.describe())}")
 
 
 def print_json(doc: Any) -> None:
@@ -229,6 +249,15 @@ WaitOption = Annotated[
     bool, typer.Option("--wait", help="Wait until the event is committed in a block.")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+GenesisOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--genesis",
+        metavar="FILE",
+        help="The chain's genesis file; without it, the genesis pinned for --node (pinned on "
+        "first use).",
+    ),
+]
 MetaOption = Annotated[
     list[str] | None,
     typer.Option("--meta", metavar="KEY=VALUE", help="Extra metadata KEY=VALUE (repeatable)."),
@@ -237,16 +266,37 @@ MetaOption = Annotated[
 Builder = Callable[[dict[str, Any]], events.EventBody]
 
 
-def submit_event(key_path: Path, node: str, wait: bool, as_json: bool, build: Builder) -> None:
+def chain_of(client: NodeClient, node: str, genesis_file: Path | None) -> str:
+    """The chain id to sign for: from --genesis, else from the genesis pinned for this node
+    (pinned now, loudly, on first use); a node serving another genesis is refused."""
+    if genesis_file is not None:
+        return load_genesis(genesis_file).chain_id
+    try:
+        trusted, message = trust.resolve(client, node)
+    except trust.TrustError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(EXIT_FAILED) from exc
+    except ClientError as exc:
+        fail_client(exc, f"cannot get the genesis from {node}")
+    except Malformed as exc:
+        fail(f"{node} served a bad genesis: {exc}")
+    if message is not None:
+        typer.echo(message, err=True)
+    return trusted.genesis.chain_id
+
+
+def submit_event(
+    key_path: Path,
+    node: str,
+    wait: bool,
+    as_json: bool,
+    genesis_file: Path | None,
+    build: Builder,
+) -> None:
     """Sign the event `build` makes (given chain, actor, time, nonce) and POST it."""
     key = load_key(key_path)
     with open_client(node) as client:
-        try:
-            chain_id = client.genesis()["chain_id"]
-        except ClientError as exc:
-            fail_client(exc, f"cannot get the chain id from {node}")
-        except KeyError:
-            fail(f"{node} returned a genesis without a chain_id")
+        chain_id = chain_of(client, node, genesis_file)
         common = {
             "chain": chain_id,
             "actor": key.public_key,
@@ -264,7 +314,8 @@ def submit_event(key_path: Path, node: str, wait: bool, as_json: bool, build: Bu
         except ClientError as exc:
             fail_client(exc, f"event {event_id} ({signed.type}) was not accepted by {node}")
     if result.get("event_id") not in (None, event_id):
-        typer.echo(f"warning: the node reported event id {result['event_id']}", err=True)
+        reported = escape_text(str(result["event_id"]))
+        typer.echo(f"warning: the node reported event id {reported}", err=True)
     doc: dict[str, Any] = {"event_id": event_id, "status": result.get("status", "pending")}
     if wait:
         doc["height"] = result.get("height")
@@ -274,4 +325,5 @@ def submit_event(key_path: Path, node: str, wait: bool, as_json: bool, build: Bu
         return
     typer.echo(event_id)
     if wait:
-        typer.echo(f"committed at height {doc['height']}, leaf index {doc['leaf_index']}")
+        where = f"height {doc['height']}, leaf index {doc['leaf_index']}"
+        typer.echo(f"committed at {escape_text(where)}")

@@ -8,6 +8,7 @@ import typer
 
 from ledger import events
 from node.cli.common import (
+    GenesisOption,
     JsonOption,
     KeyOption,
     MetaOption,
@@ -41,6 +42,7 @@ def admit(
         typer.Option("--role", metavar="participant|registrar", help="participant or registrar."),
     ] = (Role.participant),
     wait: WaitOption = False,
+    genesis: GenesisOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Admit a key to a permissioned chain (signed by a registrar)."""
@@ -50,6 +52,7 @@ def admit(
         node,
         wait,
         as_json,
+        genesis,
         lambda c: events.Admit(**c, subject=subject, role=role.value, name=name),
     )
 
@@ -70,6 +73,7 @@ def submit_register(
     open_: Annotated[bool, typer.Option("--open", help="Anyone may record uses.")] = False,
     meta: MetaOption = None,
     wait: WaitOption = False,
+    genesis: GenesisOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Register a dataset you own: its origin."""
@@ -80,6 +84,7 @@ def submit_register(
         node,
         wait,
         as_json,
+        genesis,
         lambda c: events.Register(**c, dataset=ref.dataset, meta=info, open=open_),
     )
 
@@ -106,6 +111,7 @@ def submit_grant(
     ] = None,
     reshare: Annotated[bool, typer.Option("--reshare", help="The grantee may pass it on.")] = False,
     wait: WaitOption = False,
+    genesis: GenesisOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Grant a participant the use of your dataset for some purposes."""
@@ -118,6 +124,7 @@ def submit_grant(
         node,
         wait,
         as_json,
+        genesis,
         lambda c: events.Grant(
             **c, dataset=ref.dataset, to=grantee, purposes=allowed, reshare=reshare, expires=until
         ),
@@ -145,6 +152,7 @@ def submit_use(
     node: NodeOption,
     grant: GrantOption = None,
     wait: WaitOption = False,
+    genesis: GenesisOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Record a use of a dataset."""
@@ -155,6 +163,7 @@ def submit_use(
         node,
         wait,
         as_json,
+        genesis,
         lambda c: events.Use(**c, dataset=ref.dataset, purpose=purpose, grant=grant_id),
     )
 
@@ -169,6 +178,7 @@ def submit_transfer(
     node: NodeOption,
     grant: GrantOption = None,
     wait: WaitOption = False,
+    genesis: GenesisOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Record the delivery of a copy to another participant."""
@@ -180,6 +190,7 @@ def submit_transfer(
         node,
         wait,
         as_json,
+        genesis,
         lambda c: events.Transfer(**c, dataset=ref.dataset, to=recipient, grant=grant_id),
     )
 
@@ -200,6 +211,7 @@ def submit_derive(
     ] = None,
     meta: MetaOption = None,
     wait: WaitOption = False,
+    genesis: GenesisOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Register a dataset derived from inputs you own or may use for `derive`."""
@@ -215,6 +227,7 @@ def submit_derive(
         node,
         wait,
         as_json,
+        genesis,
         lambda c: events.Derive(**c, dataset=ref.dataset, inputs=inputs, meta=info),
     )
 
@@ -225,11 +238,12 @@ def submit_revoke(
     key: KeyOption,
     node: NodeOption,
     wait: WaitOption = False,
+    genesis: GenesisOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Revoke a grant you made."""
     grant_id = parse_hash(grant, "a grant id", "GRANT_ID")
-    submit_event(key, node, wait, as_json, lambda c: events.Revoke(**c, grant=grant_id))
+    submit_event(key, node, wait, as_json, genesis, lambda c: events.Revoke(**c, grant=grant_id))
 
 
 @app.command("destroy")
@@ -238,11 +252,14 @@ def submit_destroy(
     key: KeyOption,
     node: NodeOption,
     wait: WaitOption = False,
+    genesis: GenesisOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Record that you deleted your copy of a dataset."""
     ref = parse_dataset(dataset)
-    submit_event(key, node, wait, as_json, lambda c: events.Destroy(**c, dataset=ref.dataset))
+    submit_event(
+        key, node, wait, as_json, genesis, lambda c: events.Destroy(**c, dataset=ref.dataset)
+    )
 
 
 @app.command("attest")
@@ -255,6 +272,7 @@ def submit_attest(
     node: NodeOption,
     meta: MetaOption = None,
     wait: WaitOption = False,
+    genesis: GenesisOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Attest something about a dataset (quality, audit, ...)."""
@@ -265,5 +283,6 @@ def submit_attest(
         node,
         wait,
         as_json,
+        genesis,
         lambda c: events.Attest(**c, dataset=ref.dataset, claim=claim, meta=info),
     )

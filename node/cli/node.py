@@ -20,6 +20,7 @@ from node.ops.homes import (
     ClusterExists,
     init_full_node,
     local_url,
+    peer_public_key,
 )
 from node.ops.processes import daemon_command
 
@@ -69,4 +70,6 @@ def node_init(
     except ClusterError as exc:
         raise typer.BadParameter(str(exc)) from exc
     typer.echo(f"full node {settings.name} in {settings.home}, serving {local_url(settings)}")
+    peer_key = peer_public_key(settings).hex()
+    typer.echo(f"its peer key is {peer_key}: add it to the peer_keys of the nodes it follows")
     typer.echo(f"start it with: provledger node start --home {settings.home}")

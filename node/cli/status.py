@@ -7,6 +7,7 @@ import typer
 from node.cli.common import (
     JsonOption,
     NodeOption,
+    escape_text,
     fail_client,
     open_client,
     print_json,
@@ -29,6 +30,7 @@ def status(node: NodeOption, as_json: JsonOption = False) -> None:
     lines = [
         f"node         {doc.get('name', '?')} ({role}{', key ' + key if key else ''})",
         f"chain        {doc.get('chain_id', '?')}",
+        f"genesis      {doc.get('genesis_fingerprint', '?')} (fingerprint: SHA-256 of the file)",
         f"height       {doc.get('height', '?')} (round {doc.get('round', '?')})",
         f"tree         size {doc.get('tree_size', '?')}, root {doc.get('root_hash', '?')}",
         f"head block   {doc.get('block_hash', '?')}",
@@ -45,4 +47,5 @@ def status(node: NodeOption, as_json: JsonOption = False) -> None:
         lines.append(
             f"  {peer.get('url', '?')}  {reach}" + ("" if height is None else f", height {height}")
         )
-    typer.echo("\n".join(lines))
+    # Everything above came from the node: escape it before it reaches the terminal.
+    typer.echo("\n".join(escape_text(line) for line in lines))

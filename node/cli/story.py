@@ -4,12 +4,15 @@
 one JSON document (bytes as hex, times as Unix ms); `render_text` prints that same document
 for a person. Names come from two sources kept apart: the genesis file (trusted) and names
 a node reported (not part of the proof, marked with `*`).
+
+Text output escapes every control character of every string in the document (metadata,
+names, claims are written by others: an ANSI escape must not forge a line), and prints any
+time the protocol accepts (a uint64 of ms: beyond year 9999 in ISO 8601's expanded form).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from ledger import events
@@ -17,16 +20,54 @@ from ledger.blocks import Commit
 from ledger.errors import Malformed
 from ledger.genesis import Genesis
 from ledger.provenance import GrantStatus, ProvenEvent, VerifiedStory
+from node.cli.common import escape_text
 
 SHORT_HEX = 12
 SOURCE_GENESIS = "genesis"
 SOURCE_NODE = "node"
 
 
+def _civil_from_days(days: int) -> tuple[int, int, int]:
+    """(year, month, day) of a day count since 1970-01-01, proleptic Gregorian, any size
+    (H. Hinnant's `civil_from_days`)."""
+    days += 719_468
+    era = days // 146_097
+    day_of_era = days - era * 146_097
+    year_of_era = (
+        day_of_era - day_of_era // 1_460 + day_of_era // 36_524 - day_of_era // 146_096
+    ) // 365
+    day_of_year = day_of_era - (365 * year_of_era + year_of_era // 4 - year_of_era // 100)
+    shifted_month = (5 * day_of_year + 2) // 153
+    day = day_of_year - (153 * shifted_month + 2) // 5 + 1
+    month = shifted_month + 3 if shifted_month < 10 else shifted_month - 9
+    return year_of_era + era * 400 + (month <= 2), month, day
+
+
 def iso_time(ms: int) -> str:
-    """Unix milliseconds as ISO-8601 UTC, e.g. 2025-01-02T03:04:05.678Z."""
-    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """Unix milliseconds as ISO-8601 UTC, e.g. 2025-01-02T03:04:05.678Z; years beyond 9999
+    (any uint64 the protocol accepts) in the expanded form +YYYYYY-MM-DD..."""
+    if not isinstance(ms, int) or isinstance(ms, bool):
+        return escape_text(str(ms))
+    days, rest = divmod(ms, 86_400_000)
+    year, month, day = _civil_from_days(days)
+    seconds, millis = divmod(rest, 1_000)
+    hours, seconds = divmod(seconds, 3_600)
+    minutes, seconds = divmod(seconds, 60)
+    stamp = f"{month:02d}-{day:02d}T{hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}Z"
+    if 0 <= year <= 9_999:
+        return f"{year:04d}-{stamp}"
+    return f"{'+' if year > 0 else '-'}{abs(year):06d}-{stamp}"
+
+
+def escaped(value: Any) -> Any:
+    """A JSON-like value with every string (keys too) passed through `escape_text`."""
+    if isinstance(value, str):
+        return escape_text(value)
+    if isinstance(value, Mapping):
+        return {escaped(k): escaped(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [escaped(v) for v in value]
+    return value
 
 
 def short_hex(value: str) -> str:
@@ -185,6 +226,11 @@ def story_json(
             **_signers(genesis, commit),
         },
         "owner": story.owner.hex(),
+        "status": story.status,
+        "complete": {
+            "events": len(story.events),
+            "head": _optional_hex(story.record.get("head")),
+        },
         "origin": _origin(story.events[0]),
         "grants": [_grant(g, leaf_index) for g in story.grants],
         "transfers": transfers,
@@ -220,7 +266,8 @@ def _meta_text(meta: Mapping[str, Any]) -> str:
 
 
 def render_text(doc: Mapping[str, Any]) -> str:
-    """Render a `story_json` document as readable lines."""
+    """Render a `story_json` document as readable lines (every string escaped first)."""
+    doc = escaped(doc)
     directory: Mapping[str, Mapping[str, str]] = doc["names"]
     reported_used = False
 
@@ -253,6 +300,14 @@ def render_text(doc: Mapping[str, Any]) -> str:
         )
     else:
         lines.append("  signed by more than 2/3 of the genesis validators' power")
+    complete = doc.get("complete")
+    if complete is not None:
+        count = complete["events"]
+        these = f"these {count} events are" if count != 1 else "this 1 event is"
+        lines.append(
+            f"complete: {these} the dataset's whole committed history (its commitment is "
+            "proven against the checkpoint's state root)"
+        )
 
     origin = doc["origin"]
     lines += ["", "origin"]
@@ -267,6 +322,8 @@ def render_text(doc: Mapping[str, Any]) -> str:
     if "open" in origin:
         lines.append(f"  open to any use: {'yes' if origin['open'] else 'no'}")
     lines.append(f"  owner: {who(doc['owner'])}")
+    if "status" in doc:
+        lines.append(f"  status at the checkpoint: {doc['status']}")
 
     lines += ["", f"grants ({len(doc['grants'])})"]
     for grant in doc["grants"]:
@@ -287,7 +344,7 @@ def render_text(doc: Mapping[str, Any]) -> str:
         elif grant["status"] == "expired":
             lines.append(f"    expired at {expires}")
         else:
-            lines.append("    live at the checkpoint")
+            lines.append("    live at the checkpoint (its state is proven)")
 
     lines += ["", f"transfers ({len(doc['transfers'])})"]
     for item in doc["transfers"]:

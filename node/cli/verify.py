@@ -11,19 +11,24 @@ import typer
 
 from ledger.errors import LedgerError, Malformed, VerificationFailed
 from ledger.genesis import Genesis
-from ledger.provenance import VerifiedStory, verify_bundle
+from ledger.provenance import VerifiedStory, join_pages, verify_bundle, verify_state
+from node.cli import trust
 from node.cli.common import (
     EXIT_NOT_VERIFIED,
     EXIT_UNKNOWN_DATASET,
     MAX_NAME_LOOKUPS,
     JsonOption,
+    escape_text,
     fail,
     fail_client,
     load_genesis,
     open_client,
     parse_dataset,
+    parse_hash,
+    parse_public_key,
     print_json,
 )
+from node.cli.facts import check_fact
 from node.cli.story import bundle_commit, genesis_names, render_text, story_json
 from node.client import ClientError, NodeClient, NotFound
 
@@ -33,7 +38,7 @@ from node.client import ClientError, NodeClient, NotFound
 def _not_verified(dataset: str | None, reason: str, detail: str, as_json: bool) -> NoReturn:
     if as_json:
         print_json({"verified": False, "dataset": dataset, "reason": reason, "detail": detail})
-    typer.echo(f"verification FAILED: {reason}: {detail}", err=True)
+    typer.echo(escape_text(f"verification FAILED: {reason}: {detail}"), err=True)
     raise typer.Exit(EXIT_NOT_VERIFIED)
 
 
@@ -72,13 +77,80 @@ def _read_bundle(path: Path) -> Any:
         _not_verified(None, "malformed bundle", f"{path} is not JSON: {exc}", False)
 
 
-def _fetch_bundle(client: NodeClient, node: str, dataset: bytes, save: Path | None) -> Any:
+MAX_BUNDLE_PAGES = 100_000
+
+
+def _absent(
+    client: NodeClient, node: str, dataset: bytes, genesis: Genesis, as_json: bool
+) -> NoReturn:
+    """The node says it does not know the dataset: prove it, or refuse the answer."""
+    name = dataset.hex()
+    unproven = "unknown without proof"
     try:
-        bundle = client.provenance(dataset)
+        state = verify_state(client.state("dataset", dataset), genesis, "dataset", dataset)
+    except ClientError as exc:
+        _not_verified(name, unproven, f"{node} gave no absence proof ({exc.describe()})", as_json)
+    except VerificationFailed as exc:
+        _not_verified(name, unproven, f"{node}'s absence proof: {exc}", as_json)
+    except (LedgerError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        _not_verified(name, unproven, f"{node}'s absence proof is malformed: {exc}", as_json)
+    height = state.checkpoint.height
+    if state.record is not None:
+        _not_verified(
+            name,
+            "hidden dataset",
+            f"{node} answered unknown, but the dataset is registered at height {height}",
+            as_json,
+        )
+    if as_json:
+        print_json({"verified": True, "dataset": name, "absent": True, "height": height})
+    else:
+        typer.echo(
+            f"dataset {name}: proven absent at height {height} (a non-membership proof "
+            "against the state root of a checkpoint signed by the genesis validators)"
+        )
+    raise typer.Exit(EXIT_UNKNOWN_DATASET)
+
+
+def _pages(client: NodeClient, dataset: bytes, first: Any, as_json: bool) -> list[Any]:
+    """The first page and every page after it (`page.next`), against its checkpoint."""
+    pages = [first]
+    try:
+        height = first["checkpoint"]["header"]["height"]
+        following = first["page"]["next"]
+    except (KeyError, TypeError):
+        return pages
+    while following is not None:
+        last = pages[-1]["page"]["after"] if len(pages) > 1 else -1
+        if type(following) is not int or following <= last or len(pages) >= MAX_BUNDLE_PAGES:
+            _not_verified(dataset.hex(), "malformed bundle", "pages do not move forward", as_json)
+        page = client.provenance(dataset, after=following, height=height)
+        pages.append(page)
+        try:
+            following = page["page"]["next"]
+        except (KeyError, TypeError):
+            following = None
+    return pages
+
+
+def _fetch_bundle(
+    client: NodeClient,
+    node: str,
+    dataset: bytes,
+    save: Path | None,
+    genesis: Genesis,
+    as_json: bool,
+) -> Any:
+    try:
+        pages = _pages(client, dataset, client.provenance(dataset), as_json)
     except NotFound:
-        fail(f"unknown dataset {dataset.hex()} on {node}", EXIT_UNKNOWN_DATASET)
+        _absent(client, node, dataset, genesis, as_json)
     except ClientError as exc:
         fail_client(exc, f"cannot fetch the proof bundle from {node}")
+    try:
+        bundle = join_pages(pages)
+    except VerificationFailed as exc:
+        _not_verified(dataset.hex(), exc.reason, exc.detail, as_json)
     if save is not None:
         try:
             save.write_text(json.dumps(bundle, indent=2) + "\n")
@@ -89,20 +161,38 @@ def _fetch_bundle(client: NodeClient, node: str, dataset: bytes, save: Path | No
     return bundle
 
 
+# Set by `verify --trust-node-genesis`: the user accepts, this once, a genesis that the node
+# under check serves on first contact (it is pinned either way).
+_TRUST_NODE = {"first_use": False}
+_SOURCE = {"genesis": "file"}
+
+
 def _node_genesis(client: NodeClient, node: str) -> Genesis:
+    """Without --genesis: the genesis pinned for this node (refusing a changed one), or on
+    first use the one it serves, pinned — which verifies nothing unless the user said
+    --trust-node-genesis: the command stops there and asks for a trusted genesis."""
     try:
-        genesis = Genesis.from_json(client.genesis())
+        trusted, message = trust.resolve(client, node)
+    except trust.TrustError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(EXIT_NOT_VERIFIED) from exc
     except ClientError as exc:
         fail_client(exc, f"cannot fetch the genesis from {node}")
     except Malformed as exc:
         fail(f"{node} served a bad genesis: {exc}")
-    typer.echo(
-        f"warning: no --genesis given, so this trusts the genesis served by {node} "
-        f"(chain {genesis.chain_id}); pass a genesis file from a trusted source "
-        "for an independent proof",
-        err=True,
-    )
-    return genesis
+    if message is not None:
+        typer.echo(message, err=True)
+    _SOURCE["genesis"] = trusted.source
+    if trusted.source == "first-use" and not _TRUST_NODE["first_use"]:
+        typer.echo(
+            "verification NOT attempted: the only genesis at hand is the one the node under "
+            "check just served. Pass --genesis FILE from a trusted source, or check the "
+            "hash above and run again (the pinned genesis is used), or pass "
+            "--trust-node-genesis to accept it now.",
+            err=True,
+        )
+        raise typer.Exit(EXIT_NOT_VERIFIED)
+    return trusted.genesis
 
 
 def _check_bundle(
@@ -140,12 +230,53 @@ def verify(
         Path | None,
         typer.Option("--save", metavar="BUNDLE", help="Also write the fetched bundle here."),
     ] = None,
+    grant: Annotated[
+        str | None,
+        typer.Option("--grant", metavar="ID", help="Prove instead whether this grant is live."),
+    ] = None,
+    participant: Annotated[
+        str | None,
+        typer.Option(
+            "--participant", metavar="PUBKEY", help="Prove instead whether this key is admitted."
+        ),
+    ] = None,
+    trust_node_genesis: Annotated[
+        bool,
+        typer.Option(
+            "--trust-node-genesis",
+            help="On first contact with --node, accept (and pin) the genesis it serves.",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Prove a dataset's history against a checkpoint signed by the genesis validators.
+    """Prove a dataset's complete history against a checkpoint signed by the genesis
+    validators, or (--grant, --participant) one fact of the state.
 
-    Exit 0 verified, 1 unknown dataset (or node unreachable), 2 verification failed.
+    Exit 0 verified (the whole story; the fact holds), 1 unknown dataset proven absent (the
+    fact is proven not to hold; node unreachable), 2 verification failed (an incomplete
+    story, an unknown answer without an absence proof).
     """
+    _TRUST_NODE["first_use"] = trust_node_genesis
+    _SOURCE["genesis"] = "file"
+    if grant is not None or participant is not None:
+        if dataset is not None or (grant is not None and participant is not None):
+            raise typer.BadParameter("--grant and --participant each stand alone")
+        kind, ident = (
+            ("grant", parse_hash(grant, "a grant id", "'--grant'"))
+            if grant is not None
+            else ("participant", parse_public_key(participant or "", "'--participant'"))
+        )
+        check_fact(
+            kind,
+            ident,
+            node=node,
+            genesis_file=genesis_file,
+            bundle_file=bundle_file,
+            save=save,
+            as_json=as_json,
+            node_genesis=_node_genesis,
+        )
+        return
     if bundle_file is not None:
         if genesis_file is None:
             raise typer.BadParameter(
@@ -166,13 +297,13 @@ def verify(
     else:
         assert node is not None and ref is not None
         with open_client(node) as client:
-            bundle = _fetch_bundle(client, node, ref.dataset, save)
             if genesis is None:
                 genesis = _node_genesis(client, node)
+            bundle = _fetch_bundle(client, node, ref.dataset, save, genesis, as_json)
             story = _check_bundle(bundle, genesis, wanted, as_json)
             reported = _reported_names(client, story, genesis_names(genesis))
     doc = story_json(story, genesis, bundle_commit(bundle), genesis_names(genesis), reported)
-    doc["genesis_source"] = "file" if genesis_file is not None else "node"
+    doc["genesis_source"] = _SOURCE["genesis"]
     if as_json:
         print_json(doc)
     else:

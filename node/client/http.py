@@ -149,8 +149,17 @@ class _Api(Generic[Result]):
     def dataset(self, dataset: bytes | str) -> Result:
         return self._run(Call("GET", f"/v1/datasets/{_hex(dataset)}"))
 
-    def provenance(self, dataset: bytes | str) -> Result:
-        return self._run(Call("GET", f"/v1/datasets/{_hex(dataset)}/provenance"))
+    def provenance(
+        self, dataset: bytes | str, after: int | None = None, height: int | None = None
+    ) -> Result:
+        """One page of the dataset's proof bundle; the first one without `after`."""
+        params = {k: v for k, v in (("after", after), ("height", height)) if v is not None}
+        path = f"/v1/datasets/{_hex(dataset)}/provenance"
+        return self._run(Call("GET", path, params=params or None))
+
+    def state(self, kind: str, key: bytes | str) -> Result:
+        """A state record (participant, dataset, grant, commitment) or its absence, proven."""
+        return self._run(Call("GET", f"/v1/state/{kind}/{_hex(key)}"))
 
     def participant(self, public_key: bytes | str) -> Result:
         return self._run(Call("GET", f"/v1/participants/{_hex(public_key)}"))

@@ -5,6 +5,7 @@ has committed a block; `cluster_down` stops them all.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import signal
 import threading
 import time
@@ -29,6 +30,8 @@ from node.ops.homes import (
 )
 from node.ops.processes import (
     STOP_TIMEOUT_S,
+    child,
+    child_exited,
     log_tail,
     node_pid,
     node_running,
@@ -94,9 +97,13 @@ def wait_until_committed(
     pending = list(nodes)
     while True:
         for node in pending:
-            if not node_running(node.home):
+            if _exited(node.home):
                 log = node.home / LOG_FILE
-                raise ClusterError(f"{node.name} exited; the end of {log}:\n{log_tail(node.home)}")
+                status = child_exited(node.home)
+                how = "" if status is None else f" (exit status {status})"
+                raise ClusterError(
+                    f"{node.name} exited{how}; the end of {log}:\n{log_tail(node.home)}"
+                )
         pending = [n for n in pending if (_height(n, chain_id) or 0) < 1]
         if not pending:
             return
@@ -108,6 +115,14 @@ def wait_until_committed(
                 f"the end of {last.home / LOG_FILE}:\n{log_tail(last.home)}"
             )
         time.sleep(POLL_INTERVAL_S)
+
+
+def _exited(home: Path) -> bool:
+    """Whether the node of `home` has exited: by its handle if this process started it
+    (exact, even before it takes its home's lock), else by its home's lock."""
+    if child(home) is not None:
+        return child_exited(home) is not None
+    return not node_running(home)
 
 
 @contextlib.contextmanager
@@ -178,22 +193,25 @@ def cluster_up(
             echo(f"note: --open ignored: the existing chain is {genesis.admission}")
 
     started: list[str] = []
+    started_homes: list[Path] = []
     members: list[ClusterNode] = []
-    for name, home, settings in _cluster_nodes(cluster_dir, genesis):
-        url = local_url(settings)
-        if node_running(home):
-            pid = node_pid(home)
-            echo(f"{name} already running at {url} (pid {pid})")
-        else:
-            if port_in_use(settings.host, settings.port):
-                stop_nodes([m.home for m in members if m.name in started])
-                raise ClusterError(
-                    f"port {settings.port} of {name} is already in use on {settings.host}"
-                )
-            pid = start_node(home)
-            started.append(name)
-            echo(f"started {name} at {url} (pid {pid}, log {home / LOG_FILE})")
-        members.append(ClusterNode(name, home, url, pid))
+    try:
+        for name, home, settings in _cluster_nodes(cluster_dir, genesis):
+            url = local_url(settings)
+            if node_running(home):
+                pid = node_pid(home)
+                echo(f"{name} already running at {url} (pid {pid})")
+            else:
+                _check_ports(name, settings)
+                pid = start_node(home)
+                started.append(name)
+                started_homes.append(home)
+                echo(f"started {name} at {url} (pid {pid}, log {home / LOG_FILE})")
+            members.append(ClusterNode(name, home, url, pid))
+    except BaseException:
+        # Whatever went wrong (a busy port, Ctrl-C), nothing started here is left running.
+        stop_nodes(started_homes)
+        raise
     info = ClusterInfo(cluster_dir, genesis, tuple(members), created, tuple(started))
     ours = [m.home for m in members if m.name in started]
 
@@ -208,6 +226,9 @@ def cluster_up(
             stop_nodes(ours)
             raise
         echo(f"cluster ready: every node has committed a block (chain {genesis.chain_id})")
+        fingerprint = hashlib.sha256(genesis_path.read_bytes()).hexdigest()
+        echo(f"genesis fingerprint {fingerprint} (SHA-256 of {genesis_path})")
+        echo(f"explorer: {members[0].url}/explorer?genesis={fingerprint}")
         if detach:
             return info
         echo("running in the foreground; press Ctrl-C to stop")
@@ -221,6 +242,14 @@ def cluster_up(
     return info
 
 
+def _check_ports(name: str, settings: NodeSettings) -> None:
+    """Both ports of a node must be free before it starts."""
+    p2p_host, p2p_port = settings.p2p_address
+    for host, port in ((settings.host, settings.port), (p2p_host, p2p_port)):
+        if port_in_use(host, port):
+            raise ClusterError(f"port {port} of {name} is already in use on {host}")
+
+
 def _watch(members: Sequence[ClusterNode], echo: Echo) -> None:
     """Sleep until interrupted, reporting nodes that exit; return if all of them did."""
     reported: set[str] = set()
@@ -229,7 +258,7 @@ def _watch(members: Sequence[ClusterNode], echo: Echo) -> None:
         for member in members:
             if member.pid is not None:
                 reap(member.pid)
-            if member.name not in reported and not node_running(member.home):
+            if member.name not in reported and _exited(member.home):
                 reported.add(member.name)
                 echo(f"warning: {member.name} exited; see {member.home / LOG_FILE}")
         if len(reported) == len(members):

@@ -2,21 +2,27 @@
 
 A cluster directory holds `genesis.json`, `registrar.pem` and one home `node-I/` per
 validator (key, config, genesis copy, data, `node.pid`, `node.log`); a full node's home
-holds the same without a key.
+holds the same with a peer key (`peer_key.pem`) instead of a validator key.
+
+Every node has two ports: the public API and the peer protocol (`p2p_listen`). A genesis
+validator's `url` is its peer URL; nodes peer with each other's peer URLs, and the peer
+protocol admits only the validators' keys and the full-node keys listed in `peer_keys`.
 """
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from ledger.blocks import MAX_VALIDATORS, Validator, ValidatorSet
 from ledger.crypto import PrivateKey
 from ledger.errors import Malformed
-from ledger.genesis import OPEN, PERMISSIONED, Genesis
+from ledger.genesis import OPEN, PERMISSIONED, ChainParams, Genesis
 from node.clock import now_ms
-from node.config import CONFIG_FILE, GENESIS_FILE, KEY_FILE, NodeSettings
+from node.config import CONFIG_FILE, GENESIS_FILE, KEY_FILE, P2P_PORT_OFFSET, NodeSettings
 
 REGISTRAR_FILE = "registrar.pem"
 NODE_PREFIX = "node-"
@@ -37,12 +43,30 @@ def node_home(cluster_dir: str | Path, index: int) -> Path:
     return Path(cluster_dir) / f"{NODE_PREFIX}{index}"
 
 
-def local_url(settings: NodeSettings) -> str:
-    """The URL this machine uses to reach a node (a wildcard bind is reached via loopback)."""
-    host = "127.0.0.1" if settings.host in WILDCARD_HOSTS else settings.host
+def _url(host: str, port: int) -> str:
+    host = "127.0.0.1" if host in WILDCARD_HOSTS else host
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
-    return f"http://{host}:{settings.port}"
+    return f"http://{host}:{port}"
+
+
+def local_url(settings: NodeSettings) -> str:
+    """The URL this machine uses to reach a node (a wildcard bind is reached via loopback)."""
+    return _url(settings.host, settings.port)
+
+
+def local_peer_url(settings: NodeSettings) -> str:
+    """The URL this machine uses to reach a node's peer listener."""
+    return _url(*settings.p2p_address)
+
+
+def _with_port(url: str, port: int) -> str:
+    """`url` with its port replaced (the peer URL of an advertised public URL)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    return urlunsplit(parts._replace(netloc=f"{host}:{port}")).rstrip("/")
 
 
 def _advertised(template: str, index: int, port: int) -> str:
@@ -73,16 +97,18 @@ def init_cluster(
 ) -> Genesis:
     """Write a new chain's genesis, registrar key and one validator home per node.
 
-    Node I listens on `host` (default 127.0.0.1) port `base_port + I` and peers with every
-    other validator. With `advertise` (a URL template such as "http://node-{i}:8800"), the
-    validators' URLs come from the template and every node listens on `base_port` on all
-    interfaces (default host 0.0.0.0), as containers on their own hosts do. Refuses to
-    overwrite an existing cluster's keys or genesis.
+    Node I listens on `host` (default 127.0.0.1) port `base_port + I` for the public API and
+    `base_port + nodes + I` for peers, and peers with every other validator. With `advertise`
+    (a URL template such as "http://node-{i}:8800", the public URL), every node listens on
+    `base_port` (API) and `base_port + P2P_PORT_OFFSET` (peers) on all interfaces (default
+    host 0.0.0.0), as containers on their own hosts do; a validator's peer URL is the
+    advertised URL with the peer port. Genesis names the default chain params explicitly.
+    Refuses to overwrite an existing cluster's keys or genesis.
     """
     cluster_dir = Path(cluster_dir).resolve()
     if not 1 <= nodes <= MAX_VALIDATORS:
         raise ClusterError(f"a cluster has 1..{MAX_VALIDATORS} nodes, not {nodes}")
-    last_port = base_port if advertise else base_port + nodes - 1
+    last_port = base_port + P2P_PORT_OFFSET if advertise else base_port + 2 * nodes - 1
     if base_port < 1 or last_port > 65535:
         raise ClusterError(f"ports {base_port}..{last_port} are outside 1..65535")
     existing = _existing_cluster_files(cluster_dir)
@@ -94,10 +120,14 @@ def init_cluster(
     if host is None:
         host = "0.0.0.0" if advertise else "127.0.0.1"
     ports = [base_port if advertise else base_port + i for i in range(nodes)]
+    p2p_ports = [
+        base_port + P2P_PORT_OFFSET if advertise else base_port + nodes + i for i in range(nodes)
+    ]
     if advertise:
-        urls = [_advertised(advertise, i, ports[i]) for i in range(nodes)]
+        public = [_advertised(advertise, i, ports[i]) for i in range(nodes)]
+        urls = [_with_port(url, p2p_ports[i]) for i, url in enumerate(public)]
     else:
-        urls = [f"http://127.0.0.1:{port}" for port in ports]
+        urls = [f"http://127.0.0.1:{port}" for port in p2p_ports]
     if len(set(urls)) != nodes:
         raise ClusterError("every node needs its own URL: put {i} in the --advertise template")
 
@@ -117,6 +147,7 @@ def init_cluster(
         validators=validators,
         registrars=(registrar.public_key,),
         admission=OPEN if open_admission else PERMISSIONED,
+        params=ChainParams(),
     )
     for i, key in enumerate(keys):
         home = node_home(cluster_dir, i)
@@ -127,6 +158,7 @@ def init_cluster(
             name=f"{NODE_PREFIX}{i}",
             host=host,
             port=ports[i],
+            p2p_listen=f"{host}:{p2p_ports[i]}",
             peers=tuple(url for j, url in enumerate(urls) if j != i),
         )
         settings.save()
@@ -142,13 +174,18 @@ def init_full_node(
     port: int = DEFAULT_BASE_PORT,
     host: str = "127.0.0.1",
     name: str | None = None,
+    p2p_port: int | None = None,
+    key: PrivateKey | None = None,
 ) -> NodeSettings:
-    """Write the home of a full node: it follows the chain from `peers` but does not vote."""
+    """Write the home of a full node: it follows the chain from `peers` (their peer URLs) but
+    does not vote. Its peer key (`key`, or a new one) is written here; the validators must
+    list its public key in their `peer_keys` before they answer it. It listens for peers on
+    `p2p_port` (default `port + 100`)."""
     home = Path(home).resolve()
     if not peers:
         raise ClusterError("a full node needs at least one peer URL to follow")
-    if not 1 <= port <= 65535:
-        raise ClusterError(f"port {port} is outside 1..65535")
+    if not 1 <= port <= 65535 - P2P_PORT_OFFSET:
+        raise ClusterError(f"port {port} is outside 1..{65535 - P2P_PORT_OFFSET}")
     try:
         genesis = Genesis.load(genesis_path)
     except Malformed as exc:
@@ -162,9 +199,26 @@ def init_full_node(
         host=host,
         port=port,
         peers=tuple(peer.rstrip("/") for peer in peers),
+        p2p_listen="" if p2p_port is None else f"{host}:{p2p_port}",
     )
     settings.save()
     genesis.save(settings.genesis_path)
+    (key or PrivateKey.generate()).save(settings.peer_key_path)
+    return settings
+
+
+def peer_public_key(settings: NodeSettings) -> bytes:
+    """The key a node signs its peer requests with (validator key, or full-node peer key)."""
+    return PrivateKey.load(settings.identity_key_path).public_key
+
+
+def allow_peer(home: str | Path, public_key: bytes) -> NodeSettings:
+    """Add a full node's key to a node's `peer_keys` (takes effect when it restarts)."""
+    settings = load_settings(Path(home).resolve())
+    text = public_key.hex()
+    if text not in settings.peer_keys:
+        settings = replace(settings, peer_keys=(*settings.peer_keys, text))
+        settings.save()
     return settings
 
 

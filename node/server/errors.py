@@ -31,5 +31,17 @@ class ConsensusStopped(NodeError):
     """The node's consensus task has stopped; it no longer follows the chain."""
 
 
+class NotReady(NodeError):
+    """The node runs but is not caught up and voting yet (`/readyz`)."""
+
+
 class TooManyWaiters(NodeError):
     """Too many clients already wait for commits on this node; retry later."""
+
+
+class PeerUnauthorized(NodeError):
+    """A request on the peer protocol that does not prove a configured peer (§15)."""
+
+
+class PeerTooMany(NodeError):
+    """A peer batch carrying more items than the protocol allows."""

@@ -5,6 +5,9 @@ drained by its own task so that votes and proposals never queue behind event gos
 slow peer only fills (and then overflows) its own queues, never blocks the others. Failed
 sends back off exponentially. Consensus messages need no redelivery here: the consensus core
 retransmits its own latest messages on every tick.
+
+Every request is signed with this node's key (docs/PROTOCOL.md §15). A peer's answer is read
+as a stream and abandoned as soon as it exceeds `MAX_P2P_BODY`: it is never read whole first.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from dataclasses import dataclass
 import httpx
 
 from ledger import codec
-from ledger.blocks import Block, Commit
+from ledger.blocks import Block, Commit, Header
+from ledger.crypto import PrivateKey
 from ledger.errors import LedgerError, Malformed
+from node.server.peer_auth import sign_request
 from node.wire import MAX_P2P_BODY, MSGPACK
 
 log = logging.getLogger("provledger.p2p")
@@ -53,9 +58,16 @@ class PeerLink:
         queue_limit: int,
         timeout_s: float = 5.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        *,
+        key: PrivateKey | None = None,
+        chain_id: str = "",
+        clock: Callable[[], int] | None = None,
     ) -> None:
         self.state = PeerState(url.rstrip("/"))
         self.sender = sender
+        self.key = key
+        self.chain_id = chain_id
+        self.clock = clock
         self.client = httpx.AsyncClient(
             base_url=self.state.url,
             transport=transport,
@@ -145,32 +157,78 @@ class PeerLink:
         self.state.reachable = False
         self.state.failures = min(self.state.failures + 1, 8)
 
+    def _auth(self, method: str, path: str, body: bytes) -> dict[str, str]:
+        """The headers proving this node sent the request (none without a key: tests)."""
+        if self.key is None or self.clock is None:
+            return {}
+        return sign_request(self.key, self.chain_id, method, path, body, self.clock())
+
     async def _post(self, path: str, doc: dict[str, object]) -> None:
-        response = await self.client.post(path, content=codec.encode(doc))
+        body = codec.encode(doc)
+        response = await self.client.post(
+            path, content=body, headers=self._auth("POST", path, body)
+        )
         response.raise_for_status()
 
     async def _get(self, path: str) -> object | None:
+        """GET a peer document, reading at most MAX_P2P_BODY bytes of the answer."""
         try:
-            response = await self.client.get(path)
+            content = await self._read_capped(path)
         except (httpx.HTTPError, OSError) as exc:
             self._failed(exc)
             return None
-        if response.status_code == 404:
-            return None
-        if response.status_code != 200 or len(response.content) > MAX_P2P_BODY:
+        if content is None:
             return None
         self.state.reachable = True
         try:
-            return codec.decode(response.content, MAX_P2P_BODY)
+            return codec.decode(content, MAX_P2P_BODY)
         except Malformed:
             return None
 
+    async def _read_capped(self, path: str) -> bytes | None:
+        """The body of a 200 answer, or None (another status, or over the cap: the stream is
+        abandoned at the first chunk past it)."""
+        headers = self._auth("GET", path, b"")
+        async with self.client.stream("GET", path, headers=headers) as response:
+            if response.status_code != 200:
+                return None
+            declared = response.headers.get("content-length", "0")
+            if not declared.isdigit() or int(declared) > MAX_P2P_BODY:
+                return None
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > MAX_P2P_BODY:
+                    return None
+                chunks.append(chunk)
+            return b"".join(chunks)
+
     async def fetch_height(self) -> int | None:
+        """The height the peer claims (a claim: block sync believes only verified commits)."""
         doc = await self._get("/p2p/status")
-        if isinstance(doc, dict) and isinstance(doc.get("height"), int):
-            self.state.height = doc["height"]
-            return self.state.height
+        height = doc.get("height") if isinstance(doc, dict) else None
+        if isinstance(height, int) and not isinstance(height, bool) and height >= 0:
+            self.state.height = height
+            return height
         return None
+
+    async def fetch_head(self) -> tuple[int, Header, Commit] | None:
+        """The height the peer claims, with its head header and commit (NOT verified)."""
+        doc = await self._get("/p2p/status")
+        if not isinstance(doc, dict):
+            return None
+        height = doc.get("height")
+        if not isinstance(height, int) or isinstance(height, bool) or height < 0:
+            return None
+        self.state.height = height
+        try:
+            header_bytes = doc.get("header")
+            if not isinstance(header_bytes, bytes):
+                raise Malformed("no head header")
+            return height, Header.decode(header_bytes), Commit.from_wire(doc.get("commit"))
+        except LedgerError:
+            return None
 
     async def fetch_block(self, height: int) -> tuple[Block, Commit] | None:
         """A block and its commit from this peer, decoded but NOT verified."""
@@ -184,10 +242,21 @@ class PeerLink:
 
 
 class Network:
-    """The static set of peers from configuration."""
+    """The static set of peers from configuration; every request signed with `key`."""
 
-    def __init__(self, peer_urls: tuple[str, ...], sender: str, queue_limit: int) -> None:
-        self.links = [PeerLink(url, sender, queue_limit) for url in peer_urls]
+    def __init__(
+        self,
+        peer_urls: tuple[str, ...],
+        sender: str,
+        queue_limit: int,
+        key: PrivateKey | None = None,
+        chain_id: str = "",
+        clock: Callable[[], int] | None = None,
+    ) -> None:
+        self.links = [
+            PeerLink(url, sender, queue_limit, key=key, chain_id=chain_id, clock=clock)
+            for url in peer_urls
+        ]
 
     def start(self) -> None:
         for link in self.links:

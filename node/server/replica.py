@@ -30,13 +30,16 @@ from node.server.mempool import Mempool
 
 @dataclass(frozen=True)
 class ReplicaLimits:
-    """The bounds of one replica's pending work (node-local settings)."""
+    """The bounds of one replica's pending work (node-local settings).
+
+    The block limits here bound the blocks this replica builds; the blocks it accepts are
+    bounded by the chain's params in genesis (and so is the event time window).
+    """
 
     mempool_max_events: int = 50_000
     mempool_max_bytes: int = 64 * 1024 * 1024
     block_max_events: int = 4_000
     block_max_bytes: int = 8 * 1024 * 1024
-    time_window_ms: int = 10 * 60 * 1000
     max_waiters: int = 100_000
 
 
@@ -59,7 +62,7 @@ class Replica:
         self.genesis = genesis
         self.clock = clock
         self.events_dropped = 0
-        self.store = Store(data_path, genesis, Rules(genesis, limits.time_window_ms))
+        self.store = Store(data_path, genesis, Rules(genesis, genesis.chain_params.time_window_ms))
         self.waiters = CommitWaiters(limits.max_waiters)
         self.mempool = Mempool(
             self.store, limits.mempool_max_events, limits.mempool_max_bytes, self._dropped

@@ -1,10 +1,14 @@
 """The running node: one asyncio task owns the replica's consensus driver and feeds it.
 
 Everything else — the HTTP handlers, peer links, block sync, timers — talks to consensus only
-by putting inputs on one queue. The driver carries the core's outputs out through this
+by putting inputs on one bounded queue (`ConsensusInbox`: control first, then peers' messages
+round-robin, then event wake-ups). The driver carries the core's outputs out through this
 service's effects: broadcasts go to the peers (our own signatures are already fsync'd by the
 signer), timeouts become asyncio timers, decided blocks are stored atomically and their
-waiters told.
+waiters told, evidence is persisted (`EvidenceLog`).
+
+Peers are authenticated (`PeerAuthenticator`, docs/PROTOCOL.md §15); the consensus parameters
+(timeouts, block limits, time window, timestamp bounds) come from genesis (§8.6).
 """
 
 from __future__ import annotations
@@ -12,14 +16,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from consensus import core as cc
 from consensus.messages import Evidence, Message, Proposal, decode_message, encode_message
+from ledger import crypto
 from ledger.blocks import Block
 from ledger.crypto import PrivateKey
-from ledger.errors import Conflict, LedgerError
+from ledger.errors import Conflict, LedgerError, Malformed
 from ledger.events import SignedEvent
 from ledger.genesis import Genesis
 from ledger.store import Execution
@@ -27,18 +32,24 @@ from node.clock import now_ms
 from node.config import NodeSettings
 from node.server.driver import Committed, Dropped, Outcome
 from node.server.errors import CommitTimeout, MempoolFull, NotCaughtUp
+from node.server.evidence import EvidenceLog
+from node.server.inbox import ConsensusInbox
 from node.server.p2p import Network
+from node.server.peer_auth import PeerAuthenticator
 from node.server.replica import Replica, ReplicaLimits
 from node.server.signer_file import FileSignerPersistence
-from node.server.sync import BlockSync
+from node.server.sync import CATCH_UP_LAG, BlockSync
 from node.wire import MAX_P2P_BODY
 
 log = logging.getLogger("provledger.node")
 
 COMMIT_WAIT_S = 30.0
-CATCH_UP_LAG = 2
 # Envelopes admitted between two turns of the event loop: ~13 ms of work at ~130 µs each.
 ADMISSION_SLICE = 100
+
+
+# Inputs the consensus task handles before it lets the event loop run other tasks.
+CONSENSUS_SLICE = 64
 
 
 @dataclass
@@ -68,26 +79,41 @@ class Refused:
 SubmitOutcome = Accepted | Refused
 
 
-def consensus_config(settings: NodeSettings) -> cc.ConsensusConfig:
+def consensus_config(settings: NodeSettings, genesis: Genesis) -> cc.ConsensusConfig:
+    """The chain's timeouts and timestamp bounds (genesis), the node's idle interval."""
+    params = genesis.chain_params
     return cc.ConsensusConfig(
-        timeout_propose_ms=settings.timeout_propose_ms,
-        timeout_propose_delta_ms=settings.timeout_propose_delta_ms,
-        timeout_prevote_ms=settings.timeout_vote_ms,
-        timeout_prevote_delta_ms=settings.timeout_vote_delta_ms,
-        timeout_precommit_ms=settings.timeout_vote_ms,
-        timeout_precommit_delta_ms=settings.timeout_vote_delta_ms,
+        timeout_propose_ms=params.timeout_propose_ms,
+        timeout_propose_delta_ms=params.timeout_propose_delta_ms,
+        timeout_prevote_ms=params.timeout_vote_ms,
+        timeout_prevote_delta_ms=params.timeout_vote_delta_ms,
+        timeout_precommit_ms=params.timeout_vote_ms,
+        timeout_precommit_delta_ms=params.timeout_vote_delta_ms,
+        time_precision_ms=params.time_precision_ms,
+        message_delay_ms=params.message_delay_ms,
         idle_block_interval_ms=settings.idle_block_interval_ms,
     )
 
 
-def replica_limits(settings: NodeSettings) -> ReplicaLimits:
+def replica_limits(settings: NodeSettings, genesis: Genesis) -> ReplicaLimits:
+    params = genesis.chain_params
     return ReplicaLimits(
         mempool_max_events=settings.mempool_max_events,
         mempool_max_bytes=settings.mempool_max_bytes,
-        block_max_events=settings.block_max_events,
-        block_max_bytes=settings.block_max_bytes,
-        time_window_ms=settings.time_window_ms,
+        block_max_events=params.block_max_events,
+        block_max_bytes=params.block_max_bytes,
     )
+
+
+def peer_keys(settings: NodeSettings, genesis: Genesis) -> frozenset[bytes]:
+    """Who may use the peer protocol: the genesis validators and the configured full nodes."""
+    keys = {v.public_key for v in genesis.validators.validators}
+    for text in settings.peer_keys:
+        try:
+            keys.add(crypto.check_public_key(bytes.fromhex(text)))
+        except (ValueError, Malformed) as exc:
+            raise Malformed(f"peer_keys: {text!r} is not a public key (66 hex digits)") from exc
+    return frozenset(keys)
 
 
 class NodeService:
@@ -100,14 +126,25 @@ class NodeService:
         # the server shuts the process down rather than serve reads as a node that no
         # longer follows the chain.
         self.on_fatal: Callable[[BaseException], None] | None = None
+        # Awaited first when the service stops (the daemon stops its peer listener there).
+        self.before_stop: Callable[[], Awaitable[None]] | None = None
         self.genesis = Genesis.load(settings.genesis_path)
+        # GET /v1/genesis serves these exact bytes; their SHA-256 is the genesis fingerprint.
+        self.genesis_bytes = settings.genesis_path.read_bytes()
+        self.genesis_fingerprint = crypto.sha256(self.genesis_bytes).hex()
         key = PrivateKey.load(settings.key_path) if settings.is_validator else None
+        identity = key or _peer_identity(settings)
+        self.peer_auth = PeerAuthenticator(
+            self.genesis.chain_id, peer_keys(settings, self.genesis), self.clock
+        )
+        self._validator_keys = frozenset(v.public_key for v in self.genesis.validators.validators)
         self._signer_file = FileSignerPersistence(settings.signer_state_path)
+        self.evidence_log = EvidenceLog(settings.evidence_path)
         self.replica = Replica(
             self.genesis,
             settings.data_path,
-            replica_limits(settings),
-            consensus_config(settings),
+            replica_limits(settings, self.genesis),
+            consensus_config(settings, self.genesis),
             key,
             self._signer_file,
             self.clock,
@@ -116,11 +153,17 @@ class NodeService:
         self.store = self.replica.store
         self.mempool = self.replica.mempool
         self.core = self.replica.core
-        self.network = Network(settings.peers, settings.name, settings.peer_queue_limit)
+        self.network = Network(
+            settings.peers,
+            settings.name,
+            settings.peer_queue_limit,
+            identity,
+            self.genesis.chain_id,
+            self.clock,
+        )
         self.sync = BlockSync(self)
-        self.stats = NodeStats()
-        self._validator_names = frozenset(v.name for v in self.genesis.validators.validators)
-        self._inputs: asyncio.Queue[cc.Input] = asyncio.Queue()
+        self.stats = NodeStats(evidence=len(self.evidence_log))
+        self.inbox = ConsensusInbox()
         self._tasks: list[asyncio.Task[None]] = []
         self._timers: set[asyncio.TimerHandle] = set()
         self.height_changed = asyncio.Event()
@@ -142,9 +185,9 @@ class NodeService:
     def events_dropped(self) -> int:
         return self.replica.events_dropped
 
-    def put(self, item: cc.Input) -> None:
-        """Queue one input for the consensus task."""
-        self._inputs.put_nowait(item)
+    def put(self, item: cc.Input, peer: bytes = b"") -> None:
+        """Queue one input for the consensus task (a message in the lane of its peer)."""
+        self.inbox.put(item, peer)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -162,6 +205,8 @@ class NodeService:
             self.put(cc.EventsAvailable(now=self.clock()))
 
     async def stop(self) -> None:
+        if self.before_stop is not None:
+            await self.before_stop()
         for timer in self._timers:
             timer.cancel()
         for task in self._tasks:
@@ -174,15 +219,22 @@ class NodeService:
         self.close()
 
     def close(self) -> None:
-        """Release what the constructor opened: the signer state file and the store."""
+        """Release what the constructor opened: the signer state file, the evidence file
+        and the store."""
         self._signer_file.close()
+        self.evidence_log.close()
         self.replica.close()
 
     # --- the consensus task ---------------------------------------------------------------
 
     async def _consensus_loop(self) -> None:
+        handled = 0
         while True:
-            item = await self._inputs.get()
+            item = await self.inbox.get()
+            handled += 1
+            if handled % CONSENSUS_SLICE == 0:
+                # Let the HTTP handlers run (and queue what peers send) now and then.
+                await asyncio.sleep(0)
             try:
                 self.replica.feed(item)
             except Exception as exc:
@@ -223,8 +275,17 @@ class NodeService:
         self._timers.add(handle)
 
     def evidence(self, evidence: Evidence) -> None:
-        log.warning("equivocation evidence: %r", evidence)
-        self.stats.evidence += 1
+        """Persist new evidence (bounded per validator); log only what was stored."""
+        if self.evidence_log.add(evidence):
+            self.stats.evidence += 1
+            vote = evidence.vote_a
+            log.warning(
+                "equivocation by %s at height %d round %d (%s); evidence stored",
+                evidence.validator.hex(),
+                vote.height,
+                vote.round,
+                vote.type,
+            )
 
     def committed(self, block: Block, execution: Execution) -> None:
         self.stats.blocks_committed += 1
@@ -236,25 +297,33 @@ class NodeService:
 
     # --- inputs from the outside ----------------------------------------------------------
 
-    def receive_consensus(self, messages: list[bytes]) -> None:
+    def receive_consensus(self, messages: list[bytes], peer: bytes = b"") -> None:
+        """Decode an authenticated peer's messages into its lane of the inbox; messages of a
+        height already decided, or beyond the next one, go no further (cheap checks first)."""
         now = self.clock()
+        lowest = self.store.height + 1
+        highest = lowest + self.core.config.future_height_window
         for raw in messages:
             try:
                 message = decode_message(raw, MAX_P2P_BODY)
             except (LedgerError, ValueError, TypeError):
                 self.stats.peer_messages_rejected += 1
                 continue
+            if not lowest <= message.height <= highest:
+                continue
             if isinstance(message, Proposal):
-                self.put(cc.ProposalReceived(proposal=message, now=now))
+                self.put(cc.ProposalReceived(proposal=message, now=now), peer)
             else:
-                self.put(cc.VoteReceived(vote=message, now=now))
+                self.put(cc.VoteReceived(vote=message, now=now), peer)
 
-    async def receive_events(self, envelopes: list[bytes], sender: str) -> None:
+    async def receive_events(self, envelopes: list[bytes], peer: bytes) -> None:
         """Admit gossiped events; pass on the new ones unless a validator sent them.
 
         Validators gossip to every validator, so what one sends needs no relaying; a full
-        node may reach only some validators, so what it sends is relayed once.
+        node may reach only some validators, so what it sends is relayed once. A node that
+        is catching up refuses them (NotCaughtUp), as it refuses clients.
         """
+        self._require_caught_up()
         was_empty = len(self.mempool) == 0
         fresh = []
         for envelope, outcome in zip(envelopes, await self._admit(envelopes), strict=True):
@@ -262,7 +331,7 @@ class NodeService:
                 fresh.append(envelope)
             elif not isinstance(outcome, Conflict | MempoolFull):
                 self.stats.peer_messages_rejected += 1
-        self._admitted(fresh, was_empty, relay=sender not in self._validator_names)
+        self._admitted(fresh, was_empty, relay=peer not in self._validator_keys)
 
     async def _admit(self, envelopes: list[bytes]) -> list[SignedEvent | Exception]:
         """`Admission.admit` in slices, letting the event loop run between them, so a large
@@ -359,6 +428,7 @@ class NodeService:
         return {
             "name": self.settings.name,
             "chain_id": self.genesis.chain_id,
+            "genesis_fingerprint": self.genesis_fingerprint,
             "height": self.store.height,
             "round": self.core.round,
             "tree_size": self.store.tree_size,
@@ -374,3 +444,12 @@ class NodeService:
                 for p in self.network.peers
             ],
         }
+
+
+def _peer_identity(settings: NodeSettings) -> PrivateKey:
+    """A full node's key on the peer protocol, made on first start if the home has none."""
+    path = settings.peer_key_path
+    if not path.exists():
+        PrivateKey.generate().save(path)
+        log.info("made a peer key %s; add its public key to the validators' peer_keys", path)
+    return PrivateKey.load(path)

@@ -5,13 +5,16 @@ holding one record `[length:4][sha256:32][state]`; every save rewrites one of th
 and `fdatasync`s it. A crash mid-write can tear only the file being written; the other still
 holds the previous state, and the signature being recorded has not been sent yet (the signer
 sends only after `save` returns), so falling back to it is safe. Loading picks the valid
-record with the later (height, round, step).
+record with the later (height, round, step). An optional `on_fsync` hook (the node's metrics)
+gets the duration of each fdatasync in seconds.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from consensus.signer import SignerState
@@ -45,6 +48,7 @@ class FileSignerPersistence:
         self.paths = (path, path.with_name(path.name + ".alt"))
         self._fds: list[int | None] = [None, None]
         self._next = 0
+        self.on_fsync: Callable[[float], None] | None = None
 
     @property
     def path(self) -> Path:
@@ -91,7 +95,10 @@ class FileSignerPersistence:
         fd = self._fd(self._next)
         os.pwrite(fd, record, 0)
         os.ftruncate(fd, len(record))
+        started = time.perf_counter()
         os.fdatasync(fd)
+        if self.on_fsync is not None:
+            self.on_fsync(time.perf_counter() - started)
         self._next = 1 - self._next
 
     def close(self) -> None:

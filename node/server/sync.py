@@ -1,9 +1,12 @@
 """Block sync: a node behind its peers fetches blocks with their commits and hands them to
 consensus as `CommitReceived`.
 
-A peer's claimed height is believed only as far as the peer backs it with a block whose
-commit verifies against the validators and whose header extends this node's chain; a peer
-serving bad data is skipped.
+A peer's claimed height is only a hint. The height this node believes the chain has reached
+(`best_peer_height`, which makes it answer 503 while far behind) is the highest one a
+verified commit proves: a block fetched for the next height, or the head header and commit a
+peer sends with its status, checked against the genesis validators (the set is fixed, so a
+commit certificate for height H proves H exists). A peer lying about its height changes
+nothing; a peer serving bad data is skipped.
 """
 
 from __future__ import annotations
@@ -14,11 +17,16 @@ import logging
 from typing import TYPE_CHECKING
 
 from consensus import core as cc
-from ledger.blocks import Block, Commit
-from ledger.errors import VerificationFailed
+from ledger.blocks import Block, Commit, Header, verify_checkpoint
+from ledger.errors import LedgerError, VerificationFailed
 
 if TYPE_CHECKING:
+    from node.server.p2p import PeerLink
     from node.server.service import NodeService
+
+# Blocks behind a proven height before this node refuses submissions (503); the service's
+# `CATCH_UP_LAG` is this constant.
+CATCH_UP_LAG = 2
 
 log = logging.getLogger("provledger.sync")
 
@@ -46,19 +54,24 @@ class BlockSync:
         service = self.service
         store = service.store
         links = service.network.links
-        heights = await asyncio.gather(*(link.fetch_height() for link in links))
-        known = [(h, link) for h, link in zip(heights, links, strict=True) if h is not None]
-        # A claimed height counts only once the peer backs it with a verified next block:
-        # a peer lying about its height must not make this node refuse clients (503).
-        proven = store.height
+        heads = await asyncio.gather(*(link.fetch_head() for link in links))
+        known: list[tuple[int, PeerLink]] = []
+        for head, link in zip(heads, links, strict=True):
+            if head is None:
+                claimed = link.state.height
+                if claimed is not None and claimed > store.height:
+                    known.append((claimed, link))
+                continue
+            height, header, commit = head
+            known.append((height, link))
+            self.prove_head(height, header, commit)
         for peer_height, link in sorted(known, key=lambda item: -item[0]):
             while peer_height > store.height:
                 target = store.height + 1
                 fetched = await link.fetch_block(target)
                 if fetched is None or not self.plausible(target, *fetched):
                     break
-                proven = max(proven, peer_height)
-                self.best_peer_height = max(self.best_peer_height, peer_height)
+                self.best_peer_height = max(self.best_peer_height, target)
                 applied = service.height_changed
                 service.put(
                     cc.CommitReceived(block=fetched[0], commit=fetched[1], now=service.clock())
@@ -67,7 +80,21 @@ class BlockSync:
                     await asyncio.wait_for(applied.wait(), timeout=APPLY_WAIT_S)
                 if store.height < target:
                     break
-        self.best_peer_height = proven
+
+    def prove_head(self, height: int, header: Header, commit: Commit) -> None:
+        """Believe a peer's head height if its header and commit verify (only when that
+        would raise what this node believes and put it behind: one check per new claim)."""
+        service = self.service
+        if height <= max(self.best_peer_height, service.store.height + CATCH_UP_LAG):
+            return
+        if header.height != height:
+            return
+        try:
+            verify_checkpoint(header, commit, service.genesis.chain_id, service.genesis.validators)
+        except (LedgerError, TypeError, ValueError):
+            service.stats.peer_messages_rejected += 1
+            return
+        self.best_peer_height = height
 
     def plausible(self, height: int, block: Block, commit: Commit) -> bool:
         """Cheap checks before handing a peer's block to consensus; bad peers are ignored."""

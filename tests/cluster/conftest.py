@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from node.cli.trust import TRUST_ENV
 from tests.cluster.harness import LocalCluster
 
 HERE = Path(__file__).parent
@@ -17,6 +18,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if HERE in Path(item.path).parents:
             item.add_marker(pytest.mark.cluster)
+
+
+@pytest.fixture(autouse=True)
+def private_trust_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CLI runs pin geneses under this test's directory, never under the user's home."""
+    monkeypatch.setenv(TRUST_ENV, str(tmp_path / "trust"))
 
 
 @pytest.fixture

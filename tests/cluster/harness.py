@@ -15,7 +15,7 @@ import httpx
 
 from ledger import crypto, events
 from ledger.genesis import Genesis
-from node.ops.homes import init_cluster, init_full_node, node_home
+from node.ops.homes import allow_peer, init_cluster, init_full_node, node_home
 from node.ops.processes import start_node, stop_nodes
 
 WAIT_S = 60.0
@@ -57,11 +57,18 @@ class LocalCluster:
 
     def __init__(self, root: Path, nodes: int = 4) -> None:
         self.root = root
-        self.base_port = free_port_block(nodes + 2)
+        self.nodes = nodes
+        # Two ports per validator (public API, then peers), and two for a full node.
+        self.base_port = free_port_block(2 * nodes + 2)
         self.genesis: Genesis = init_cluster(root, nodes, base_port=self.base_port)
         self.registrar = crypto.PrivateKey.load(root / "registrar.pem")
         self.homes = [node_home(root, i) for i in range(nodes)]
         self.urls = [f"http://127.0.0.1:{self.base_port + i}" for i in range(nodes)]
+        self.peer_urls = [f"http://127.0.0.1:{self.base_port + nodes + i}" for i in range(nodes)]
+        # The key a full node will use; the validators admit it to their peer protocol.
+        self.full_node_key = crypto.PrivateKey.generate()
+        for home in self.homes:
+            allow_peer(home, self.full_node_key.public_key)
         self.pids: dict[int, int] = {}
         self.client = httpx.Client(timeout=10.0)
 
@@ -85,9 +92,17 @@ class LocalCluster:
 
     def add_full_node(self) -> int:
         index = len(self.homes)
+        assert index == self.nodes, "one full node per cluster (two ports are reserved)"
         home = self.root / f"full-{index}"
-        port = self.base_port + index
-        init_full_node(home, self.root / "genesis.json", self.urls, port=port)
+        port = self.base_port + 2 * self.nodes
+        init_full_node(
+            home,
+            self.root / "genesis.json",
+            self.peer_urls,
+            port=port,
+            p2p_port=port + 1,
+            key=self.full_node_key,
+        )
         self.homes.append(home)
         self.urls.append(f"http://127.0.0.1:{port}")
         return index

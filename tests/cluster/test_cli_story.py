@@ -25,7 +25,7 @@ def provledger(*args: str, check: bool = True) -> subprocess.CompletedProcess[st
 @pytest.fixture
 def running(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     root = tmp_path / "cluster"
-    base = free_port_block(4)
+    base = free_port_block(8)  # public and peer ports of 4 nodes
     provledger(
         "cluster", "up", "--nodes", "4", "--dir", str(root), "--base-port", str(base), "--detach"
     )

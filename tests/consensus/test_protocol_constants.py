@@ -139,3 +139,17 @@ def test_timeout_formula_uses_each_kinds_own_parameters() -> None:
     assert config.timeout(TimeoutKind.PRECOMMIT, 2) == 1700
     assert config.timeout(TimeoutKind.IDLE, 2) == 7
     assert [k.value for k in TimeoutKind] == ["propose", "prevote", "precommit", "idle"]
+
+
+def test_timestamp_and_budget_defaults_are_pinned() -> None:
+    """docs/PROTOCOL.md §7.12, §11.3, §14: proposer-based timestamps and the byte budgets."""
+    from consensus.core import MESSAGE_OVERHEAD, MIN_SENDER_BUFFER
+
+    config = ConsensusConfig()
+    assert config.time_precision_ms == 1_000
+    assert config.message_delay_ms == 5_000
+    assert config.max_proposal_bytes_per_validator == 25_165_824
+    assert config.max_buffered_bytes == 67_108_864
+    assert config.max_rejected_signatures == 4_096
+    assert MIN_SENDER_BUFFER == 2_097_152
+    assert MESSAGE_OVERHEAD == 512

@@ -6,7 +6,7 @@ import pytest
 
 from consensus import MemorySignerPersistence, SignerRefused, SignerState, Step
 from consensus.signer import MAX_RECENT_VOTES, Lock, Signer
-from ledger import crypto
+from ledger import codec, crypto
 from ledger.blocks import vote_sign_bytes
 from ledger.errors import Malformed
 from tests.consensus.helpers import CHAIN, PRECOMMIT, PREVOTE, key, make_block, sign_vote
@@ -123,3 +123,99 @@ def test_state_round_trip_and_malformed() -> None:
     for junk in (b"", b"\xc1", b"\x90", state.to_bytes()[:-1], b"\x81\xa1a\x01"):
         with pytest.raises(Malformed):
             SignerState.from_bytes(junk)
+
+
+# --- each check of a saved state by its own error --------------------------------------------
+
+
+def _lock_doc(**changes: object) -> dict[str, object]:
+    doc: dict[str, object] = {"round": 0, "hash": A, "proof": []}
+    doc.update(changes)
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ([], "a lock is a map with a proof list"),
+        (_lock_doc(proof=()), "a lock is a map with a proof list"),
+        (_lock_doc(round=-1), "a lock round is a non-negative integer"),
+        (_lock_doc(round=True), "a lock round is a non-negative integer"),
+        (_lock_doc(round="0"), "a lock round is a non-negative integer"),
+        (_lock_doc(hash="aa"), "a lock hash is bytes"),
+        (_lock_doc(block=make_block(1).to_wire()), "the locked block does not match its hash"),
+    ],
+)
+def test_lock_decoding_checks_by_name(doc: object, message: str) -> None:
+    with pytest.raises(Malformed, match=message):
+        Lock.from_wire(doc)
+
+
+def test_a_lock_of_round_0_decodes() -> None:
+    block = make_block(1)
+    lock = Lock.from_wire(_lock_doc(hash=block.block_hash, block=block.to_wire()))
+    assert lock == Lock(0, block.block_hash, block, ())
+
+
+def _state_doc(**changes: object) -> bytes:
+    doc: dict[str, object] = {
+        "height": 1,
+        "round": 0,
+        "step": 1,
+        "sign_bytes": b"m",
+        "signature": b"s",
+        "recent_votes": [],
+    }
+    doc.update(changes)
+    return codec.encode(doc)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"recent_votes": {}}, "recent_votes is a list"),
+        ({"height": -1}, "height, round and step are non-negative integers"),
+        ({"round": True}, "height, round and step are non-negative integers"),
+        ({"step": "1"}, "height, round and step are non-negative integers"),
+        ({"sign_bytes": "m"}, "sign_bytes and signature are bytes"),
+        ({"signature": 5}, "sign_bytes and signature are bytes"),
+        ({"step": 3}, "signer state step out of range"),
+    ],
+)
+def test_signer_state_checks_by_name(changes: dict[str, object], message: str) -> None:
+    with pytest.raises(Malformed, match=message):
+        SignerState.from_bytes(_state_doc(**changes))
+
+
+def test_signer_state_of_height_round_and_step_0_decodes() -> None:
+    state = SignerState.from_bytes(_state_doc(height=0, round=0, step=0))
+    assert state.slot == (0, 0, 0)
+
+
+def test_memory_persistence_counts_saves() -> None:
+    persistence = MemorySignerPersistence()
+    assert persistence.saves == 0 and persistence.load() is None
+    signer = Signer(key(0), persistence)
+    signer.sign_vote(CHAIN, PREVOTE, 1, 0, A)
+    assert persistence.saves == 1
+    signer.sign_vote(CHAIN, PRECOMMIT, 1, 0, A)
+    assert persistence.saves == 2
+
+
+def test_signer_views_and_proposals() -> None:
+    signer = Signer(key(3), MemorySignerPersistence())
+    assert signer.public_key == key(3).public_key
+    assert signer.recent_votes(1) == () and signer.lock(1) is None
+    block = make_block(2)
+    proposal = signer.sign_proposal(CHAIN, 2, 1, block, -1)
+    assert (proposal.height, proposal.round, proposal.block, proposal.valid_round) == (
+        2,
+        1,
+        block,
+        -1,
+    )
+    assert proposal.proposer == key(3).public_key
+    crypto.verify(proposal.proposer, proposal.sign_bytes(CHAIN), proposal.signature)
+    vote = signer.sign_vote(CHAIN, PREVOTE, 2, 1, A)
+    assert signer.recent_votes(2) == (vote,)
+    assert signer.recent_votes(1) == () and signer.recent_votes(3) == ()

@@ -193,3 +193,18 @@ def test_promote_with_several_parked_validators_counts_only_those_that_parked_th
     votes.promote(B)
     assert votes.power_for(B) == 1 and votes.power_for(None) == 3
     assert len(votes.votes()) == 6
+
+
+def test_remove_leaves_no_empty_value_and_forgets_evidence() -> None:
+    votes = VoteSet(validator_set(4), 1, 0, PREVOTE)
+    assert votes.is_empty()
+    votes.add(sign_vote(0, PREVOTE, 1, 0, A))
+    assert votes.add(sign_vote(0, PREVOTE, 1, 0, B)) is not None
+    assert not votes.is_empty() and len(votes.evidence) == 1
+    votes.remove(sign_vote(0, PREVOTE, 1, 0, A).validator)
+    assert votes.is_empty() and votes.evidence == ()
+    assert votes.quorum_value() == (False, None) and votes.votes() == ()
+    assert votes._by_value == {} and votes._power == {}
+    # the validator's next equivocation is new evidence again
+    votes.add(sign_vote(0, PREVOTE, 1, 0, A))
+    assert votes.add(sign_vote(0, PREVOTE, 1, 0, B)) is not None

@@ -9,7 +9,7 @@ from fractions import Fraction
 import msgpack
 import pytest
 
-from ledger import codec, crypto
+from ledger import codec, crypto, merkle
 from ledger.blocks import (
     HEADER_FIELDS,
     MAX_VALIDATORS,
@@ -873,3 +873,51 @@ def test_verify_checkpoint_rejects_weak_commit(
             header, sign_commit(keys[:2], CHAIN_ID, 9, 0, header.block_hash), CHAIN_ID, vs
         )
     assert _reason(exc) == "insufficient voting power"
+
+
+# --- each parsing check by its own error -----------------------------------------------------
+
+
+def test_a_bool_is_not_an_integer_field() -> None:
+    doc = {"type": "prevote", "height": True, "round": 0, "validator": b"v", "signature": b"s"}
+    with pytest.raises(Malformed, match="field 'height' has the wrong type"):
+        Vote.from_wire(doc)
+
+
+KEY_HEX = make_key(seed=77).public_key.hex()
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({"name": "v", "public_key": KEY_HEX}, "bad validator entry"),
+        ({"name": "v", "power": 1}, "bad validator entry"),
+        ({"name": "v", "power": 1, "public_key": "zz"}, "bad validator entry"),
+        ({"name": 7, "power": 1, "public_key": KEY_HEX}, "validator name and url must be text"),
+        ({"name": "v", "power": 1, "url": 7, "public_key": KEY_HEX}, "name and url must be text"),
+    ],
+)
+def test_validator_entries_are_checked_by_name(doc: dict[str, object], message: str) -> None:
+    with pytest.raises(Malformed, match=message):
+        Validator.from_json(doc)
+
+
+def test_a_validator_set_shows_its_validators_not_its_index() -> None:
+    _, validators = make_validators(2, seed=78)
+    assert "_index" not in repr(validators)
+
+
+@pytest.mark.parametrize("bad", [None, 7, "zz", "abc"])
+def test_commit_json_hex_fields_are_checked_by_name(bad: object) -> None:
+    doc = {"height": 1, "round": 0, "block_hash": bad, "signatures": []}
+    with pytest.raises(Malformed, match="expected a hex string"):
+        Commit.from_json(doc)
+
+
+def test_events_match_header_binds_the_events_to_the_header() -> None:
+    events = (b"one", b"two", b"three")
+    root = merkle.root_from_leaf_hashes([merkle.leaf_hash(e) for e in events])
+    header = make_header(events_root=root, tree_size=3)
+    assert Block(header, events).events_match_header()
+    assert not Block(header, events[::-1]).events_match_header()
+    assert not Block(header, events[:2]).events_match_header()

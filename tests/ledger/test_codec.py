@@ -685,3 +685,70 @@ def test_subclassed_values_encode_as_their_plain_values(value: object, rnd: Any)
     wrapped = _subclassed(value, rnd)
     assert codec.encode(wrapped) == expected
     assert codec.encode_trusted(wrapped) == expected
+
+
+def test_nesting_beyond_the_unpackers_stack_is_malformed_by_name() -> None:
+    """msgpack's C unpacker stops at 1024 levels with StackError (which has no message)."""
+    with pytest.raises(Malformed, match="not valid msgpack: StackError"):
+        codec.decode(b"\x91" * 1025 + b"\x00")
+    with pytest.raises(Malformed, match="nesting deeper than 8"):
+        codec.decode(b"\x91" * 1024 + b"\x00")
+
+
+def test_recursion_in_the_unpacker_is_malformed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pure-Python msgpack fallback recurses once per level: RecursionError is Malformed."""
+
+    def deep(*args: object, **kwargs: object) -> object:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(msgpack, "unpackb", deep)
+    with pytest.raises(Malformed, match="nesting too deep"):
+        codec.decode(b"\x91\x00")
+
+
+# --- each decoding check by its own error ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\xcb" + struct.pack(">d", 1.5),
+        b"\x91\xcb" + struct.pack(">d", 1.5),
+        b"\x81\xa1a\xca" + struct.pack(">f", 1.0),
+        b"\x81\xa1a\x91\x81\xa1b\xca" + struct.pack(">f", 1.0),
+    ],
+)
+def test_floats_are_refused_as_floats(data: bytes) -> None:
+    with pytest.raises(Malformed, match="floats are not allowed"):
+        codec.decode(data)
+
+
+def test_ext_types_are_refused_as_ext_types() -> None:
+    # an empty ext8 gets past max_ext_len=0 and reaches the ext hook
+    with pytest.raises(Malformed, match="ext types are not allowed"):
+        codec.decode(b"\xc7\x00\x05")
+    # any ext with data is stopped by the unpacker's length limit
+    with pytest.raises(Malformed, match="not valid msgpack"):
+        codec.decode(b"\xd4\x01\x00")
+
+
+def test_non_text_map_keys_are_refused_by_the_unpacker() -> None:
+    with pytest.raises(Malformed, match="not valid msgpack"):
+        codec.decode(b"\x81\x01\x02")
+
+
+@pytest.mark.parametrize("kind", ["list", "map"])
+def test_deep_nesting_is_refused_without_recursing_through_it(kind: str) -> None:
+    """1000 levels (below the unpacker's 1024) stop at level 9, never a RecursionError."""
+    level = b"\x91" if kind == "list" else b"\x81\xa1k"
+    with pytest.raises(Malformed, match="nesting deeper than 8"):
+        codec.decode(level * 1000 + b"\x00")
+
+
+def test_decode_trusted_gives_lists_and_refuses_non_text_keys() -> None:
+    value = codec.decode_trusted(codec.encode({"a": [1, [2]], "b": b"x", "c": "y"}))
+    assert value == {"a": [1, [2]], "b": b"x", "c": "y"}
+    assert type(value["a"]) is list and type(value["a"][1]) is list
+    assert type(value["c"]) is str and type(value["b"]) is bytes
+    with pytest.raises(ValueError):
+        codec.decode_trusted(b"\x81\x01\x02")

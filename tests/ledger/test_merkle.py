@@ -630,3 +630,72 @@ def test_consistency_proofs_match_the_rfc_and_bind_the_first_size(
         merkle.verify_consistency(first, second, proof[:-1], root1, root2)
     with pytest.raises(ProofMismatch):
         merkle.verify_consistency(first, second, [*proof, root2], root1, root2)
+
+
+# --- exhaustive small trees, and each argument check by its own error ------------------------
+
+
+def _small_tree(size: int) -> tuple[list[bytes], merkle.GetNode]:
+    leaves = [merkle.leaf_hash(bytes([i])) for i in range(size)]
+
+    def get_node(level: int, index: int) -> bytes:
+        return merkle.root_from_leaf_hashes(leaves[index << level : (index + 1) << level])
+
+    return leaves, get_node
+
+
+def test_every_inclusion_proof_of_small_trees_verifies() -> None:
+    for size in range(1, 34):
+        leaves, get_node = _small_tree(size)
+        root = merkle.root_from_leaf_hashes(leaves)
+        for index in range(size):
+            proof = merkle.inclusion_proof(index, size, get_node)
+            merkle.verify_inclusion(leaves[index], index, size, proof, root)
+            if len(proof) > 1:
+                with pytest.raises(ProofMismatch):
+                    merkle.verify_inclusion(leaves[index], index, size, proof[::-1], root)
+
+
+def test_every_consistency_proof_of_small_trees_verifies() -> None:
+    for second in range(1, 34):
+        leaves, get_node = _small_tree(second)
+        second_root = merkle.root_from_leaf_hashes(leaves)
+        for first in range(1, second + 1):
+            first_root = merkle.root_from_leaf_hashes(leaves[:first])
+            proof = merkle.consistency_proof(first, second, get_node)
+            merkle.verify_consistency(first, second, proof, first_root, second_root)
+            if first < second:
+                with pytest.raises(ProofMismatch):
+                    merkle.verify_consistency(first, second, proof, second_root, second_root)
+
+
+def test_an_empty_ephemeral_run_is_no_run() -> None:
+    a, b, c = (bytes([n]) * 32 for n in (1, 2, 3))
+    nodes = ProofNodes(((0, 0), (0, 1), (0, 2)), 2, 2)
+    assert merkle.assemble_proof(nodes, [a, b, c]) == [a, b, c]
+
+
+def test_hash_arguments_are_checked_by_name() -> None:
+    leaves, get_node = _small_tree(4)
+    root = merkle.root_from_leaf_hashes(leaves)
+    proof = merkle.inclusion_proof(1, 4, get_node)
+    with pytest.raises(ProofMismatch, match="leaf hash is not a 32-byte hash"):
+        merkle.verify_inclusion(b"short", 1, 4, proof, root)
+    with pytest.raises(ProofMismatch, match="proof hash 1 is not a 32-byte hash"):
+        merkle.verify_inclusion(leaves[1], 1, 4, [proof[0], b"short"], root)
+    with pytest.raises(ProofMismatch, match="root hash is not a 32-byte hash"):
+        merkle.verify_inclusion(leaves[1], 1, 4, proof, b"short")
+    first_root = merkle.root_from_leaf_hashes(leaves[:3])
+    consistency = merkle.consistency_proof(3, 4, get_node)
+    with pytest.raises(ProofMismatch, match="first root is not a 32-byte hash"):
+        merkle.verify_consistency(3, 4, consistency, b"short", root)
+    with pytest.raises(ProofMismatch, match="second root is not a 32-byte hash"):
+        merkle.verify_consistency(3, 4, consistency, first_root, b"short")
+    with pytest.raises(ProofMismatch, match="proof hash 0 is not a 32-byte hash"):
+        merkle.verify_consistency(3, 4, [b"short", *consistency[1:]], first_root, root)
+
+
+@pytest.mark.parametrize(("first", "second"), [(-1, 0), (-1, 3), (4, 3)])
+def test_consistency_verification_rejects_bad_sizes_by_name(first: int, second: int) -> None:
+    with pytest.raises(ProofMismatch, match="consistency needs 0 <= first <= second"):
+        merkle.verify_consistency(first, second, [], merkle.EMPTY_ROOT, merkle.EMPTY_ROOT)

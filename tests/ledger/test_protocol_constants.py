@@ -15,7 +15,7 @@ import os
 import msgpack
 import pytest
 
-from ledger import blocks, codec, crypto, events, genesis, merkle, provenance, rules
+from ledger import blocks, codec, crypto, events, genesis, merkle, provenance, rules, smt
 from ledger.blocks import Validator, ValidatorSet
 from ledger.errors import Malformed, RuleViolation, TooLarge
 from ledger.events import Register, Use
@@ -237,6 +237,13 @@ def test_rules_state_layout_is_pinned() -> None:
     assert rules.GRANTS_OF == b"sG"
     assert rules.HOLDER == b"sh"
     assert rules.EVENT == b"se"
+    assert rules.GRANT_SLOT == b"sI"
+    assert rules.SIGNED == b"sa"
+    assert {b"sp", b"sd", b"sg", b"sh", b"sa"} == rules.AUTHENTICATED
+    assert rules.HISTORY_PREFIX == b"\x04"
+    assert bytes(32) == rules.EMPTY_HISTORY
+    assert rules.grant_slot_key(b"D", b"K", 258) == b"sIDK\x00\x00\x01\x02"
+    assert rules.signed_key(b"K") == b"saK"
     assert rules.STATUS_ACTIVE == "active"
     assert rules.STATUS_DESTROYED == "destroyed"
     assert rules.participant_key(b"K") == b"spK"
@@ -263,9 +270,9 @@ def test_rules_apply_writes_exactly_these_records() -> None:
         meta={"m": 1},
     )
     Rules(chain).apply(state, event, BlockContext(height=5, time=T0, leaf_index=7))
-    assert set(state.writes) == {b"sd" + dataset, b"se" + event.event_id}
+    assert {b"sd" + dataset, b"se" + event.event_id} <= set(state.writes)
     assert state.writes[b"se" + event.event_id] == bytes.fromhex("920507")
-    assert codec.decode(state.writes[b"sd" + dataset]) == {
+    expected = {
         "owner": registrar.public_key,
         "origin": event.event_id,
         "open": True,
@@ -274,6 +281,8 @@ def test_rules_apply_writes_exactly_these_records() -> None:
         "meta": {"m": 1},
         "counts": {"register": 1},
     }
+    record = codec.decode(state.writes[b"sd" + dataset])
+    assert {name: record.get(name) for name in expected} == expected
     use = ev(registrar, Use, time=T0, chain=chain.chain_id, dataset=dataset, purpose="p")
     Rules(chain).apply(state, use, BlockContext(height=5, time=T0, leaf_index=8))
     assert codec.decode(state.writes[b"sd" + dataset])["counts"] == {"register": 1, "use": 1}
@@ -377,6 +386,74 @@ def test_genesis_constants_are_pinned() -> None:
 
 
 def test_provenance_constants_are_pinned() -> None:
-    """docs/PROTOCOL.md: proof bundle format version 1; lineage walks at most 16 steps."""
-    assert provenance.BUNDLE_VERSION == 1
+    """docs/PROTOCOL.md: proof bundle format version 2; lineage walks at most 16 steps."""
+    assert provenance.BUNDLE_VERSION == 2
     assert provenance.MAX_LINEAGE_DEPTH == 16
+    assert provenance.MAX_PAGE_BYTES == 1_048_576
+    assert provenance.MAX_PAGE_EVENTS == 1_000
+    assert set(provenance.STATE_KINDS) == {"participant", "dataset", "grant", "commitment"}
+
+
+def test_state_answer_kinds_and_id_sizes_are_pinned() -> None:
+    """docs/PROTOCOL.md §10, §11: `/v1/state/{kind}/{id}` kinds, their key prefixes and id
+    sizes (a participant or a signer's commitment by its 33-byte key, a dataset or a grant
+    by its 32-byte id)."""
+    assert provenance.STATE_KINDS == {
+        "participant": (b"sp", 33),
+        "dataset": (b"sd", 32),
+        "grant": (b"sg", 32),
+        "commitment": (b"sa", 33),
+    }
+    assert provenance.INCOMPLETE == "incomplete: the node omitted events"
+
+
+def test_history_commitment_step_is_pinned() -> None:
+    """docs/PROTOCOL.md §4.6: head' = SHA-256(0x04 || head || leaf_index as 8 bytes big-endian
+    || leaf_hash), starting from 32 zero bytes."""
+    leaf = bytes(range(32))
+    step = rules.next_history(bytes(32), 7, leaf)
+    assert step == hashlib.sha256(b"\x04" + bytes(32) + bytes(7) + b"\x07" + leaf).digest()
+    assert step.hex() == "de8dabcea3daf0b1ae7eb0d73fb5754777702babebdafc1f7429004d0d9acef0"
+    last = rules.next_history(bytes(32), 2**64 - 1, leaf)
+    assert last.hex() == "c3f51d64fa2ea066a40a320a4e6997826643743fed82737bd4c52e2c16b2b32c"
+
+
+def test_state_map_constants_are_pinned() -> None:
+    """docs/PROTOCOL.md §17.2: empty = 32 zero bytes, leaf 0x02, node 0x03, 256-bit paths."""
+    assert bytes(32) == smt.EMPTY
+    assert smt.LEAF_PREFIX == b"\x02"
+    assert smt.NODE_PREFIX == b"\x03"
+    assert smt.KEY_BITS == 256
+    assert smt.HASH_SIZE == 32
+
+
+def test_state_map_hashes_are_pinned() -> None:
+    """docs/PROTOCOL.md §17.2: path = SHA-256(key), leaf = SHA-256(0x02 || path || value hash),
+    node = SHA-256(0x03 || left || right), stated as bytes."""
+    a, b = bytes(range(32)), bytes(range(32, 64))
+    assert smt.key_path(b"k0").hex() == (
+        "d1a5ac9a015fac2ef7b341673635512a1511f41fe37d111b267f039eec5d4f58"
+    )
+    assert smt.value_hash(b"k0") == hashlib.sha256(b"k0").digest()
+    assert smt.leaf_hash(a, b) == hashlib.sha256(b"\x02" + a + b).digest()
+    assert smt.leaf_hash(a, b).hex() == (
+        "c453a4ab32db51eead97fb03afc87244de9455de960e90e3dd3ae91e30a7586e"
+    )
+    assert smt.node_hash(a, b) == hashlib.sha256(b"\x03" + a + b).digest()
+    assert smt.node_hash(a, b).hex() == (
+        "a18e7e934c932badded438e56cf87a8b65fc7e5f481f81be2a25c47a111728e5"
+    )
+
+
+def test_state_map_storage_layout_is_pinned() -> None:
+    """docs/PROTOCOL.md §17.6 [node-local]: tiles of 4 levels under keys b"m" || t || p
+    (ceil(t / 8) bytes), the root's entry under b"m", 96-byte leaf entries."""
+    assert smt.TILE_HEIGHT == 4
+    assert smt.LEAF_ENTRY_SIZE == 96
+    assert smt.TILE_KEY_PREFIX == b"m"
+    assert smt.ROOT_KEY == b"m"
+    assert smt.tile_key((0, 0)) == b"m\x00"
+    assert smt.tile_key((4, 0xA)) == b"m\x04\x0a"
+    assert smt.tile_key((8, 0xAB)) == b"m\x08\xab"
+    assert smt.tile_key((12, 0xABC)) == b"m\x0c\x0a\xbc"
+    assert smt.encode_tile({2: b"x"}) == bytes.fromhex("8102c40178")

@@ -59,3 +59,14 @@ def test_an_overlay_over_the_cache_sees_its_own_writes_first() -> None:
     assert overlay.get(b"k") == b"pending"
     assert overlay.child().get(b"k") == b"pending"
     assert store.reads == []
+
+
+def test_merge_moves_the_child_writes_into_the_parent() -> None:
+    parent = StateOverlay({b"base": b"0"}.get)
+    child = parent.child()
+    child.put(b"b", b"2")
+    child.put(b"a", b"1")
+    child.merge_into_parent()
+    assert parent.writes == {b"b": b"2", b"a": b"1"} and child.writes == {}
+    assert list(parent.items()) == [(b"a", b"1"), (b"b", b"2")]
+    assert parent.get(b"base") == b"0" and child.get(b"a") == b"1"

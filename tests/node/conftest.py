@@ -24,9 +24,12 @@ from fastapi.testclient import TestClient
 from ledger import events
 from ledger.crypto import PrivateKey
 from ledger.genesis import Genesis
+from node.cli.trust import TRUST_ENV
+from node.clock import now_ms
 from node.config import NodeSettings
 from node.ops.homes import REGISTRAR_FILE, init_cluster
 from node.server.http import create_app
+from node.server.peer_auth import sign_request
 from node.server.service import NodeService
 
 START_TIMEOUT_S = 20.0
@@ -34,10 +37,6 @@ START_TIMEOUT_S = 20.0
 # and a long interval lets a test set the lag it wants without racing the loop.
 NO_SYNC_MS = 3_600_000
 PROBLEM_MEDIA_TYPE = "application/problem+json"
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def free_port() -> int:
@@ -173,6 +172,27 @@ class RunningNode:
     registrar: PrivateKey
     cluster_dir: Path
     make: EventFactory
+    peer_key: PrivateKey
+
+    def peer_url(self, path: str) -> str:
+        """`path` on the node's peer listener (the guard tells listeners apart by port)."""
+        return f"http://testserver:{self.settings.p2p_address[1]}{path}"
+
+    def peer_headers(
+        self, method: str, path: str, body: bytes, key: PrivateKey | None = None
+    ) -> dict[str, str]:
+        """Authentication headers of a configured peer (docs/PROTOCOL.md §15)."""
+        signer = key or self.peer_key
+        headers = sign_request(signer, self.genesis.chain_id, method, path, body, now_ms())
+        return {"content-type": "application/msgpack", **headers}
+
+    def peer_post(self, path: str, body: bytes, key: PrivateKey | None = None) -> httpx.Response:
+        """POST to the peer protocol as an authenticated peer."""
+        headers = self.peer_headers("POST", path, body, key)
+        return self.client.post(self.peer_url(path), content=body, headers=headers)
+
+    def peer_get(self, path: str) -> httpx.Response:
+        return self.client.get(self.peer_url(path), headers=self.peer_headers("GET", path, b""))
 
     def submit(self, event: events.SignedEvent | bytes, wait: bool = False) -> httpx.Response:
         envelope = event if isinstance(event, bytes) else event.envelope
@@ -207,6 +227,8 @@ def running_node(
     """Create a one-validator chain in `cluster_dir` and run its node until the block exits."""
     genesis = init_cluster(cluster_dir, 1, base_port=free_port())
     settings = NodeSettings.load(cluster_dir / "node-0")
+    peer_key = PrivateKey.generate()
+    overrides.setdefault("peer_keys", (peer_key.public_key.hex(),))
     settings = dataclasses.replace(settings, **{"sync_interval_ms": NO_SYNC_MS, **overrides})
     with serving(settings) as (client, service):
         node = RunningNode(
@@ -217,6 +239,7 @@ def running_node(
             registrar=PrivateKey.load(cluster_dir / REGISTRAR_FILE),
             cluster_dir=cluster_dir,
             make=EventFactory(genesis.chain_id),
+            peer_key=peer_key,
         )
         if wait_first_block:
             node.wait_height(1)
@@ -233,6 +256,14 @@ def serving(settings: NodeSettings) -> Iterator[tuple[TestClient, NodeService]]:
         yield client, service
     finally:
         client.__exit__(None, None, None)
+
+
+@pytest.fixture(autouse=True)
+def private_trust_dir(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI pins geneses under a directory of this test, never under the user's home."""
+    monkeypatch.setenv(TRUST_ENV, str(tmp_path_factory.mktemp("trust")))
 
 
 @pytest.fixture(scope="module")

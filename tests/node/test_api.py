@@ -19,9 +19,10 @@ from typing import Any
 import msgpack
 import pytest
 
-from ledger import codec, crypto, events, merkle
+from ledger import codec, crypto, events, merkle, provenance
 from ledger.blocks import Commit, Header, verify_checkpoint
 from ledger.crypto import PrivateKey
+from ledger.errors import VerificationFailed
 from ledger.genesis import Genesis
 from ledger.provenance import verify_bundle
 from node.config import NodeSettings
@@ -625,3 +626,84 @@ def test_time_outside_the_window_is_refused(node: RunningNode) -> None:
         node.registrar, PrivateKey.generate().public_key, "stale", time=now_ms() - 3_600_000
     )
     assert_problem(node.submit(stale), 422)
+
+
+# --- complete bundles in pages, state answers (docs/PROTOCOL.md §9, §10.3, §17) -------------
+
+
+def test_provenance_pages_join_into_the_complete_story(node: RunningNode, story: Story) -> None:
+    path = f"/v1/datasets/{story.dataset.hex()}/provenance"
+    first = node.client.get(path, params={"limit": 2})
+    assert first.status_code == 200, first.text
+    pages = [first.json()]
+    height = pages[0]["checkpoint"]["header"]["height"]
+    assert pages[0]["page"]["next"] == pages[0]["events"][-1]["leaf_index"]
+    while pages[-1]["page"]["next"] is not None:
+        params = {"after": pages[-1]["page"]["next"], "height": height, "limit": 2}
+        response = node.client.get(path, params=params)
+        assert response.status_code == 200, response.text
+        pages.append(response.json())
+    assert len(pages) == 3
+    genesis = Genesis.from_json(node.client.get("/v1/genesis").json())
+    story_pages = provenance.join_pages(pages)
+    verified = verify_bundle(story_pages, genesis)
+    assert len(verified.events) == 6 and verified.status == "active"
+    # a missing page is caught by the commitment
+    with pytest.raises(VerificationFailed, match="incomplete"):
+        verify_bundle(provenance.join_pages([pages[0], pages[2]]), genesis)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"height": 1},  # the first page is at the head
+        {"after": 3},  # a later page names its checkpoint
+        {"after": -2},
+        {"limit": 0},
+        {"limit": provenance.MAX_PAGE_EVENTS + 1},
+        {"after": 1, "height": 0},
+    ],
+)
+def test_provenance_page_parameters_are_checked(
+    node: RunningNode, story: Story, params: dict[str, int]
+) -> None:
+    response = node.client.get(f"/v1/datasets/{story.dataset.hex()}/provenance", params=params)
+    assert_problem(response, 400)
+
+
+def test_state_answers_are_proven(node: RunningNode, story: Story) -> None:
+    genesis = Genesis.from_json(node.client.get("/v1/genesis").json())
+    cases = [
+        ("dataset", story.dataset, "owner"),
+        ("grant", story.grant.event_id, "purposes"),
+        ("participant", story.bob.public_key, "role"),
+        ("commitment", story.bob.public_key, "head"),
+    ]
+    for kind, ident, field in cases:
+        response = node.client.get(f"/v1/state/{kind}/{ident.hex()}")
+        assert response.status_code == 200, response.text
+        doc = response.json()
+        assert doc["kind"] == kind and field in doc["record"]
+        state = provenance.verify_state(doc, genesis, kind, ident)
+        assert state.record is not None
+    unknown = hashlib.sha256(b"never registered" + os.urandom(8)).digest()
+    response = node.client.get(f"/v1/state/dataset/{unknown.hex()}")
+    assert response.status_code == 200
+    doc = response.json()
+    assert doc["value"] is None and doc["record"] is None
+    assert provenance.verify_state(doc, genesis, "dataset", unknown).record is None
+    assert_problem(node.client.get(f"/v1/datasets/{unknown.hex()}/provenance"), 404)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/state/holder/" + "00" * 32,
+        "/v1/state/dataset/" + "00" * 31,
+        "/v1/state/dataset/" + "0G" * 32,
+        "/v1/state/grant/" + "00" * 33,  # a grant id is 32 bytes
+        "/v1/state/participant/" + "00" * 32,  # a public key is 33
+    ],
+)
+def test_state_query_refuses_bad_paths(node: RunningNode, path: str) -> None:
+    assert_problem(node.client.get(path), 400)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import stat
@@ -15,9 +16,11 @@ import pytest
 from typer.testing import CliRunner
 
 from ledger.crypto import PrivateKey
+from ledger.errors import Malformed
 from ledger.genesis import Genesis
 from node.cli import app
 from node.config import NodeSettings
+from node.homelock import HomeLocked, acquire
 from node.ops.cluster import cluster_down
 from node.ops.homes import (
     ClusterError,
@@ -25,9 +28,10 @@ from node.ops.homes import (
     cluster_homes,
     init_cluster,
     init_full_node,
+    local_peer_url,
     local_url,
 )
-from node.ops.processes import node_running, port_in_use, stop_nodes
+from node.ops.processes import node_pid, node_running, port_in_use, stop_nodes
 
 runner = CliRunner()
 
@@ -47,8 +51,10 @@ def test_init_cluster_layout(tmp_path: Path) -> None:
     assert genesis.registrars == (PrivateKey.load(registrar).public_key,)
     validators = genesis.validators.validators
     assert len(validators) == 4
-    urls = [f"http://127.0.0.1:{9100 + i}" for i in range(4)]
+    # a validator's genesis URL is its peer URL: ports base + nodes + i
+    urls = [f"http://127.0.0.1:{9104 + i}" for i in range(4)]
     assert [v.url for v in validators] == urls
+    assert genesis.params is not None and genesis.params == genesis.chain_params
     assert [v.name for v in validators] == [f"node-{i}" for i in range(4)]
     assert all(v.power == 1 for v in validators)
     assert cluster_homes(cluster) == [cluster / f"node-{i}" for i in range(4)]
@@ -57,7 +63,9 @@ def test_init_cluster_layout(tmp_path: Path) -> None:
         settings = NodeSettings.load(home)
         assert settings.name == f"node-{i}"
         assert (settings.host, settings.port) == ("127.0.0.1", 9100 + i)
-        assert local_url(settings) == urls[i]
+        assert settings.p2p_address == ("127.0.0.1", 9104 + i)
+        assert local_url(settings) == f"http://127.0.0.1:{9100 + i}"
+        assert local_peer_url(settings) == urls[i]
         assert sorted(settings.peers) == sorted(u for u in urls if u != urls[i])
         assert settings.is_validator
         assert mode(settings.key_path) == 0o600
@@ -74,11 +82,12 @@ def test_open_admission(tmp_path: Path) -> None:
 def test_advertise_template(tmp_path: Path) -> None:
     cluster = tmp_path / "docker"
     genesis = init_cluster(cluster, 3, advertise="http://node-{i}:8800/")
-    urls = [f"http://node-{i}:8800" for i in range(3)]
+    urls = [f"http://node-{i}:8900" for i in range(3)]  # the advertised host, peer port
     assert [v.url for v in genesis.validators.validators] == urls
     for i in range(3):
         settings = NodeSettings.load(cluster / f"node-{i}")
         assert (settings.host, settings.port) == ("0.0.0.0", 8800)
+        assert settings.p2p_address == ("0.0.0.0", 8900)
         assert local_url(settings) == "http://127.0.0.1:8800"
         assert sorted(settings.peers) == [u for u in urls if u != urls[i]]
 
@@ -90,7 +99,9 @@ def test_advertise_template_needs_the_index(tmp_path: Path, template: str) -> No
     assert not (tmp_path / "c" / "registrar.pem").exists()
 
 
-@pytest.mark.parametrize(("nodes", "port"), [(0, 8800), (129, 8800), (4, 65534), (2, 0)])
+@pytest.mark.parametrize(
+    ("nodes", "port"), [(0, 8800), (129, 8800), (4, 65534), (4, 65529), (2, 0)]
+)
 def test_bad_sizes_and_ports(tmp_path: Path, nodes: int, port: int) -> None:
     with pytest.raises(ClusterError):
         init_cluster(tmp_path / "c", nodes, base_port=port)
@@ -124,7 +135,7 @@ def test_cluster_init_command(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     genesis = Genesis.load(cluster / "genesis.json")
     assert genesis.chain_id in result.output
-    assert "http://127.0.0.1:9202" in result.output
+    assert "http://127.0.0.1:9205" in result.output  # node-2's peer URL
     again = runner.invoke(app, args)
     assert again.exit_code == 2
     assert "refusing to overwrite" in again.output
@@ -139,7 +150,7 @@ def test_cluster_init_command_with_advertise(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     genesis = Genesis.load(cluster / "genesis.json")
     assert genesis.is_open
-    assert genesis.validators.validators[1].url == "http://validator1.example:8800"
+    assert genesis.validators.validators[1].url == "http://validator1.example:8900"
 
 
 def test_init_full_node(tmp_path: Path) -> None:
@@ -149,8 +160,11 @@ def test_init_full_node(tmp_path: Path) -> None:
     peers = ["http://127.0.0.1:8800/", "http://127.0.0.1:8801"]
     settings = init_full_node(home, cluster / "genesis.json", peers, port=8900, host="0.0.0.0")
     assert not (home / "node_key.pem").exists()
+    assert (home / "peer_key.pem").exists()  # its identity on the peer protocol
     loaded = NodeSettings.load(home)
     assert not loaded.is_validator
+    assert loaded.identity_key_path == home / "peer_key.pem"
+    assert loaded.p2p_address == ("0.0.0.0", 9000)
     assert loaded.peers == ("http://127.0.0.1:8800", "http://127.0.0.1:8801")
     assert (loaded.port, loaded.host, loaded.name) == (8900, "0.0.0.0", "full")
     assert loaded == settings
@@ -176,15 +190,20 @@ def test_node_init_command(tmp_path: Path) -> None:
     assert runner.invoke(app, args).exit_code == 2
 
 
+HOLD_LOCK = (
+    "import sys, time; from node.homelock import acquire; acquire(sys.argv[1]); "
+    "print('locked', flush=True); time.sleep(60)"
+)
+
+
 @pytest.fixture
 def sleeper(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
-    """A real process whose command line names a node home, recorded in its pid file."""
+    """A real process holding a node home's lock (as a daemon does), in its pid file."""
     cluster = tmp_path / "c"
     init_cluster(cluster, 2)
     home = (cluster / "node-0").resolve()
-    process = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(60)", "--home", str(home)]
-    )
+    process = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(home)], stdout=subprocess.PIPE)
+    assert process.stdout is not None and process.stdout.readline() == b"locked\n"
     (home / "node.pid").write_text(f"{process.pid}\n")
     try:
         yield home, process
@@ -192,21 +211,33 @@ def sleeper(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
         if process.poll() is None:
             process.kill()
         process.wait()
+        process.stdout.close()
 
 
-def test_node_running_follows_the_pid_file(tmp_path: Path, sleeper: tuple[Path, Any]) -> None:
+def test_node_running_follows_the_home_lock_not_the_pid_file(
+    tmp_path: Path, sleeper: tuple[Path, Any]
+) -> None:
     home, process = sleeper
-    assert node_running(home)
+    assert node_running(home) and node_pid(home) == process.pid
+    (home / "node.pid").unlink()
+    assert node_running(home), "a removed pid file does not make the node disappear"
     other = home.parent / "node-1"
     assert not node_running(other)
     (other / "node.pid").write_text(f"{process.pid}\n")
-    assert not node_running(other), "a reused pid that serves another home is not ours"
+    assert not node_running(other), "a live pid that does not hold the home is not its node"
     (other / "node.pid").write_text("garbage\n")
     assert not node_running(other)
 
 
+def test_a_second_daemon_on_one_home_is_refused(sleeper: tuple[Path, Any]) -> None:
+    home, process = sleeper
+    with pytest.raises(HomeLocked, match=str(process.pid)):
+        acquire(home)
+
+
 def test_stop_nodes_terminates_and_removes_pid_files(sleeper: tuple[Path, Any]) -> None:
     home, process = sleeper
+    (home / "node.pid").unlink()  # the orphan of the issue: no pid file, still running
     stopped = stop_nodes([home, home.parent / "node-1"], timeout=5)
     assert stopped == [home]
     process.wait(timeout=5)
@@ -236,3 +267,23 @@ def test_port_in_use() -> None:
         port = sock.getsockname()[1]
         assert port_in_use("127.0.0.1", port)
     assert not port_in_use("127.0.0.1", port)
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:9100", "nonsense", "host:0", "host:99999"])
+def test_a_bad_p2p_listen_is_refused_when_loading(tmp_path: Path, listen: str) -> None:
+    init_cluster(tmp_path / "c", 1, base_port=9100)
+    home = tmp_path / "c" / "node-0"
+    doc = json.loads((home / "config.json").read_text())
+    doc["p2p_listen"] = listen
+    (home / "config.json").write_text(json.dumps(doc))
+    with pytest.raises(Malformed):
+        NodeSettings.load(home)
+
+
+def test_settings_that_moved_into_genesis_are_accepted_and_ignored(tmp_path: Path) -> None:
+    init_cluster(tmp_path / "c", 1, base_port=9100)
+    home = tmp_path / "c" / "node-0"
+    doc = json.loads((home / "config.json").read_text())
+    doc |= {"block_max_events": 1, "time_window_ms": 5, "timeout_vote_ms": 7}
+    (home / "config.json").write_text(json.dumps(doc))
+    assert NodeSettings.load(home).p2p_address == ("127.0.0.1", 9101)

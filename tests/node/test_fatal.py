@@ -24,7 +24,7 @@ def test_a_failing_consensus_input_reaches_on_fatal(
             raise RuntimeError("disk on fire")
 
         node.service.core.handle = broken  # type: ignore[method-assign]
-        node.service._inputs.put_nowait(cc.Tick(now=node.service.clock()))
+        node.service.put(cc.Tick(now=node.service.clock()))
         deadline = time.monotonic() + 10
         while not failures and time.monotonic() < deadline:
             time.sleep(0.01)

@@ -287,9 +287,7 @@ def test_a_thousand_garbage_peer_messages(node: RunningNode) -> None:
     assert sum(not h.malformed for h in corpus) > 300
     statuses: dict[int, int] = {}
     for index, hostile in enumerate(corpus):
-        response = node.client.post(
-            hostile.path, content=hostile.body, headers={"content-type": MSGPACK}
-        )
+        response = node.peer_post(hostile.path, hostile.body)
         statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
         assert response.status_code < 500, (index, hostile, response.text)
         if hostile.malformed:
@@ -312,16 +310,15 @@ def test_a_thousand_garbage_peer_messages(node: RunningNode) -> None:
 def test_an_oversized_peer_body_is_413(node: RunningNode) -> None:
     body = b"\x00" * (MAX_P2P_BODY + 1)
     for path in (CONSENSUS, EVENTS):
-        response = node.client.post(path, content=body, headers={"content-type": MSGPACK})
-        assert_problem(response, 413)
+        assert_problem(node.peer_post(path, body), 413)
     assert node.client.get("/healthz").status_code == 200
 
 
 def test_peer_block_requests_never_fail_with_5xx(node: RunningNode) -> None:
     for height in ("0", "-1", str(10**6), str(1 << 63), str(1 << 64), str(10**30)):
-        response = node.client.get(f"/p2p/blocks/{height}")
+        response = node.peer_get(f"/p2p/blocks/{height}")
         assert response.status_code == 404, (height, response.status_code, response.text)
-    assert_problem(node.client.get("/p2p/blocks/abc"), 400)
+    assert_problem(node.peer_get("/p2p/blocks/abc"), 400)
 
 
 def test_public_block_heights_out_of_range_are_not_5xx(node: RunningNode) -> None:
@@ -410,9 +407,7 @@ def test_a_forged_signature_over_a_refused_body_is_not_gossiped_in(node: Running
     assert_problem(node.submit(use), 422)  # well signed, refused: the dataset is unknown yet
     node.commit(node.make.register(bob, dataset))
     forged_use = codec.encode({"body": use.body_bytes, "sig": b"\x02" * 64})
-    response = node.client.post(
-        EVENTS, content=wrap(EVENTS, [forged_use]), headers={"content-type": MSGPACK}
-    )
+    response = node.peer_post(EVENTS, wrap(EVENTS, [forged_use]))
     assert response.status_code == 204
     node.commit(node.make.attest(bob, dataset))  # whatever was admitted is in a block now
     assert forged_use.hex() not in [e["envelope"] for e in _all_events(node)]

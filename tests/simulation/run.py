@@ -2,6 +2,8 @@
 
 python -m tests.simulation.run --seed 17
 python -m tests.simulation.run --seeds 500 [--start 0] [--validators 7]
+
+Each seed runs real replicas (LevelDB stores in a temporary directory, see `sim.py`).
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ import argparse
 import sys
 import time
 
-from tests.simulation.sim import Scenario, Simulation, SimulationFailure, run_seed
+from tests.simulation.checkers import SimulationFailure
+from tests.simulation.scenario import Scenario
+from tests.simulation.sim import Result, Simulation, run_seed
 
 
 def replay(seed: int, validators: int | None) -> int:
@@ -22,9 +26,22 @@ def replay(seed: int, validators: int | None) -> int:
         return 1
     print(
         f"ok: heights {result.heights} (target {result.target}) at t={result.end_time} ms, "
-        f"{result.deliveries} deliveries, max round {result.rounds}, {result.evidence} evidence"
+        f"{result.block_hashes} blocks, {result.events_committed} events "
+        f"({result.refused_admissions} refused at admission, {result.events_dropped} dropped "
+        "from mempools), "
+        f"{result.deliveries} deliveries, max round {result.rounds}, "
+        f"{result.evidence} evidence, {len(result.restarts)} restarts"
     )
+    print(f"byzantine: {scenario.byzantine or 'none'}, clock skew ±{scenario.clock_skew_ms} ms")
+    print(memory_line(result))
     return 0
+
+
+def memory_line(result: Result) -> str:
+    """The peak of what an honest core held against the bound at the highest round reached."""
+    peak, bound = result.memory_peak, result.memory_bound
+    keys = ("bytes", "votes", "vote_sets", "proposal_bytes", "future_messages", "future_bytes")
+    return "memory peak/bound: " + ", ".join(f"{k} {peak.get(k, 0)}/{bound[k]}" for k in keys)
 
 
 def sweep(start: int, count: int, validators: int | None) -> int:
@@ -45,7 +62,7 @@ def sweep(start: int, count: int, validators: int | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--seed", type=int, help="replay one seed verbosely")
     group.add_argument("--seeds", type=int, help="run this many seeds and print a summary")

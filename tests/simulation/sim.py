@@ -1,330 +1,392 @@
-"""A seeded, deterministic simulator of real ConsensusCore nodes over a hostile network.
+"""A seeded, deterministic simulator of real replicas over a hostile network.
 
-One logical clock (a priority queue of events) drives N validators. The network delays each
-message randomly, loses, duplicates and reorders them, and partitions validators until a heal
-time. Honest nodes crash and restart from their persisted signer state and stored chain. The
-simulator plays the shell: on Decide it stores the block, then feeds BlockApplied; it plays
-block sync (CommitReceived from another node's store) when a node sees a higher height and on
-a periodic sync tick. Up to f validators are Byzantine: silent, equivocating (conflicting
-votes and proposals signed with the raw key, bypassing the Signer) or split-brained (two
-honest-looking cores, each talking to half of the network).
+The simulator and the service (`node/server/service.py`) are two shells around the same
+machinery, `Replica` and its `ConsensusDriver`: every simulated node is a real replica — a
+LevelDB store in a temporary directory, the mempool, admission, the block executor, the
+signer and the consensus core — and `Node` here is its shell, implementing the driver's
+`Effects` with a priority queue of typed events instead of asyncio timers and HTTP peers.
+Like TigerBeetle's simulator, it runs the real replica code and fakes only time and the
+network.
 
-Checkers raise SimulationFailure (its message starts with the seed): agreement, validity, no
-honest double-sign, and liveness after the heal.
+One logical clock drives N validators; each replica reads the simulated wall clock (a fixed
+epoch plus the simulated ms) plus its own skew, drawn from the seed within ±`clock_skew_ms`
+(at most half the genesis time precision, so two clocks disagree by at most the precision and
+the proposer-based time check of docs/PROTOCOL.md §14 is exercised without stalling anyone).
+Transactions are signed `register` events from a few client keys, admitted through each
+replica's admission. The network (`network.py`) delays, loses, duplicates and reorders messages
+and partitions validators until a heal time. Honest nodes crash — between two steps, or in the
+middle of one, at the next effect of the driver, losing what follows — and the replica is
+closed and dropped; they restart as a new Replica over the same data directory and signer
+persistence. Up to f validators are Byzantine (`byzantine.py`): silent, equivocating,
+split-brained, or flooding (future-round votes, equivocation in every round, maximum-size future
+proposals) while the memory checker watches what each honest core holds. Block sync hands a
+node `CommitReceived` with the next block and commit read from a reachable honest node's store.
+
+The checkers (`checkers.py`) judge the real stores and raise SimulationFailure, whose message
+starts with the seed: `python -m tests.simulation.run --seed N` replays it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import heapq
+import os
 import random
+import tempfile
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric import ec
-
-from consensus import (
-    BlockApplied,
-    Broadcast,
-    CommitReceived,
-    ConsensusConfig,
-    ConsensusCore,
-    Decide,
-    EventsAvailable,
-    EvidenceFound,
-    MemorySignerPersistence,
-    Message,
-    Proposal,
-    ProposalReceived,
-    ScheduleTimeout,
-    Signer,
-    Start,
-    Step,
-    Tick,
-    TimeoutFired,
-    VoteReceived,
-    decode_message,
-    encode_message,
-    proposal_sign_bytes,
+from consensus import Evidence, MemorySignerPersistence, Message, Proposal, Step
+from consensus import core as cc
+from consensus.messages import VOTE_STEP, decode_message, encode_message
+from ledger.blocks import Block, Vote
+from ledger.events import NONCE_SIZE, Register, SignedEvent, sign_event
+from ledger.store import Execution, Store
+from node.server.replica import Replica
+from tests.simulation.byzantine import (
+    BIG,
+    EQUIVOCATE,
+    EQUIVOCATE_ALL,
+    FLOOD,
+    FLOODS,
+    HONEST,
+    SILENT,
+    SPLIT,
+    Equivocator,
+    Flooder,
 )
-from consensus.messages import VOTE_STEP
-from ledger import crypto
-from ledger.blocks import Block, Commit, Header, Validator, ValidatorSet, Vote, vote_sign_bytes
-from ledger.errors import BadSignature
-from ledger.merkle import leaf_hash, root_from_leaf_hashes
+from tests.simulation.checkers import (
+    AgreementChecker,
+    DoubleSignChecker,
+    EvidenceChecker,
+    MemoryChecker,
+    RefusedBlockChecker,
+    SimulationFailure,
+    ValidityChecker,
+    check_liveness,
+    check_store_agreement,
+)
+from tests.simulation.network import Address, Network
+from tests.simulation.scenario import CrashPlan, Scenario
+from tests.simulation.world import (
+    CHAIN_ID,
+    CLIENTS,
+    EPOCH_MS,
+    LIMITS,
+    cached_verify,
+    client_key,
+    sim_genesis,
+    sim_key,
+)
 
-CHAIN = "sim-chain"
-GENESIS_HASH = crypto.sha256(b"sim-genesis")
-ZERO = b"\x00" * 32
-BLOCK_LIMIT = 4
 TICK_MS = 500
+FLOOD_MS = 100
+"""How often a flooding validator (FLOOD, EQUIVOCATE_ALL, BIG) sends its flood."""
 SYNC_MS = 1000
 SYNC_GAP_MS = 200
-HONEST = "honest"
-SILENT = "silent"
-EQUIVOCATE = "equivocate"
-SPLIT = "split"
-BYZANTINE_STRATEGIES = (SILENT, EQUIVOCATE, SPLIT)
+TX_ARRIVAL_MS = 50
+REENCODE = 0.03
+RETRY = 0.05
+"""The share of transactions that resend one of the RECENT last envelopes."""
+CONFLICT = 0.1
+"""The share of transactions that register one of the RECENT last datasets again."""
+RECENT = 16
+MID_STEP_CRASH = 0.5
+"""The share of crashes that happen in the middle of a step: at the node's next effect,
+which is lost with every output after it (a signed message never sent, a timer never armed,
+a stored block the core never moved past)."""
 
-# event kinds, in the heap as (time, seq, kind, payload)
-DELIVER, TIMER, TICK, SYNC, TX, TX_ARRIVE, APPLY, CRASH, RESTART, HEAL = range(10)
-
-
-def events_root(events: tuple[bytes, ...]) -> bytes:
-    """The Merkle root a header commits its events to (as the ledger computes it)."""
-    return root_from_leaf_hashes([leaf_hash(e) for e in events])
-
-
-class SimulationFailure(AssertionError):
-    """A checker found a violation; the message starts with the seed to replay."""
-
-
-_VERIFIED: dict[tuple[bytes, bytes, bytes], bool] = {}
-
-
-def cached_verify(public_key: bytes, message: bytes, signature: bytes) -> None:
-    """crypto.verify with a process-wide cache (simulator only: signatures repeat a lot)."""
-    cache_key = (public_key, message, signature)
-    ok = _VERIFIED.get(cache_key)
-    if ok is None:
-        if len(_VERIFIED) > 200_000:
-            _VERIFIED.clear()
-        try:
-            crypto.verify(public_key, message, signature)
-            ok = True
-        except BadSignature:
-            ok = False
-        _VERIFIED[cache_key] = ok
-    if not ok:
-        raise BadSignature("signature does not verify")
+SIM_PROPOSAL_BYTES = 256 << 10
+"""The simulated cores' max_proposal_bytes_per_validator: 4 x the simulated block_max_bytes
+(64 KiB, world.LIMITS), so every honest block fits, and BIG floods stay fast to build."""
+SIM_BUFFERED_MESSAGES = 256
+SIM_BUFFERED_BYTES = 4 << 20
+"""The next height's buffer: per sender max(8, 256 // n) messages and
+max(MIN_SENDER_BUFFER, 4 MiB // n) = 2 MiB, so a BIG flooder can fill it in a few ticks."""
 
 
-_KEYS: dict[int, crypto.PrivateKey] = {}
+def sim_config(scenario: Scenario) -> cc.ConsensusConfig:
+    """The chain's timeouts and time bounds from the genesis params (as the service builds its
+    config), the scenario's idle interval, and the smaller simulated byte budgets."""
+    params = sim_genesis(scenario.validators).chain_params
+    return cc.ConsensusConfig(
+        timeout_propose_ms=params.timeout_propose_ms,
+        timeout_propose_delta_ms=params.timeout_propose_delta_ms,
+        timeout_prevote_ms=params.timeout_vote_ms,
+        timeout_prevote_delta_ms=params.timeout_vote_delta_ms,
+        timeout_precommit_ms=params.timeout_vote_ms,
+        timeout_precommit_delta_ms=params.timeout_vote_delta_ms,
+        time_precision_ms=params.time_precision_ms,
+        message_delay_ms=params.message_delay_ms,
+        idle_block_interval_ms=scenario.idle_block_interval_ms,
+        max_proposal_bytes_per_validator=SIM_PROPOSAL_BYTES,
+        max_buffered_messages=SIM_BUFFERED_MESSAGES,
+        max_buffered_bytes=SIM_BUFFERED_BYTES,
+    )
 
 
-def sim_key(index: int) -> crypto.PrivateKey:
-    """Deterministic validator keys (derived from the index, shared by every seed)."""
-    if index not in _KEYS:
-        _KEYS[index] = crypto.PrivateKey(ec.derive_private_key(0xB10C0000 + index, ec.SECP256R1()))
-    return _KEYS[index]
+def scratch_dir() -> str | None:
+    """Where the stores go unless a directory is given: $SIM_TMPDIR, else /dev/shm (tmpfs)
+    when writable — a synced LevelDB write costs ~1.5 ms on a disk and ~4 µs there — else
+    the default temporary directory."""
+    override = os.environ.get("SIM_TMPDIR")
+    if override:
+        return override
+    shm = Path("/dev/shm")
+    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
 
 
-def sim_validators(n: int) -> ValidatorSet:
-    return ValidatorSet(tuple(Validator(f"n{i}", sim_key(i).public_key, 1) for i in range(n)))
-
-
-# -- checkers ---------------------------------------------------------------------------------
-
-
-class AgreementChecker:
-    """No two different blocks are committed at one height by honest nodes."""
-
-    def __init__(self, seed: int) -> None:
-        self.seed = seed
-        self.decided: dict[int, tuple[bytes, str]] = {}
-
-    def record(self, node: str, height: int, block_hash: bytes) -> None:
-        first = self.decided.setdefault(height, (block_hash, node))
-        if first[0] != block_hash:
-            raise SimulationFailure(
-                f"seed {self.seed}: agreement violated at height {height}: {first[1]} "
-                f"committed {first[0].hex()[:12]}, {node} committed {block_hash.hex()[:12]}"
-            )
-
-
-class DoubleSignChecker:
-    """No honest validator signs two different sign-bytes for one (height, round, step)."""
-
-    def __init__(self, seed: int) -> None:
-        self.seed = seed
-        self.signed: dict[tuple[bytes, int, int, int], bytes] = {}
-
-    def record(self, validator: bytes, height: int, round: int, step: int, data: bytes) -> None:
-        first = self.signed.setdefault((validator, height, round, step), data)
-        if first != data:
-            raise SimulationFailure(
-                f"seed {self.seed}: honest validator {validator.hex()[:12]} double-signed "
-                f"height {height} round {round} step {Step(step).name}"
-            )
-
-
-class ValidityChecker:
-    """Every committed block was built by some node and validly extends the committed chain."""
-
-    def __init__(self, seed: int, validators: ValidatorSet) -> None:
-        self.seed = seed
-        self.validators = validators
-        self.built: set[bytes] = set()
-
-    def record(self, node: str, chain: list[Block], block: Block, commit: Commit) -> None:
-        def fail(why: str) -> SimulationFailure:
-            return SimulationFailure(
-                f"seed {self.seed}: {node} committed an invalid block at height "
-                f"{len(chain) + 1}: {why}"
-            )
-
-        header = block.header
-        prev = chain[-1].block_hash if chain else GENESIS_HASH
-        if block.block_hash not in self.built:
-            raise fail("nobody proposed it")
-        if header.height != len(chain) + 1 or header.prev != prev or header.chain != CHAIN:
-            raise fail("it does not extend the chain")
-        if not all(e.startswith(b"tx-") for e in block.events):
-            raise fail("bad events")
-        committed = {e for b in chain for e in b.events}
-        if len(set(block.events)) != len(block.events) or committed & set(block.events):
-            raise fail("duplicate events")
-        if commit.block_hash != block.block_hash or commit.height != header.height:
-            raise fail("the commit is for another block")
-        signers = set()
-        for entry in commit.signatures:
-            message = vote_sign_bytes(
-                CHAIN, commit.height, commit.round, "precommit", commit.block_hash
-            )
-            cached_verify(entry.validator, message, entry.signature)
-            signers.add(entry.validator)
-        if len(signers) != len(commit.signatures) or not self.validators.has_quorum(
-            self.validators.power_of(signers)
-        ):
-            raise fail("the commit lacks a quorum")
-
-
-def check_liveness(seed: int, heights: dict[str, int], target: int, deadline: int) -> None:
-    """Every honest node reached `target` committed blocks by the deadline."""
-    behind = {name: h for name, h in heights.items() if h < target}
-    if behind:
-        raise SimulationFailure(
-            f"seed {seed}: liveness violated: by t={deadline} ms these honest nodes have not "
-            f"committed {target} blocks: {behind}"
-        )
-
-
-# -- scenarios --------------------------------------------------------------------------------
+# -- the events of the queue --------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Scenario:
-    """Everything random about one run is drawn from `seed`; these are the knobs."""
+class Deliver:
+    """A consensus message reaches `target` (if it is up)."""
 
-    seed: int
-    validators: int = 4
-    byzantine: tuple[str, ...] = ()
-    heights_after_heal: int = 3
-    loss: float = 0.0
-    duplicate: float = 0.0
-    max_delay_ms: int = 50
-    partition: bool = False
-    crashes: int = 0
-    heal_at: int = 0
-    liveness_budget_ms: int = 60_000
-    tx_gap_ms: int = 800
-    idle_block_interval_ms: int = 2000
-    check_liveness: bool = True
-    honest_cut: tuple[tuple[int, int], ...] = ()
-    end_at: int = 0
+    target: Node
+    message: Message
 
-    @classmethod
-    def random(cls, seed: int, validators: int | None = None) -> Scenario:
-        rng = random.Random(f"scenario-{seed}")
-        n = validators or rng.choice((4, 7))
-        f = (n - 1) // 3
-        byzantine = tuple(rng.choice(BYZANTINE_STRATEGIES) for _ in range(rng.randint(0, f)))
-        faulty = rng.random() < 0.7
-        return cls(
-            seed=seed,
-            validators=n,
-            byzantine=byzantine,
-            heights_after_heal=rng.randint(3, 4),
-            loss=rng.choice((0.02, 0.1, 0.3)) if faulty else 0.0,
-            duplicate=rng.choice((0.0, 0.05, 0.2)),
-            max_delay_ms=rng.choice((20, 100, 400)),
-            partition=faulty and rng.random() < 0.5,
-            crashes=rng.randint(0, 2) if faulty else 0,
-            heal_at=rng.randint(1000, 6000) if faulty else 0,
-            tx_gap_ms=rng.choice((200, 1500, 6000)),
-            idle_block_interval_ms=rng.choice((0, 1000, 3000)),
+
+@dataclass(frozen=True)
+class TimerFired:
+    """A timeout the core scheduled in incarnation `incarnation` of `node` expires."""
+
+    node: Node
+    incarnation: int
+    timeout: cc.ScheduleTimeout
+
+
+@dataclass(frozen=True)
+class Tick:
+    """The periodic retransmission tick of one incarnation of a node."""
+
+    node: Node
+    incarnation: int
+
+
+@dataclass(frozen=True)
+class Flood:
+    """A flooding validator's next burst of signed messages."""
+
+    node: Node
+
+
+@dataclass(frozen=True)
+class SyncTick:
+    """The periodic block sync of one incarnation of a node."""
+
+    node: Node
+    incarnation: int
+
+
+@dataclass(frozen=True)
+class CatchUp:
+    """Right after a commit: wake consensus if events are pending, fetch the next block."""
+
+    node: Node
+    incarnation: int
+
+
+@dataclass(frozen=True)
+class NewTransaction:
+    """A client signs a new transaction and sends it to every node."""
+
+
+@dataclass(frozen=True)
+class TransactionArrives:
+    """A transaction's envelope reaches one incarnation of a node, which admits it."""
+
+    node: Node
+    incarnation: int
+    envelope: bytes
+
+
+@dataclass(frozen=True)
+class Crash:
+    node: Node
+
+
+@dataclass(frozen=True)
+class Restart:
+    node: Node
+
+
+@dataclass(frozen=True)
+class Heal:
+    """The partition heals (faults stop at the heal time whether or not there is one)."""
+
+
+Event = (
+    Deliver
+    | TimerFired
+    | Tick
+    | Flood
+    | SyncTick
+    | CatchUp
+    | NewTransaction
+    | TransactionArrives
+    | Crash
+    | Restart
+    | Heal
+)
+
+
+# -- nodes ----------------------------------------------------------------------------------------
+
+
+class Died(Exception):
+    """Raised by an effect of a node whose crash is due: the process dies mid-step."""
+
+
+class Node:
+    """One replica on the network and its shell: the `Effects` of the replica's driver.
+
+    An honest validator, an equivocator, or one side of a split-brain. The replica exists
+    while the node is up; a crash closes and drops it, a restart builds a new one over the
+    same data directory and the same signer persistence.
+    """
+
+    def __init__(self, sim: Simulation, address: Address, role: str) -> None:
+        self.sim = sim
+        self.address = address
+        self.name = address.name
+        self.index = address.index
+        self.role = role
+        self.key = sim_key(address.index)
+        self.persistence = MemorySignerPersistence()
+        self.replica: Replica | None = None
+        self.incarnation = 0
+        self.height = 0
+        self.last_sync = -(10**9)
+        self.dropped_before = 0
+        self.dying = False
+        self.skew = 0
+        """Its clock's offset from the simulated wall clock (ms)."""
+        self.equivocator = (
+            Equivocator(self.key, CHAIN_ID, sim.rng)
+            if role in (EQUIVOCATE, EQUIVOCATE_ALL)
+            else None
         )
-
-    @classmethod
-    def fork(cls, seed: int) -> Scenario:
-        """2 of 4 validators split-brained and the two honest ones cut apart: safety can break."""
-        return cls(
-            seed=seed,
-            validators=4,
-            byzantine=(SPLIT, SPLIT),
-            heights_after_heal=3,
-            check_liveness=False,
-            honest_cut=((0, 1),),
-            heal_at=10**9,
-            end_at=20_000,
+        self.flooder = (
+            Flooder(self.key, CHAIN_ID, sim.genesis.validators, sim.rng, SIM_PROPOSAL_BYTES)
+            if role in (FLOOD, BIG)
+            else None
         )
-
-
-# -- nodes ------------------------------------------------------------------------------------
-
-
-@dataclass
-class Endpoint:
-    """One network address: an honest node, an equivocator, or one side of a split-brain."""
-
-    name: str
-    index: int
-    role: str
-    side: int
-    key: crypto.PrivateKey
-    persistence: MemorySignerPersistence = field(default_factory=MemorySignerPersistence)
-    chain: list[Block] = field(default_factory=list)
-    commits: list[Commit] = field(default_factory=list)
-    committed_events: set[bytes] = field(default_factory=set)
-    mempool: dict[bytes, None] = field(default_factory=dict)
-    core: ConsensusCore | None = None
-    incarnation: int = 0
-    crashed: bool = False
-    last_sync: int = -(10**9)
-    seen_values: dict[tuple[int, int], list[bytes]] = field(default_factory=dict)
+        self.equivocated: set[tuple[int, int]] = set()
+        """EQUIVOCATE_ALL: the (height, round)s of its height it sent conflicting pairs for."""
 
     @property
     def honest(self) -> bool:
         return self.role == HONEST
 
+    @property
+    def events_dropped(self) -> int:
+        """Pending events its mempools dropped once a block made them invalid."""
+        current = self.replica.events_dropped if self.replica is not None else 0
+        return self.dropped_before + current
 
-class SimApp:
-    """The BlockSource of one endpoint: blocks chain on its store, events from its mempool."""
+    @property
+    def data_path(self) -> Path:
+        return self.sim.root / self.name.replace("/", "-")
 
-    def __init__(self, sim: Simulation, endpoint: Endpoint) -> None:
-        self.sim = sim
-        self.endpoint = endpoint
+    @property
+    def store(self) -> Store:
+        assert self.replica is not None, f"{self.name} is down"
+        return self.replica.store
 
-    def _tip(self) -> tuple[bytes, int]:
-        chain = self.endpoint.chain
-        return (chain[-1].block_hash, chain[-1].header.time) if chain else (GENESIS_HASH, 0)
+    def current(self, incarnation: int) -> Replica | None:
+        """The replica if it is still the incarnation an event was meant for."""
+        return self.replica if incarnation == self.incarnation else None
 
-    def has_pending(self) -> bool:
-        return bool(self.endpoint.mempool)
-
-    def build_block(self, height: int, round: int, time: int, proposer: bytes) -> Block:
-        events = list(self.endpoint.mempool)[:BLOCK_LIMIT]
-        if self.endpoint.role == SPLIT:
-            events.append(b"tx-side-%d-%d-%d" % (self.endpoint.index, self.endpoint.side, height))
-        return self.sim.make_block(self._tip(), height, time, proposer, tuple(events))
-
-    def validate_block(self, block: Block) -> bool:
-        header = block.header
-        prev, prev_time = self._tip()
-        events = block.events
-        return (
-            header.height == len(self.endpoint.chain) + 1
-            and header.prev == prev
-            and header.chain == CHAIN
-            and header.time > prev_time
-            and header.validators == self.sim.validator_hash
-            and all(e.startswith(b"tx-") for e in events)
-            and len(set(events)) == len(events)
-            and not any(e in self.endpoint.committed_events for e in events)
+    def boot(self) -> None:
+        """Start a replica over the data directory, as the service does."""
+        self.incarnation += 1
+        self.replica = Replica(
+            self.sim.genesis,
+            self.data_path,
+            LIMITS,
+            self.sim.config,
+            self.key,
+            self.persistence,
+            self.now,
+            self,
+            verify=cached_verify,
         )
+        self.height = self.replica.store.height
+        self.feed(cc.Start(now=self.now()))
+        if self.height == 0:
+            self.feed(cc.EventsAvailable(now=self.now()))
+        self.sim.push(self.sim.rng.randint(1, TICK_MS), Tick(self, self.incarnation))
+        self.sim.push(self.sim.rng.randint(1, SYNC_MS), SyncTick(self, self.incarnation))
+
+    def crash(self) -> None:
+        """Close the store and drop the replica: its mempool, core and timers are lost."""
+        assert self.replica is not None
+        self.dropped_before += self.replica.events_dropped
+        self.replica.close()
+        self.replica = None
+        self.dying = False
+        self.incarnation += 1
+
+    def feed(self, item: cc.Input) -> None:
+        """Feed the replica; if its crash is due, it dies at its next effect, mid-step."""
+        replica = self.replica
+        assert replica is not None
+        core = replica.core
+        before = (core.height, core.round)
+        try:
+            replica.feed(item)
+        except Died as died:
+            self.sim.trace(
+                f"{self.name} crashes at height {self.height} in the middle of "
+                f"{type(item).__name__}, {died}"
+            )
+            self.crash()
+            return
+        if (core.height, core.round) != before and core.round > 0:
+            self.sim.trace(f"{self.name} at height {core.height} round {core.round}")
+        self.sim.max_round = max(self.sim.max_round, core.round)
+
+    def die_if_due(self, where: str) -> None:
+        if self.dying:
+            raise Died(where)
+
+    # -- Effects ------------------------------------------------------------------------------
+
+    def now(self) -> int:
+        """Its own clock: the simulated wall clock plus its skew."""
+        return self.sim.wall() + self.skew
+
+    def broadcast(self, message: Message) -> None:
+        self.die_if_due(f"after signing a {type(message).__name__} it never sent")
+        self.sim.broadcast(self, message)
+
+    def schedule(self, timeout: cc.ScheduleTimeout) -> None:
+        self.die_if_due("before arming a timer")
+        self.sim.push(timeout.delay_ms, TimerFired(self, self.incarnation, timeout))
+
+    def evidence(self, evidence: Evidence) -> None:
+        self.die_if_due("before keeping evidence")
+        self.sim.on_evidence(self, evidence)
+
+    def committed(self, block: Block, execution: Execution) -> None:
+        self.sim.on_committed(self, block, execution)
+        self.die_if_due("after storing a block, before the core moved to the next height")
 
 
-@dataclass
+@dataclass(frozen=True)
+class Restarted:
+    """`name` restarted at `at` ms over a store at `height`."""
+
+    name: str
+    at: int
+    height: int
+
+
+@dataclass(frozen=True)
 class Result:
     scenario: Scenario
     heights: dict[str, int]
@@ -333,25 +395,43 @@ class Result:
     evidence: int
     rounds: int
     target: int
+    block_hashes: int
+    events_committed: int
+    refused_admissions: int
+    events_dropped: int
+    restarts: tuple[Restarted, ...]
+    memory_peak: dict[str, int]
+    """The most any honest core held, per footprint key (and `bytes`, the charged total)."""
+    memory_bound: dict[str, int]
+    """The bound at the highest round a checked core reached."""
+
+
+# -- the simulation -------------------------------------------------------------------------------
 
 
 class Simulation:
-    """One run of one scenario; `run()` raises SimulationFailure on any violation."""
+    """One run of one scenario; `run()` raises SimulationFailure on any violation.
 
-    def __init__(self, scenario: Scenario, log: Callable[[str], None] | None = None) -> None:
+    The stores go to a fresh temporary directory (removed afterwards) unless `data_dir` is
+    given, which is kept: a test can reopen the stores after the run.
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        log: Callable[[str], None] | None = None,
+        data_dir: Path | None = None,
+    ) -> None:
         self.scenario = scenario
         self.seed = scenario.seed
         self.rng = random.Random(scenario.seed)
         self.log = log
+        self.data_dir = data_dir
+        self.root = Path()
         n = scenario.validators
         self.n = n
-        self.validators = sim_validators(n)
-        self.validator_hash = self.validators.hash()
-        self.config = ConsensusConfig(idle_block_interval_ms=scenario.idle_block_interval_ms)
-        self.agreement = AgreementChecker(self.seed)
-        self.double_sign = DoubleSignChecker(self.seed)
-        self.validity = ValidityChecker(self.seed, self.validators)
-        self.queue: list[tuple[int, int, int, Any]] = []
+        self.genesis = sim_genesis(n)
+        self.queue: list[tuple[int, int, Event]] = []
         self.seq = 0
         self.now = 0
         self.deliveries = 0
@@ -359,320 +439,100 @@ class Simulation:
         self.max_round = 0
         self.target: int | None = None
         self.tx_counter = 0
-        roles = [HONEST] * (n - len(scenario.byzantine)) + list(scenario.byzantine)
+        self.recent_envelopes: deque[bytes] = deque(maxlen=RECENT)
+        self.recent_datasets: deque[bytes] = deque(maxlen=RECENT)
+        self.refused_admissions = 0
+        self.restarts: list[Restarted] = []
+        roles = [HONEST] * scenario.honest_count + list(scenario.byzantine)
         self.roles = roles
-        self.endpoints: list[list[Endpoint]] = []
+        self.groups: list[list[Node]] = []
         for i, role in enumerate(roles):
             if role == SILENT:
-                self.endpoints.append([])
+                self.groups.append([])
             elif role == SPLIT:
-                self.endpoints.append(
-                    [Endpoint(f"n{i}/s{s}", i, SPLIT, s, sim_key(i)) for s in (0, 1)]
+                self.groups.append(
+                    [Node(self, Address(f"n{i}/s{s}", i, s, split=True), role) for s in (0, 1)]
                 )
             else:
                 side = i % 2 if scenario.honest_cut else self.rng.randint(0, 1)
-                self.endpoints.append([Endpoint(f"n{i}", i, role, side, sim_key(i))])
-        self.honest = [e for group in self.endpoints for e in group if e.honest]
-        self.blocked: set[tuple[int, int]] = set()
-        for a, b in scenario.honest_cut:
-            self.blocked |= {(a, b), (b, a)}
-        if scenario.partition:
-            group = {i for i in range(n) if self.rng.random() < 0.5}
-            for a in range(n):
-                for b in range(n):
-                    if (a in group) != (b in group):
-                        self.blocked.add((a, b))
+                self.groups.append([Node(self, Address(f"n{i}", i, side), role)])
+        self.nodes = [node for group in self.groups for node in group]
+        self.honest = [node for node in self.nodes if node.honest]
+        self.network = Network(scenario, self.rng)
+        self.agreement = AgreementChecker(self.seed)
+        self.double_sign = DoubleSignChecker(self.seed)
+        self.validity = ValidityChecker(self.seed, self.genesis)
+        self.refused = RefusedBlockChecker(self.seed)
+        self.config = sim_config(scenario)
+        self.memory = MemoryChecker(self.seed, self.config, n)
+        if scenario.clock_skew_ms:
+            for node in self.nodes:
+                node.skew = self.rng.randint(-scenario.clock_skew_ms, scenario.clock_skew_ms)
+        self.evidence_checker = EvidenceChecker(
+            self.seed,
+            self.genesis,
+            {sim_key(i).public_key: role for i, role in enumerate(roles) if role != HONEST},
+        )
 
-    # -- plumbing ---------------------------------------------------------------------------
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def wall(self) -> int:
+        """The simulated wall clock (ms since the Unix epoch): every replica's clock."""
+        return EPOCH_MS + self.now
 
     def trace(self, text: str) -> None:
         if self.log is not None:
             self.log(f"{self.now:>8} ms  {text}")
 
-    def push(self, delay: int, kind: int, payload: Any) -> None:
+    def push(self, delay: int, event: Event) -> None:
         self.seq += 1
-        heapq.heappush(self.queue, (self.now + delay, self.seq, kind, payload))
+        heapq.heappush(self.queue, (self.now + delay, self.seq, event))
 
-    def faulty(self) -> bool:
-        return self.now < self.scenario.heal_at
-
-    def make_block(
-        self,
-        tip: tuple[bytes, int],
-        height: int,
-        time: int,
-        proposer: bytes,
-        events: tuple[bytes, ...],
-    ) -> Block:
-        prev, prev_time = tip
-        header = Header(
-            chain=CHAIN,
-            height=height,
-            time=max(time, prev_time + 1),
-            prev=prev,
-            proposer=proposer,
-            events_root=events_root(events),
-            tree_size=height,
-            tree_root=ZERO,
-            state_root=ZERO,
-            validators=self.validator_hash,
-        )
-        block = Block(header, events)
-        self.validity.built.add(block.block_hash)
-        return block
-
-    # -- lifecycle --------------------------------------------------------------------------
-
-    def boot(self, endpoint: Endpoint) -> None:
-        endpoint.crashed = False
-        endpoint.incarnation += 1
-        signer = Signer(endpoint.key, endpoint.persistence)
-        endpoint.core = ConsensusCore(
-            self.config,
-            CHAIN,
-            self.validators,
-            signer,
-            SimApp(self, endpoint),
-            len(endpoint.chain) + 1,
-            verify=cached_verify,
-        )
-        self.feed(endpoint, Start(self.now))
-        self.push(self.rng.randint(1, TICK_MS), TICK, (endpoint, endpoint.incarnation))
-        self.push(self.rng.randint(1, SYNC_MS), SYNC, (endpoint, endpoint.incarnation))
-
-    def crash(self, endpoint: Endpoint) -> None:
-        self.trace(f"{endpoint.name} crashes at height {len(endpoint.chain) + 1}")
-        endpoint.crashed = True
-        endpoint.incarnation += 1
-        endpoint.core = None
-        endpoint.mempool.clear()
-
-    def schedule_faults(self) -> None:
-        scenario = self.scenario
-        if scenario.partition or scenario.honest_cut:
-            self.push(scenario.heal_at, HEAL, None)
-        for _ in range(scenario.crashes):
-            if not self.honest or scenario.heal_at <= 100:
-                break
-            victim = self.rng.choice(self.honest)
-            at = self.rng.randint(0, scenario.heal_at - 100)
-            back = min(scenario.heal_at, at + self.rng.randint(100, 3000))
-            self.push(at, CRASH, victim)
-            self.push(back, RESTART, victim)
-
-    # -- the shell ------------------------------------------------------------------------
-
-    def feed(self, endpoint: Endpoint, event: Any) -> None:
-        core = endpoint.core
-        assert core is not None
-        before = (core.height, core.round)
-        outputs = core.handle(event)
-        if self.log is not None and (core.height, core.round) != before and core.round > 0:
-            self.trace(f"{endpoint.name} at height {core.height} round {core.round}")
-        self.max_round = max(self.max_round, core.round)
-        for output in outputs:
-            if isinstance(output, Broadcast):
-                self.broadcast(endpoint, output.message)
-            elif isinstance(output, ScheduleTimeout):
-                timer = TimeoutFired(output.kind, output.height, output.round, 0)
-                self.push(output.delay_ms, TIMER, (endpoint, endpoint.incarnation, timer))
-            elif isinstance(output, EvidenceFound):
-                self.on_evidence(endpoint, output)
-        for output in outputs:
-            if isinstance(output, Decide):
-                self.on_decide(endpoint, output.block, output.commit)
-
-    def on_evidence(self, endpoint: Endpoint, output: EvidenceFound) -> None:
-        evidence = output.evidence
-        evidence.verify(CHAIN, self.validators)
-        culprit = next(i for i in range(self.n) if sim_key(i).public_key == evidence.validator)
-        if self.roles[culprit] == HONEST:
-            raise SimulationFailure(f"seed {self.seed}: evidence against honest n{culprit}")
-        self.evidence += 1
-        self.trace(f"{endpoint.name} found evidence against n{culprit}")
-
-    def on_decide(self, endpoint: Endpoint, block: Block, commit: Commit) -> None:
-        height = block.header.height
-        if endpoint.honest:
-            self.validity.record(endpoint.name, endpoint.chain, block, commit)
-            self.agreement.record(endpoint.name, height, block.block_hash)
-        assert height == len(endpoint.chain) + 1
-        endpoint.chain.append(block)
-        endpoint.commits.append(commit)
-        endpoint.committed_events.update(block.events)
-        for event in block.events:
-            endpoint.mempool.pop(event, None)
-        self.trace(
-            f"{endpoint.name} commits height {height} round {commit.round} "
-            f"{block.block_hash.hex()[:12]} ({len(block.events)} events)"
-        )
-        self.push(self.rng.randint(0, 20), APPLY, (endpoint, endpoint.incarnation, height))
-
-    def record_signature(self, endpoint: Endpoint, message: Message) -> None:
-        if isinstance(message, Proposal):
-            slot = (message.proposer, message.height, message.round, int(Step.PROPOSE))
-        else:
-            slot = (message.validator, message.height, message.round, int(VOTE_STEP[message.type]))
-        self.double_sign.record(*slot, message.sign_bytes(CHAIN))
-
-    def route(self, sender: Endpoint, index: int) -> Endpoint | None:
-        group = self.endpoints[index]
-        if not group:
-            return None
-        if len(group) == 1:
-            target = group[0]
-            return None if sender.role == SPLIT and target.side != sender.side else target
-        return group[sender.side]
-
-    def broadcast(self, sender: Endpoint, message: Message) -> None:
-        own = (
-            message.proposer if isinstance(message, Proposal) else message.validator
-        ) == sender.key.public_key
-        if sender.honest and own:
-            self.record_signature(sender, message)
-        peers = [i for i in range(self.n) if i != sender.index]
-        if sender.role == EQUIVOCATE and own:
-            self.rng.shuffle(peers)
-            half = set(peers[: len(peers) // 2])
-            other = self.conflicting(sender, message)
-            for i in peers:
-                target = self.route(sender, i)
-                if target is not None:
-                    self.send(sender, target, other if i in half else message)
-            return
-        for i in peers:
-            target = self.route(sender, i)
-            if target is not None:
-                self.send(sender, target, message)
-
-    def send(self, sender: Endpoint, target: Endpoint, message: Message) -> None:
-        if self.faulty():
-            if (sender.index, target.index) in self.blocked:
-                return
-            if self.rng.random() < self.scenario.loss:
-                return
-        self.push(self.rng.randint(1, self.scenario.max_delay_ms), DELIVER, (target, message))
-        if self.rng.random() < self.scenario.duplicate:
-            self.push(self.rng.randint(1, self.scenario.max_delay_ms), DELIVER, (target, message))
-
-    def deliver(self, target: Endpoint, message: Message) -> None:
-        core = target.core
-        if target.crashed or core is None:
-            return
-        self.deliveries += 1
-        if self.rng.random() < 0.03:
-            message = decode_message(encode_message(message))
-        if isinstance(message, Proposal):
-            target.seen_values.setdefault((message.height, message.round), []).append(
-                message.block_hash
-            )
-            self.feed(target, ProposalReceived(message, self.now))
-        else:
-            self.feed(target, VoteReceived(message, self.now))
-        if message.height > core.height and self.now - target.last_sync >= SYNC_GAP_MS:
-            self.sync(target)
-
-    def reachable(self, a: Endpoint, b: Endpoint) -> bool:
-        return not b.crashed and not (self.faulty() and (a.index, b.index) in self.blocked)
-
-    def sync(self, endpoint: Endpoint) -> None:
-        """Block sync: CommitReceived for the next height from a reachable honest store."""
-        core = endpoint.core
-        if core is None or core.decision is not None:
-            return
-        endpoint.last_sync = self.now
-        height = core.height
-        sources = [
-            e
-            for e in self.honest
-            if e is not endpoint
-            and len(e.chain) >= height
-            and (endpoint.role != SPLIT or e.side == endpoint.side)
-            and self.reachable(endpoint, e)
-        ]
-        if not sources:
-            return
-        source = self.rng.choice(sources)
-        self.trace(f"{endpoint.name} syncs height {height} from {source.name}")
-        block, commit = source.chain[height - 1], source.commits[height - 1]
-        self.feed(endpoint, CommitReceived(block, commit, self.now))
-
-    # -- Byzantine behaviour ----------------------------------------------------------------
-
-    def conflicting(self, sender: Endpoint, message: Message) -> Message:
-        """A second, different message for the same slot, signed with the raw key."""
-        key = sender.key
-        if isinstance(message, Vote):
-            options = [
-                v
-                for v in sender.seen_values.get((message.height, message.round), [])
-                if v != message.block_hash
-            ]
-            if message.block_hash is not None:
-                options.append(None)  # type: ignore[arg-type]
-            value = self.rng.choice(options) if options else self.rng.randbytes(32)
-            data = vote_sign_bytes(CHAIN, message.height, message.round, message.type, value)
-            return replace(message, block_hash=value, signature=key.sign(data))
-        block = message.block
-        if self.rng.random() < 0.3:
-            events: tuple[bytes, ...] = (b"bad",)
-        else:
-            self.tx_counter += 1
-            events = (*block.events, b"tx-byz-%d" % self.tx_counter)
-        header = replace(block.header, events_root=events_root(events))
-        other = Block(header, events)
-        self.validity.built.add(other.block_hash)
-        data = proposal_sign_bytes(
-            CHAIN, message.height, message.round, other.block_hash, message.valid_round
-        )
-        return replace(message, block=other, signature=key.sign(data))
-
-    # -- events ---------------------------------------------------------------------------
-
-    def new_transaction(self) -> None:
-        self.tx_counter += 1
-        tx = b"tx-%d-%d" % (self.seed, self.tx_counter)
-        for group in self.endpoints:
-            for endpoint in group:
-                self.push(self.rng.randint(1, 50), TX_ARRIVE, (endpoint, endpoint.incarnation, tx))
-        gap = max(1, int(self.rng.expovariate(1 / self.scenario.tx_gap_ms)))
-        self.push(gap, TX, None)
-
-    def tx_arrives(self, endpoint: Endpoint, incarnation: int, tx: bytes) -> None:
-        if endpoint.crashed or incarnation != endpoint.incarnation or endpoint.core is None:
-            return
-        if tx in endpoint.committed_events or tx in endpoint.mempool:
-            return
-        was_empty = not endpoint.mempool
-        endpoint.mempool[tx] = None
-        if was_empty:
-            self.feed(endpoint, EventsAvailable(self.now))
-
-    def heights(self) -> dict[str, int]:
-        return {e.name: len(e.chain) for e in self.honest}
-
-    def done(self) -> bool:
-        return self.target is not None and all(len(e.chain) >= self.target for e in self.honest)
+    # -- a run --------------------------------------------------------------------------------
 
     def run(self) -> Result:
+        with contextlib.ExitStack() as stack:
+            if self.data_dir is not None:
+                self.root = self.data_dir
+            else:
+                self.root = Path(
+                    stack.enter_context(
+                        tempfile.TemporaryDirectory(prefix="provledger-sim-", dir=scratch_dir())
+                    )
+                )
+            stack.callback(self.close)
+            return self._run()
+        raise AssertionError("unreachable: the ExitStack swallows no exception")
+
+    def close(self) -> None:
+        """Close every store (also after a failure)."""
+        for node in self.nodes:
+            if node.replica is not None:
+                node.replica.close()
+                node.replica = None
+
+    def _run(self) -> Result:
         scenario = self.scenario
         self.trace(f"scenario {scenario}")
-        for group in self.endpoints:
-            for endpoint in group:
-                self.boot(endpoint)
+        for node in self.nodes:
+            self.guarded(node.boot, partial(str, f"{node.name} booting"))
         self.schedule_faults()
-        self.push(self.rng.randint(0, scenario.tx_gap_ms), TX, None)
+        for node in self.nodes:
+            if node.role in FLOODS:
+                self.push(self.rng.randint(0, FLOOD_MS), Flood(node))
+        self.push(self.rng.randint(0, scenario.tx_gap_ms), NewTransaction())
         end = scenario.end_at or scenario.heal_at + scenario.liveness_budget_ms
         while self.queue:
-            time, _, kind, payload = heapq.heappop(self.queue)
+            time, _, event = heapq.heappop(self.queue)
             if time > end:
                 break
             self.now = time
             if self.target is None and time >= scenario.heal_at:
                 self.on_heal()
-            self.step(kind, payload)
+            self.guarded(partial(self.step, event), partial(describe, event))
             if self.done():
                 break
+        self.check_stores()
         if scenario.check_liveness:
             if self.target is None:
                 self.on_heal()
@@ -686,63 +546,377 @@ class Simulation:
             self.evidence,
             self.max_round,
             self.target or 0,
+            len(self.agreement.decided),
+            self.validity.events,
+            self.refused_admissions,
+            sum(node.events_dropped for node in self.nodes),
+            tuple(self.restarts),
+            dict(self.memory.peak),
+            self.memory.bound(),
         )
 
+    def guarded(self, action: Callable[[], None], what: Callable[[], str]) -> None:
+        """Run one step; an exception from the real machinery fails the seed (`what` says
+        what the step was)."""
+        try:
+            action()
+        except SimulationFailure:
+            raise
+        except Exception as exc:
+            raise SimulationFailure(
+                f"seed {self.seed}: {what()} at t={self.now} ms raised {exc!r}"
+            ) from exc
+
+    def step(self, event: Event) -> None:
+        match event:
+            case Deliver(target=target, message=message):
+                self.deliver(target, message)
+            case TimerFired(node=node, incarnation=incarnation, timeout=timeout):
+                if node.current(incarnation) is not None:
+                    node.feed(
+                        cc.TimeoutFired(timeout.kind, timeout.height, timeout.round, node.now())
+                    )
+            case Tick(node=node, incarnation=incarnation):
+                if node.current(incarnation) is not None:
+                    node.feed(cc.Tick(node.now()))
+                    self.push(TICK_MS, event)
+            case Flood(node=node):
+                self.flood(node)
+                self.push(FLOOD_MS, event)
+            case SyncTick(node=node, incarnation=incarnation):
+                if node.current(incarnation) is not None:
+                    self.sync(node)
+                    self.push(SYNC_MS, event)
+            case CatchUp(node=node, incarnation=incarnation):
+                replica = node.current(incarnation)
+                if replica is not None:
+                    if len(replica.mempool):
+                        node.feed(cc.EventsAvailable(node.now()))
+                    self.sync(node)
+            case NewTransaction():
+                self.new_transaction()
+            case TransactionArrives(node=node, incarnation=incarnation, envelope=envelope):
+                self.transaction_arrives(node, incarnation, envelope)
+            case Crash(node=node):
+                if node.replica is not None and self.rng.random() < MID_STEP_CRASH:
+                    node.dying = True
+                elif node.replica is not None:
+                    self.trace(f"{node.name} crashes at height {node.height}")
+                    node.crash()
+            case Restart(node=node):
+                if node.dying:
+                    self.trace(f"{node.name} crashes at height {node.height} before any effect")
+                    node.crash()
+                if node.replica is None:
+                    node.boot()
+                    self.trace(f"{node.name} restarts over its store at height {node.height}")
+                    self.restarts.append(Restarted(node.name, self.now, node.height))
+            case Heal():
+                self.trace("the partition heals")
+
+    def schedule_faults(self) -> None:
+        scenario = self.scenario
+        if scenario.partition or scenario.honest_cut:
+            self.push(scenario.heal_at, Heal())
+        for crash in scenario.crash_plan or self.random_crashes():
+            assert self.roles[crash.node] == HONEST, "only honest validators crash"
+            victim = self.groups[crash.node][0]
+            self.push(crash.at, Crash(victim))
+            self.push(crash.back, Restart(victim))
+
+    def random_crashes(self) -> tuple[CrashPlan, ...]:
+        scenario = self.scenario
+        if not self.honest or scenario.heal_at <= 100:
+            return ()
+        plan = []
+        for _ in range(scenario.crashes):
+            victim = self.rng.choice(self.honest)
+            at = self.rng.randint(0, scenario.heal_at - 100)
+            back = min(scenario.heal_at, at + self.rng.randint(100, 3000))
+            plan.append(CrashPlan(victim.index, at, back))
+        return tuple(plan)
+
+    def heights(self) -> dict[str, int]:
+        """Each honest node's store height (the last one it had, for a node that is down)."""
+        return {
+            node.name: node.store.height if node.replica is not None else node.height
+            for node in self.honest
+        }
+
+    def done(self) -> bool:
+        return self.target is not None and all(n.height >= self.target for n in self.honest)
+
     def on_heal(self) -> None:
-        self.target = max(len(e.chain) for e in self.honest) + self.scenario.heights_after_heal
+        self.target = max(n.height for n in self.honest) + self.scenario.heights_after_heal
         self.trace(f"faults stop; every honest node must commit {self.target} blocks")
 
-    def step(self, kind: int, payload: Any) -> None:
-        if kind == DELIVER:
-            self.deliver(*payload)
-        elif kind == TIMER:
-            endpoint, incarnation, timer = payload
-            if incarnation == endpoint.incarnation and endpoint.core is not None:
-                self.feed(endpoint, replace(timer, now=self.now))
-        elif kind == TICK:
-            endpoint, incarnation = payload
-            if incarnation == endpoint.incarnation and endpoint.core is not None:
-                self.feed(endpoint, Tick(self.now))
-                self.push(TICK_MS, TICK, payload)
-        elif kind == SYNC:
-            endpoint, incarnation = payload
-            if incarnation == endpoint.incarnation and endpoint.core is not None:
-                self.sync(endpoint)
-                self.push(SYNC_MS, SYNC, payload)
-        elif kind == APPLY:
-            endpoint, incarnation, height = payload
-            if incarnation == endpoint.incarnation and endpoint.core is not None:
-                self.feed(endpoint, BlockApplied(height, self.now))
-                self.sync(endpoint)
-        elif kind == TX:
-            self.new_transaction()
-        elif kind == TX_ARRIVE:
-            self.tx_arrives(*payload)
-        elif kind == CRASH:
-            if not payload.crashed:
-                self.crash(payload)
-        elif kind == RESTART:
-            if payload.crashed:
-                self.trace(f"{payload.name} restarts at height {len(payload.chain) + 1}")
-                self.boot(payload)
-        elif kind == HEAL:
-            self.trace("the partition heals")
+    def check_stores(self) -> None:
+        """Store agreement over every honest store (a crashed node's is opened for this)."""
+        with contextlib.ExitStack() as stack:
+            stores: dict[str, Store] = {}
+            for node in self.honest:
+                if node.replica is not None:
+                    stores[node.name] = node.replica.store
+                else:
+                    stores[node.name] = stack.enter_context(Store(node.data_path, self.genesis))
+            check_store_agreement(self.seed, stores)
+
+    # -- the network --------------------------------------------------------------------------
+
+    def broadcast(self, sender: Node, message: Message) -> None:
+        signer = message.proposer if isinstance(message, Proposal) else message.validator
+        own = signer == sender.key.public_key
+        if sender.honest and own:
+            self.record_signature(sender, message)
+        peers = [i for i in range(self.n) if i != sender.index]
+        if sender.equivocator is not None and own:
+            self.rng.shuffle(peers)
+            half = set(peers[: len(peers) // 2])
+            conflict = sender.equivocator.conflicting(message)
+            if conflict.forgery is not None and conflict.forgery.refused:
+                assert isinstance(conflict.message, Proposal)
+                self.refused.forged(conflict.message.block_hash, conflict.forgery.value)
+            for i in peers:
+                if sender.role == EQUIVOCATE_ALL:
+                    self.send(sender, i, conflict.message)
+                    self.send(sender, i, message)
+                else:
+                    self.send(sender, i, conflict.message if i in half else message)
+            self.equivocate_round(sender, message.height, message.round)
+            return
+        for i in peers:
+            self.send(sender, i, message)
+
+    def record_signature(self, sender: Node, message: Message) -> None:
+        if isinstance(message, Vote):
+            step = int(VOTE_STEP[message.type])
+            self.refused.record(sender.name, message)
+            self.double_sign.record(
+                message.validator, message.height, message.round, step, message.sign_bytes(CHAIN_ID)
+            )
+        else:
+            self.double_sign.record(
+                message.proposer,
+                message.height,
+                message.round,
+                int(Step.PROPOSE),
+                message.sign_bytes(CHAIN_ID),
+            )
+
+    def flood(self, node: Node) -> None:
+        """A flooding validator's burst of signed messages to every peer."""
+        replica = node.replica
+        if replica is None:
+            return
+        height, round = replica.core.height, replica.core.round
+        messages: list[Message] = []
+        if node.role == FLOOD:
+            assert node.flooder is not None
+            messages += node.flooder.future_votes(height, round)
+        elif node.role == BIG:
+            assert node.flooder is not None
+            messages += node.flooder.big_proposals(height, round, node.now())
+        else:
+            self.equivocate_round(node, height, round)
+        for message in messages:
+            for i in range(self.n):
+                if i != node.index:
+                    self.send(node, i, message)
+
+    def equivocate_round(self, node: Node, height: int, round: int) -> None:
+        """EQUIVOCATE_ALL: conflicting prevotes and precommits of (height, round) to every peer,
+        once per round of its current height."""
+        replica = node.replica
+        if (
+            node.role != EQUIVOCATE_ALL
+            or replica is None
+            or height != replica.core.height
+            or (height, round) in node.equivocated
+        ):
+            return
+        assert node.equivocator is not None
+        if any(h != height for h, _ in node.equivocated):
+            node.equivocated = {k for k in node.equivocated if k[0] == height}
+            node.equivocator.forget_below(height)
+        node.equivocated.add((height, round))
+        for vote in node.equivocator.every_round(height, round):
+            for i in range(self.n):
+                if i != node.index:
+                    self.send(node, i, vote)
+
+    def send(self, sender: Node, index: int, message: Message) -> None:
+        target = self.network.route(sender.address, self.groups[index])
+        if target is None:
+            return
+        for delay in self.network.transit(sender.address, target.address, self.now):
+            self.push(delay, Deliver(target, message))
+
+    def deliver(self, target: Node, message: Message) -> None:
+        replica = target.replica
+        if replica is None:
+            return
+        self.deliveries += 1
+        if self.rng.random() < REENCODE:
+            message = decode_message(encode_message(message))
+        if isinstance(message, Proposal):
+            if target.equivocator is not None:
+                target.equivocator.saw(message)
+            target.feed(cc.ProposalReceived(message, target.now()))
+        else:
+            target.feed(cc.VoteReceived(message, target.now()))
+        if target.replica is None:
+            return
+        if target.honest:
+            core = target.replica.core
+            self.memory.record(target.name, core.height, core.round, core.footprint())
+        else:
+            self.equivocate_round(target, message.height, message.round)
+        if message.height > replica.store.height + 1 and self.now - target.last_sync >= SYNC_GAP_MS:
+            self.sync(target)
+
+    def sync(self, node: Node) -> None:
+        """Block sync: CommitReceived for the next height from a reachable honest store."""
+        replica = node.replica
+        if replica is None or replica.core.decision is not None:
+            return
+        node.last_sync = self.now
+        height = replica.store.height + 1
+        sources = [
+            (source, source.store)
+            for source in self.honest
+            if source is not node
+            and source.replica is not None
+            and source.height >= height
+            and (not node.address.split or source.address.side == node.address.side)
+            and not self.network.cut(node.address, source.address, self.now)
+        ]
+        if not sources:
+            return
+        source, store = self.rng.choice(sources)
+        block, commit = store.block(height), store.commit(height)
+        assert block is not None and commit is not None, f"{source.name} lacks height {height}"
+        self.trace(f"{node.name} syncs height {height} from {source.name}")
+        node.feed(cc.CommitReceived(block, commit, node.now()))
+
+    # -- what the replicas report -------------------------------------------------------------
+
+    def on_evidence(self, node: Node, evidence: Evidence) -> None:
+        culprit = self.evidence_checker.record(node.name, evidence)
+        self.evidence += 1
+        self.trace(f"{node.name} found evidence against {culprit}")
+
+    def on_committed(self, node: Node, block: Block, execution: Execution) -> None:
+        """The driver stored a decided block: judge what the store now holds."""
+        height = block.header.height
+        node.height = height
+        store = node.store
+        if node.honest:
+            previous = store.header(height - 1) if height > 1 else None
+            prev = previous.block_hash if previous is not None else self.genesis.hash()
+            stored = store.block(height)
+            self.validity.record(node.name, height, prev, stored, store.commit(height))
+            assert stored is not None
+            if stored.block_hash != block.block_hash:
+                raise SimulationFailure(
+                    f"seed {self.seed}: {node.name} decided {block.block_hash.hex()[:12]} at "
+                    f"height {height} but its store holds {stored.block_hash.hex()[:12]}"
+                )
+            self.agreement.record(node.name, height, block.block_hash)
+        self.trace(
+            f"{node.name} commits height {height} {block.block_hash.hex()[:12]} "
+            f"({len(execution.accepted)} events)"
+        )
+        self.push(0, CatchUp(node, node.incarnation))
+
+    # -- transactions -------------------------------------------------------------------------
+
+    def new_transaction(self) -> None:
+        """A client sends a transaction to every node: mostly a new `register` event, a real
+        signed event timed by the wall clock; sometimes one that claims a dataset a recent
+        one registered (only the first to commit is valid: the mempools and the executors
+        must drop the other), sometimes a retry of a recent envelope (a duplicate)."""
+        self.tx_counter += 1
+        roll = self.rng.random()
+        if roll < RETRY and self.recent_envelopes:
+            envelope = self.rng.choice(self.recent_envelopes)
+        else:
+            client = client_key(self.rng.randrange(CLIENTS))
+            conflicting = roll < RETRY + CONFLICT and bool(self.recent_datasets)
+            body = Register(
+                chain=CHAIN_ID,
+                actor=client.public_key,
+                time=self.wall(),
+                nonce=self.rng.randbytes(NONCE_SIZE),
+                dataset=(
+                    self.rng.choice(self.recent_datasets) if conflicting else self.rng.randbytes(32)
+                ),
+                meta={"n": self.tx_counter},
+                open=self.rng.random() < 0.5,
+            )
+            envelope = sign_event(client, body).envelope
+            self.recent_envelopes.append(envelope)
+            self.recent_datasets.append(body.dataset)
+        for node in self.nodes:
+            arrival = TransactionArrives(node, node.incarnation, envelope)
+            self.push(self.rng.randint(1, TX_ARRIVAL_MS), arrival)
+        gap = max(1, int(self.rng.expovariate(1 / self.scenario.tx_gap_ms)))
+        self.push(gap, NewTransaction())
+
+    def transaction_arrives(self, node: Node, incarnation: int, envelope: bytes) -> None:
+        replica = node.current(incarnation)
+        if replica is None:
+            return
+        was_empty = len(replica.mempool) == 0
+        (outcome,) = replica.admission.admit([envelope])
+        if not isinstance(outcome, SignedEvent):
+            self.refused_admissions += 1
+        elif was_empty:
+            node.feed(cc.EventsAvailable(node.now()))
 
 
-def run_seed(seed: int, log: Callable[[str], None] | None = None, **overrides: Any) -> Result:
-    """Run the random scenario of `seed` (fields of Scenario can be overridden)."""
-    scenario = replace(Scenario.random(seed, overrides.pop("validators", None)), **overrides)
-    return Simulation(scenario, log).run()
+def describe(event: Event) -> str:
+    """What a queue event is about, for a failure message."""
+    match event:
+        case Deliver(target=target, message=message):
+            return f"delivering {type(message).__name__} to {target.name}"
+        case (
+            TimerFired(node=node)
+            | Tick(node=node)
+            | Flood(node=node)
+            | SyncTick(node=node)
+            | CatchUp(node=node)
+            | TransactionArrives(node=node)
+            | Crash(node=node)
+            | Restart(node=node)
+        ):
+            return f"{type(event).__name__} of {node.name}"
+    return type(event).__name__
+
+
+def run_seed(
+    seed: int, log: Callable[[str], None] | None = None, validators: int | None = None
+) -> Result:
+    """Run the random scenario of `seed` (with `validators` validators if given)."""
+    return Simulation(Scenario.random(seed, validators), log).run()
 
 
 __all__ = [
-    "AgreementChecker",
-    "DoubleSignChecker",
+    "CatchUp",
+    "Crash",
+    "Deliver",
+    "Event",
+    "Flood",
+    "Heal",
+    "NewTransaction",
+    "Node",
+    "Restart",
+    "Restarted",
     "Result",
-    "Scenario",
     "Simulation",
     "SimulationFailure",
-    "ValidityChecker",
-    "check_liveness",
+    "SyncTick",
+    "Tick",
+    "TimerFired",
+    "TransactionArrives",
     "run_seed",
 ]

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from node.server.http import peer, public
+from node.server.http import explorer, lineage, peer, public
 from node.server.http.guard import BodyGuard
 from node.server.http.problems import install_handlers
 from node.server.metrics import Metrics
@@ -43,10 +43,15 @@ def create_app(service: NodeService) -> FastAPI:
     install_handlers(app)
     app.include_router(public.router)
     app.include_router(peer.router)
+    app.include_router(lineage.router)
+    app.include_router(explorer.router)
     app.add_middleware(
         BodyGuard,
         metrics=metrics,
         public_limit=service.settings.max_body_bytes,
         peer_limit=MAX_P2P_BODY,
+        peer_port=service.settings.p2p_address[1],
+        authenticator=service.peer_auth,
+        body_timeout_s=service.settings.body_timeout_s,
     )
     return app

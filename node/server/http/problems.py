@@ -33,6 +33,9 @@ from node.server.errors import (
     NodeError,
     NotCaughtUp,
     NotFound,
+    NotReady,
+    PeerTooMany,
+    PeerUnauthorized,
     TooManyWaiters,
 )
 from node.wire import PROBLEM_JSON
@@ -62,10 +65,13 @@ _STATUS: tuple[tuple[type[Exception], int, str, str], ...] = (
     (VerificationFailed, 422, "verification-failed", "Verification failed"),
     (Corruption, 500, "corruption", "Storage corruption"),
     (NotFound, 404, "not-found", "Not found"),
+    (PeerUnauthorized, 401, "peer-unauthorized", "Not an authenticated peer"),
+    (PeerTooMany, 413, "too-large", "Payload too large"),
     (MempoolFull, 429, "mempool-full", "Mempool full"),
     (TooManyWaiters, 429, "too-many-waiters", "Too many clients waiting"),
     (NotCaughtUp, 503, "not-caught-up", "Node is not caught up"),
     (ConsensusStopped, 503, "consensus-stopped", "Consensus stopped"),
+    (NotReady, 503, "not-ready", "Node is not ready"),
     (CommitTimeout, 504, "commit-timeout", "Not committed in time"),
 )
 
@@ -110,6 +116,7 @@ def problem_response(problem: Problem, instance: str | None = None) -> JSONRespo
 _HTTP_SLUGS = {
     404: ("not-found", "Not found"),
     405: ("method-not-allowed", "Method not allowed"),
+    408: ("request-timeout", "Request timeout"),
     413: ("too-large", "Payload too large"),
 }
 

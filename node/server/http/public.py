@@ -6,27 +6,35 @@ to service calls and results to documents, and let errors propagate to `problems
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from ledger import provenance
+from consensus.messages import Evidence
+from ledger import codec, provenance
 from ledger.errors import Malformed
 from ledger.rules import participant_key
-from node.server.errors import ConsensusStopped, NotFound
+from ledger.store import ChainView
+from node.server.errors import ConsensusStopped, NotFound, NotReady
 from node.server.http.encoding import (
     BatchRequest,
     SubmitRequest,
     from_hex,
     parse_submission,
     reply,
+    wants_msgpack,
 )
 from node.server.http.problems import refusal
+from node.server.readiness import not_ready_reason, view_of
 from node.server.service import Accepted, NodeService, SubmitOutcome
-from node.wire import MSGPACK
+from node.wire import JSON, MSGPACK
 
 HEX64 = r"^[0-9a-f]{64}$"
 HEX66 = r"^[0-9a-f]{66}$"
+STATE_KIND = "^(" + "|".join(provenance.STATE_KINDS) + ")$"
+STATE_ID = r"^[0-9a-f]{64}([0-9a-f]{2})?$"
 MAX_PAGE = 500
 MAX_INDEX = (1 << 63) - 1
 
@@ -128,13 +136,50 @@ async def get_dataset(request: Request, dataset: DatasetHash) -> Response:
     return reply(request, summary)
 
 
+def _bundle_page(view: ChainView, dataset: bytes, **page: Any) -> dict[str, Any] | None:
+    """One bundle page read from a snapshot, on a worker thread, which then releases it."""
+    with view:
+        return provenance.proof_bundle(view, dataset, **page)
+
+
 @router.get("/v1/datasets/{dataset}/provenance", tags=["datasets", "proofs"])
-async def get_provenance(request: Request, dataset: DatasetHash) -> Response:
-    """A self-contained proof bundle of the dataset's story."""
-    bundle = provenance.proof_bundle(node_of(request).store, bytes.fromhex(dataset))
+async def get_provenance(
+    request: Request,
+    dataset: DatasetHash,
+    after: Annotated[int, Query(ge=-1, le=MAX_INDEX)] = -1,
+    height: Annotated[int | None, Query(ge=1, le=MAX_INDEX)] = None,
+    limit: Annotated[int, Query(ge=1, le=provenance.MAX_PAGE_EVENTS)] = (
+        provenance.MAX_PAGE_EVENTS
+    ),
+) -> Response:
+    """A page of the dataset's complete proof bundle (docs/PROTOCOL.md §9).
+
+    The first page is at the latest checkpoint and carries the state proofs; while
+    `page.next` is not null, ask for `?after=<next>&height=<the first page's height>`.
+    Pages are read from a snapshot of the store, off the event loop, at most 1 MiB of JSON.
+    """
+    view = node_of(request).store.view()
+    bundle = await asyncio.to_thread(
+        _bundle_page, view, bytes.fromhex(dataset), after=after, height=height, limit=limit
+    )
     if bundle is None:
         raise NotFound(f"no registered dataset {dataset}")
     return reply(request, bundle)
+
+
+@router.get("/v1/state/{kind}/{key}", tags=["proofs"])
+async def get_state(
+    request: Request,
+    kind: Annotated[str, Path(pattern=STATE_KIND, description="what kind of record")],
+    key: Annotated[str, Path(pattern=STATE_ID, description="its id: 32 or 33 bytes, hex")],
+) -> Response:
+    """A state record, or its absence, with its proof against the latest checkpoint's
+    `state_root`: a participant or a signer's commitment by public key, a dataset by hash,
+    a grant by id. An absent record is answered 200 with `value` null and its proof."""
+    answer = provenance.state_answer(node_of(request).store, kind, bytes.fromhex(key))
+    if answer is None:
+        raise NotFound("no block has been committed yet")
+    return reply(request, answer)
 
 
 @router.get("/v1/participants/{public_key}", tags=["participants"])
@@ -227,8 +272,11 @@ async def get_status(request: Request) -> Response:
 
 @router.get("/v1/genesis", tags=["node"])
 async def get_genesis(request: Request) -> Response:
-    """The genesis document: chain id, validators, registrars, admission."""
-    return reply(request, node_of(request).genesis.to_json())
+    """The genesis file, byte for byte: its SHA-256 is the fingerprint `status` reports."""
+    service = node_of(request)
+    if wants_msgpack(request):
+        return reply(request, json.loads(service.genesis_bytes))
+    return Response(service.genesis_bytes, media_type=JSON)
 
 
 @router.get("/v1/validators", tags=["node"])
@@ -248,6 +296,31 @@ async def get_validators(request: Request) -> Response:
     return reply(request, {"validators": validators, "total_power": total})
 
 
+@router.get("/v1/evidence", tags=["node"])
+async def get_evidence(
+    request: Request,
+    after: Annotated[int, Query(ge=-1, le=MAX_INDEX)] = -1,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+) -> Response:
+    """Equivocation evidence this node found and stored, in the order found (`next` pages)."""
+    log = node_of(request).evidence_log
+    page = [evidence_json(item.index, item.evidence) for item in log.page(after, limit)]
+    following = page[-1]["index"] if len(page) == limit else None
+    return reply(request, {"evidence": page, "next": following, "not_stored": log.not_stored})
+
+
+def evidence_json(index: int, evidence: Evidence) -> dict[str, Any]:
+    vote = evidence.vote_a
+    return {
+        "index": index,
+        "validator": evidence.validator.hex(),
+        "height": vote.height,
+        "round": vote.round,
+        "type": vote.type,
+        "evidence": codec.encode(evidence.to_wire()).hex(),
+    }
+
+
 @router.get("/healthz", tags=["node"])
 async def healthz(request: Request) -> Response:
     """Liveness: 200 while the consensus task runs, 503 if it has stopped."""
@@ -255,6 +328,16 @@ async def healthz(request: Request) -> Response:
     if not service.consensus_alive:
         raise ConsensusStopped("see the node log")
     return reply(request, {"status": "ok", "height": service.store.height})
+
+
+@router.get("/readyz", tags=["node"])
+async def readyz(request: Request) -> Response:
+    """Readiness: 200 when caught up and (a validator) voting; 503 `not-ready` with why."""
+    service = node_of(request)
+    reason = not_ready_reason(view_of(service))
+    if reason is not None:
+        raise NotReady(reason)
+    return reply(request, {"status": "ready", "height": service.store.height})
 
 
 @router.get("/metrics", tags=["node"], include_in_schema=False)

@@ -1,0 +1,297 @@
+"""The container entry point: make a node home from the environment and mounts, then run it.
+
+`python -m node.ops.container start` (what docker/entrypoint.sh runs) prepares the home on
+the node's volume and replaces itself with `python -m node.server --home HOME`;
+`... render` only prepares it. In Kubernetes (docker/k8s/) the volume is the StatefulSet's
+PersistentVolumeClaim and holds the store, the signer state and `node_key.pem` together;
+genesis comes from a ConfigMap and the key from a Secret.
+
+Preparing a home:
+
+1. genesis: the mounted genesis is copied in; a home that already holds another chain's
+   genesis is refused (its store belongs to that chain).
+2. key: copied from the mounted Secret on first start only, written with mode 0600. A key
+   already in the home is never overwritten; if the Secret holds a different key the start
+   is refused, since the home's signer state belongs to the home's key. A key that is not
+   a genesis validator is refused; a validator without any key is refused (a missing Secret
+   must not quietly turn it into a full node); a full node has none.
+3. the signer state and the store are never touched.
+4. `config.json` is rendered anew on every start from the environment (below), so a changed
+   manifest takes effect on restart.
+
+Environment (all optional except `PROVLEDGER_NAME`):
+
+| variable | default | meaning |
+|---|---|---|
+| `PROVLEDGER_NAME` | | node name (logs, `/v1/status`) |
+| `PROVLEDGER_ROLE` | `validator` | `validator` needs a key; `full` follows without one |
+| `PROVLEDGER_HOME` | `/node` | the home (the mounted volume) |
+| `PROVLEDGER_GENESIS` | `/etc/provledger/genesis/genesis.json` | mounted genesis |
+| `PROVLEDGER_KEY` | `/etc/provledger/key/node_key.pem` | mounted key; absent: full node |
+| `PROVLEDGER_HOST` | `0.0.0.0` | listen address |
+| `PROVLEDGER_PORT` | `8800` | public API port |
+| `PROVLEDGER_P2P_PORT` | `8900` | peer listener port (`p2p_listen` = host:port) |
+| `PROVLEDGER_ADVERTISE` | | this node's peer URL; a validator's must equal its genesis URL |
+| `PROVLEDGER_PEERS` | every other genesis validator | peer URLs, separated by commas or spaces |
+| `PROVLEDGER_SETTINGS` | `{}` | JSON object of further `config.json` settings |
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from ledger.crypto import PrivateKey
+from ledger.errors import LedgerError
+from ledger.genesis import Genesis
+from node.config import NodeSettings
+
+DEFAULT_HOME = "/node"
+DEFAULT_GENESIS = "/etc/provledger/genesis/genesis.json"
+DEFAULT_KEY = "/etc/provledger/key/node_key.pem"
+DEFAULT_HOST = "0.0.0.0"
+API_PORT = 8800
+P2P_PORT = 8900
+VALIDATOR = "validator"
+FULL = "full"
+VARIABLES = (
+    "PROVLEDGER_NAME",
+    "PROVLEDGER_ROLE",
+    "PROVLEDGER_HOME",
+    "PROVLEDGER_GENESIS",
+    "PROVLEDGER_KEY",
+    "PROVLEDGER_HOST",
+    "PROVLEDGER_PORT",
+    "PROVLEDGER_P2P_PORT",
+    "PROVLEDGER_ADVERTISE",
+    "PROVLEDGER_PEERS",
+    "PROVLEDGER_SETTINGS",
+)
+# Settings the environment variables own: PROVLEDGER_SETTINGS may not set them too.
+RENDERED = frozenset({"name", "host", "port", "peers", "p2p_listen"})
+
+
+class ContainerError(Exception):
+    """The environment or the mounts cannot make a safe node home; the node does not start."""
+
+
+@dataclass(frozen=True)
+class ContainerEnv:
+    """What the entry point reads from the environment."""
+
+    name: str
+    role: str
+    home: Path
+    genesis: Path
+    key: Path
+    host: str
+    port: int
+    p2p_port: int
+    advertise: str | None
+    peers: tuple[str, ...] | None
+    settings: dict[str, Any]
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> ContainerEnv:
+        name = environ.get("PROVLEDGER_NAME", "").strip()
+        if not name:
+            raise ContainerError("PROVLEDGER_NAME is required (the node's name)")
+        peers = environ.get("PROVLEDGER_PEERS")
+        advertise = environ.get("PROVLEDGER_ADVERTISE", "").strip().rstrip("/")
+        role = environ.get("PROVLEDGER_ROLE", VALIDATOR)
+        if role not in (VALIDATOR, FULL):
+            raise ContainerError(f"PROVLEDGER_ROLE={role!r}: use {VALIDATOR} or {FULL}")
+        return cls(
+            name=name,
+            role=role,
+            home=Path(environ.get("PROVLEDGER_HOME", DEFAULT_HOME)),
+            genesis=Path(environ.get("PROVLEDGER_GENESIS", DEFAULT_GENESIS)),
+            key=Path(environ.get("PROVLEDGER_KEY", DEFAULT_KEY)),
+            host=environ.get("PROVLEDGER_HOST", DEFAULT_HOST),
+            port=_port(environ, "PROVLEDGER_PORT", API_PORT),
+            p2p_port=_port(environ, "PROVLEDGER_P2P_PORT", P2P_PORT),
+            advertise=advertise or None,
+            peers=None if peers is None else _urls(peers),
+            settings=_settings(environ.get("PROVLEDGER_SETTINGS", "{}")),
+        )
+
+
+def _port(environ: Mapping[str, str], variable: str, default: int) -> int:
+    raw = environ.get(variable, str(default))
+    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        raise ContainerError(f"{variable}={raw!r} is not a port (1..65535)")
+    return int(raw)
+
+
+def _urls(raw: str) -> tuple[str, ...]:
+    urls = tuple(u.rstrip("/") for u in raw.replace(",", " ").split())
+    bad = [u for u in urls if not u.startswith(("http://", "https://"))]
+    if bad:
+        raise ContainerError(f"PROVLEDGER_PEERS: {bad[0]!r} is not an http(s) URL")
+    return urls
+
+
+def _settings(raw: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(raw)
+    except ValueError as exc:
+        raise ContainerError(f"PROVLEDGER_SETTINGS is not JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise ContainerError("PROVLEDGER_SETTINGS must be a JSON object")
+    known = {f.name for f in fields(NodeSettings)} - {"home", "extra"}
+    unknown = sorted(set(doc) - known)
+    owned = sorted(set(doc) & RENDERED)
+    if unknown or owned:
+        raise ContainerError(
+            f"PROVLEDGER_SETTINGS: unknown {unknown} or set by other variables {owned}"
+        )
+    return doc
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Create `path` (mode 0600) with `data`, durably: temp file, fsync, rename, fsync dir."""
+    temp = path.with_name(path.name + ".tmp")
+    temp.unlink(missing_ok=True)
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(temp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _load_key(path: Path, what: str) -> PrivateKey:
+    try:
+        return PrivateKey.load(path)
+    except LedgerError as exc:
+        raise ContainerError(f"{what} {path}: {exc}") from exc
+
+
+def install_genesis(env: ContainerEnv, home: NodeSettings) -> Genesis:
+    try:
+        genesis = Genesis.load(env.genesis)
+    except LedgerError as exc:
+        raise ContainerError(f"genesis {env.genesis}: {exc}") from exc
+    if home.genesis_path.exists():
+        try:
+            present = Genesis.load(home.genesis_path).hash()
+        except LedgerError as exc:
+            raise ContainerError(f"{home.genesis_path}: {exc}") from exc
+        if present != genesis.hash():
+            raise ContainerError(
+                f"{home.home} belongs to another chain (its genesis differs from {env.genesis}); "
+                "refusing to start a different chain on it"
+            )
+        return genesis
+    _write_private(home.genesis_path, env.genesis.read_bytes())
+    return genesis
+
+
+def install_key(env: ContainerEnv, home: NodeSettings, genesis: Genesis) -> PrivateKey | None:
+    """Copy the Secret's key into the home on first start; never replace a key in the home."""
+    mounted = _load_key(env.key, "node key") if env.key.exists() else None
+    if env.role == FULL:
+        if mounted is not None or home.key_path.exists():
+            raise ContainerError("PROVLEDGER_ROLE=full but a node key is mounted or in the home")
+        return None
+    if home.key_path.exists():
+        key = _load_key(home.key_path, "node key")
+        if mounted is not None and mounted.public_key != key.public_key:
+            raise ContainerError(
+                f"the key in {home.key_path} differs from the mounted {env.key}; the home's "
+                "signer state belongs to its own key, so it is kept and the node does not "
+                "start: restore the original Secret or use a new volume"
+            )
+    elif mounted is not None:
+        key = mounted
+    else:
+        raise ContainerError(
+            f"a validator needs its key: none at {env.key} (the Secret) nor in {home.home}"
+        )
+    if genesis.validators.get(key.public_key) is None:
+        raise ContainerError(f"the node key {key.public_key.hex()} is not a genesis validator")
+    if not home.key_path.exists():
+        _write_private(home.key_path, env.key.read_bytes())
+    return key
+
+
+def peer_urls(env: ContainerEnv, genesis: Genesis, key: PrivateKey | None) -> tuple[str, ...]:
+    """The configured peers, or every genesis validator but this node."""
+    own_url = None
+    if key is not None:
+        validator = genesis.validators.get(key.public_key)
+        assert validator is not None
+        own_url = validator.url.rstrip("/")
+        if env.advertise is not None and env.advertise != own_url:
+            raise ContainerError(
+                f"PROVLEDGER_ADVERTISE={env.advertise} but genesis gives this validator "
+                f"{own_url}: peers would not reach it"
+            )
+    if env.peers is not None:
+        return env.peers
+    own = {own_url, env.advertise} - {None}
+    return tuple(
+        url for url in (v.url.rstrip("/") for v in genesis.validators.validators) if url not in own
+    )
+
+
+def render_settings(env: ContainerEnv, peers: Sequence[str]) -> NodeSettings:
+    host = f"[{env.host}]" if ":" in env.host else env.host
+    return NodeSettings(
+        home=env.home,
+        name=env.name,
+        host=env.host,
+        port=env.port,
+        peers=tuple(peers),
+        p2p_listen=f"{host}:{env.p2p_port}",
+        **env.settings,
+    )
+
+
+def prepare_home(environ: Mapping[str, str]) -> NodeSettings:
+    """Make the node home described by `environ`; return its settings (saved)."""
+    env = ContainerEnv.from_environ(environ)
+    env.home.mkdir(parents=True, exist_ok=True)
+    placeholder = NodeSettings(home=env.home)
+    genesis = install_genesis(env, placeholder)
+    key = install_key(env, placeholder, genesis)
+    settings = render_settings(env, peer_urls(env, genesis, key))
+    settings.save()
+    return settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv) or ["start"]
+    if args not in (["start"], ["render"]):
+        print("usage: python -m node.ops.container [start|render]", file=sys.stderr)
+        return 2
+    try:
+        settings = prepare_home(os.environ)
+    except (ContainerError, OSError) as exc:
+        print(f"provledger: cannot prepare the node home: {exc}", file=sys.stderr)
+        return 1
+    role = "validator" if settings.is_validator else "full node"
+    print(
+        f"provledger: {settings.name} ({role}) home {settings.home}, peers {list(settings.peers)}"
+    )
+    if args == ["render"]:
+        return 0
+    sys.stdout.flush()
+    command = [sys.executable, "-m", "node.server", "--home", str(settings.home)]
+    os.execv(sys.executable, command)
+    return 0  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main())

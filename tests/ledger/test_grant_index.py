@@ -1,0 +1,87 @@
+"""Grants keyed by id with a per-(dataset, grantee) index of slots (docs/PROTOCOL.md §4.7):
+a new grant writes a fixed set of small records however many the pair already has."""
+
+from __future__ import annotations
+
+import pytest
+
+from ledger import rules
+from ledger.errors import Forbidden
+from ledger.events import Admit, Grant, Register, Revoke, Use
+from ledger.genesis import Genesis
+from ledger.rules import BlockContext, Rules
+from ledger.state import StateOverlay
+from tests.ledger.helpers import ev, make_genesis, make_key
+
+T0 = 1_700_000_000_000
+
+
+def setup() -> tuple[Genesis, Rules, StateOverlay, list[object]]:
+    _, registrar, genesis = make_genesis(seed=8_100)
+    r = Rules(genesis)
+    state = StateOverlay({}.get).child()
+    alice, bob = make_key(seed=8_110), make_key(seed=8_111)
+    for key in (alice, bob):
+        admit = ev(registrar, Admit, time=T0, subject=key.public_key, role="participant", name="x")
+        r.apply(state, admit, BlockContext(1, T0, 0))
+    return genesis, r, state, [alice, bob]
+
+
+def test_a_grant_writes_the_same_small_records_however_many_exist() -> None:
+    _, r, state, (alice, bob) = setup()  # type: ignore[misc]
+    dataset = b"\x11" * 32
+    r.apply(
+        state,
+        ev(alice, Register, time=T0, dataset=dataset, meta={}, open=False),
+        BlockContext(1, T0, 2),
+    )
+    sizes = []
+    for i in range(300):
+        draft = state.child()
+        grant = ev(
+            alice,
+            Grant,
+            time=T0,
+            dataset=dataset,
+            to=bob.public_key,
+            purposes=("a",),
+            reshare=False,
+        )
+        r.apply(draft, grant, BlockContext(2, T0, 3 + i))
+        written = {k[:2] for k in draft.writes}
+        assert written == {b"sg", b"sI", b"sG", b"sd", b"sa", b"se"}
+        sizes.append(max(len(v) for k, v in draft.writes.items() if k[:2] != b"sd"))
+        assert draft.get(rules.grant_slot_key(dataset, bob.public_key, i)) == grant.event_id
+        draft.merge_into_parent()
+    assert sizes[-1] == sizes[1]  # no list that grows with the grants
+    assert state.get_doc(rules.grants_of_key(dataset, bob.public_key)) == 300
+
+
+def test_a_use_finds_a_live_grant_among_dead_ones() -> None:
+    _, r, state, (alice, bob) = setup()  # type: ignore[misc]
+    dataset = b"\x22" * 32
+    r.apply(
+        state,
+        ev(alice, Register, time=T0, dataset=dataset, meta={}, open=False),
+        BlockContext(1, T0, 2),
+    )
+    grants = []
+    for i in range(5):
+        g = ev(
+            alice,
+            Grant,
+            time=T0,
+            dataset=dataset,
+            to=bob.public_key,
+            purposes=("a",),
+            reshare=False,
+        )
+        r.apply(state, g, BlockContext(2, T0, 3 + i))
+        grants.append(g)
+    for i, g in enumerate(grants[1:]):
+        r.apply(state, ev(alice, Revoke, time=T0, grant=g.event_id), BlockContext(3, T0, 10 + i))
+    use = ev(bob, Use, time=T0, dataset=dataset, purpose="a")
+    r.check(state, use, BlockContext(4, T0, 20))  # the oldest grant is still live
+    r.apply(state, ev(alice, Revoke, time=T0, grant=grants[0].event_id), BlockContext(4, T0, 21))
+    with pytest.raises(Forbidden):
+        r.check(state, use, BlockContext(5, T0, 22))
