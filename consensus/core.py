@@ -865,6 +865,8 @@ class ConsensusCore:
             return
         max_count, max_bytes = self._sender_buffer()
         size = message_size(message)
+        if isinstance(message, Proposal) and size > self.config.max_proposal_bytes_per_validator:
+            return  # it could never be accepted at its height either
         if self._future_count.get(sender, 0) >= max_count:
             return
         if self._future_bytes.get(sender, 0) + size > max_bytes:

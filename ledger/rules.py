@@ -26,6 +26,9 @@ STATUS_ACTIVE = "active"
 STATUS_DESTROYED = "destroyed"
 PARTICIPANT_ACTIVE = "active"
 EMPTY_HISTORY = bytes(32)
+# An event that names no grant is judged by the newest grants of its (dataset, holder) pair
+# only, so that no one can make each such event cost work that grows with the grants made.
+MAX_GRANT_SCAN = 64
 HISTORY_PREFIX = b"\x04"
 
 PARTICIPANT = b"sp"
@@ -249,8 +252,10 @@ class Rules:
         reshare: bool = False,
     ) -> dict[str, Any] | None:
         # Newest first (a later grant is likelier live); which covering grant is found does
-        # not change the outcome.
-        for slot in reversed(range(state.get_doc(grants_of_key(dataset, holder)) or 0)):
+        # not change the outcome. Only the newest MAX_GRANT_SCAN are looked at: past them the
+        # event must name its grant.
+        count = state.get_doc(grants_of_key(dataset, holder)) or 0
+        for slot in reversed(range(max(0, count - MAX_GRANT_SCAN), count)):
             grant_id = state.get(grant_slot_key(dataset, holder, slot))
             assert grant_id is not None, "every slot below the count holds a grant id"
             grant: dict[str, Any] = state.get_doc(grant_key(grant_id))
@@ -382,7 +387,10 @@ class Rules:
             state, dataset=dataset, holder=actor, now=now, purpose=purpose, reshare=reshare
         ):
             return
-        raise Forbidden(f"the signer is not the owner and holds no live grant allowing {what}")
+        raise Forbidden(
+            f"the signer is not the owner and holds no live grant allowing {what} among its "
+            f"{MAX_GRANT_SCAN} newest grants on this dataset (name the grant to use an older one)"
+        )
 
     def _apply_transfer(
         self, state: StateOverlay, body: events.Transfer, event_id: bytes, ctx: BlockContext

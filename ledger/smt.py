@@ -229,10 +229,12 @@ def update(
     if not writes:
         return MapUpdate(root_entry, {})
     items = []
-    for key, value in writes.items():
-        path = key_path(key)
-        digest = value_hash(value)
-        items.append((int.from_bytes(path, "big"), leaf_hash(path, digest) + path + digest))
+    sha256 = _sha256
+    for key, value in writes.items():  # key_path, value_hash and leaf_hash, written out
+        path = sha256(key).digest()
+        digest = sha256(value).digest()
+        leaf = sha256(LEAF_PREFIX + path + digest).digest()
+        items.append((int.from_bytes(path, "big"), leaf + path + digest))
     items.sort()
     paths = [p for p, _ in items]
     updater = _Updater(read_tile, paths, [leaf for _, leaf in items])

@@ -292,6 +292,22 @@ class ChainReader:
             tiles.popitem(last=False)
         return value
 
+    def _remember_map_tiles(self, update: smt.MapUpdate) -> None:
+        """The committed caches take the block's tiles (which nobody changes any more): the
+        top ones for good, the others as the most recently used (the next blocks' writes
+        often fall near this block's)."""
+        top, cache, top_depth = self._map_top, self._map_tiles, self._map_top_depth
+        for tile, value in update.tiles.items():
+            if tile[0] < top_depth:
+                top[tile] = value
+            else:
+                cache[tile] = value
+                cache.move_to_end(tile)
+        while len(cache) > self._map_tile_cache:
+            cache.popitem(last=False)
+        assert len(top) <= MAP_TOP_TILES, "top tiles are t < 16, p < 2**t"
+        self._map_root = update.root_entry
+
     def _load_map_root(self) -> None:
         self._map_root = self._reader.get(smt.ROOT_KEY)
         if smt.root_of(self._map_root) != self.state_root:
@@ -448,6 +464,8 @@ class Store(ChainReader):
         try:
             self._load_meta()
             self._load_map_root()
+            if self._map_root is not None and not state_map:
+                raise Corruption(f"store {self.path} holds a state map: it cannot run without")
         except BaseException:
             self.db.close()
             raise
@@ -681,21 +699,6 @@ class Store(ChainReader):
         self.state_root = execution.state_root
         self.head_hash = header.block_hash
         self.head_time = header.time
-
-    def _remember_map_tiles(self, update: smt.MapUpdate) -> None:
-        """The committed caches take the block's tiles (which nobody changes any more): the
-        top ones for good, the others as the most recently used (the next blocks' writes
-        often fall near this block's)."""
-        top, cache, top_depth = self._map_top, self._map_tiles, self._map_top_depth
-        for tile, value in update.tiles.items():
-            if tile[0] < top_depth:
-                top[tile] = value
-            else:
-                cache[tile] = value
-                cache.move_to_end(tile)
-        while len(cache) > self._map_tile_cache:
-            cache.popitem(last=False)
-        self._map_root = update.root_entry
 
     def iter_events(self, start: int = 0) -> Iterator[events.SignedEvent]:
         for index in range(start, self.tree_size):

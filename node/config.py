@@ -72,6 +72,11 @@ class NodeSettings:
     # Seconds a client may take to send a request's headers, and its body.
     header_timeout_s: float = 10.0
     body_timeout_s: float = 30.0
+    # Benchmarks only (`scripts/bench cluster` sets it on every node of its own throwaway
+    # cluster): the node keeps no state map and its headers carry an empty state_root. A
+    # chain must not mix nodes with and without it (their headers disagree); a store built
+    # with the map refuses to open without it.
+    bench_without_state_map: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

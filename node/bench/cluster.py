@@ -6,6 +6,11 @@ checkpoint), submit-to-commit latency at half that rate, CPU time per committed 
 and peak memory per node. It also measures this machine's bounds — ECDSA P-256 verifies/s per
 core, LevelDB synced batch writes/s, a trivial uvicorn endpoint's requests/s — and prints each
 result as a ratio to the bound it runs into.
+
+The state map's cost (docs/PROTOCOL.md §17, issue 12's budget: at most 15% fewer committed
+events/s): in the same run, a second throwaway cluster whose every node has the bench-only
+setting `bench_without_state_map` takes the same number of events the same way, and its
+committed events/s are reported beside the first's (`--no-map-compare` skips it).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +34,7 @@ import plyvel
 from ledger import crypto, events
 from node.client import AsyncNodeClient, ClientError
 from node.clock import now_ms
+from node.config import NodeSettings
 from node.ops.homes import init_cluster, node_home
 from node.ops.processes import node_pid, start_node, stop_nodes
 
@@ -38,6 +44,9 @@ SIGNING_KEYS = 8
 CLIENT_CONNECTIONS = 4
 LIGHT_EVENTS = 100
 LIGHT_RATE = 5.0
+NO_MAP_PORT_OFFSET = 200
+"""The cluster without the state map listens from base port + this (the first one's ports
+may linger in TIME_WAIT)."""
 
 
 # --- machine bounds -------------------------------------------------------------------------
@@ -387,6 +396,7 @@ def bench_cluster(
     latency_events: int | None = None,
     workdir: str | None = None,
     rss_at: tuple[int, ...] = (),
+    compare_map: bool = True,
 ) -> dict[str, Any]:
     cores = os.cpu_count() or 1
     results: dict[str, Any] = {
@@ -438,6 +448,13 @@ def bench_cluster(
             results["rss_mb_per_node"] = [round(_memory_mb(pid), 1) for pid in pids]
         finally:
             stop_nodes(homes)
+    if compare_map:
+        results["state_map"] = state_map_comparison(
+            saturation["events_per_s"],
+            saturation_without_map(
+                events_total, clients, batch, nodes, base_port + NO_MAP_PORT_OFFSET, workdir
+            ),
+        )
     bounds = results["bounds"]
     verify_bound = cores * bounds["ecdsa_verifies_per_core"] / nodes
     results["ratios"] = {
@@ -450,6 +467,56 @@ def bench_cluster(
         ),
     }
     return results
+
+
+def saturation_without_map(
+    events_total: int, clients: int, batch: int, nodes: int, base_port: int, workdir: str | None
+) -> dict[str, Any]:
+    """Saturate a fresh cluster whose every node runs without the state map (the bench-only
+    `bench_without_state_map` setting, on this throwaway cluster only)."""
+    _require_free_ports(base_port, nodes)
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        root = Path(tmp) / "cluster-without-map"
+        genesis = init_cluster(root, nodes, base_port=base_port, open_admission=True)
+        homes = [node_home(root, i) for i in range(nodes)]
+        for home in homes:
+            replace(NodeSettings.load(home), bench_without_state_map=True).save()
+        urls = [f"http://127.0.0.1:{base_port + i}" for i in range(nodes)]
+        load = presign(genesis.chain_id, events_total)
+        try:
+            for home in homes:
+                start_node(home)
+            asyncio.run(_wait_started(urls))
+            pids = [node_pid(home) or 0 for home in homes]
+            saturation = asyncio.run(saturate(urls, load, clients, batch, pids))
+            saturation.update(asyncio.run(count_committed(urls[0], {i for i, _ in load})))
+            head = asyncio.run(_head_header(urls[0]))
+        finally:
+            stop_nodes(homes)
+    assert head["state_root"] == "00" * 32, "the nodes ran without the state map"
+    return saturation
+
+
+async def _head_header(url: str) -> dict[str, Any]:
+    nodes = node_clients([url], 1)
+    try:
+        client = nodes[url]
+        height = (await client.status())["height"]
+        header: dict[str, Any] = (await client.block(height))["header"]
+        return header
+    finally:
+        await close_clients(nodes)
+
+
+def state_map_comparison(with_map: float, without: dict[str, Any]) -> dict[str, Any]:
+    """Committed events/s with and without the state map, measured in the same run."""
+    rate = without["events_per_s"]
+    return {
+        "with_map_events_per_s": with_map,
+        "without_map_events_per_s": rate,
+        "drop_pct": round(100 * (1 - with_map / rate), 1) if rate else None,
+        "without_map": without,
+    }
 
 
 def _require_free_ports(base_port: int, count: int) -> None:
@@ -530,6 +597,16 @@ def print_cluster(results: dict[str, Any]) -> None:
         rows.append((f"RSS MB at {int(committed):,} committed", ", ".join(map(str, sizes))))
     if s.get("retried_429"):
         rows.append(("requests retried after 429", f"{s['retried_429']:,}"))
+    if "state_map" in results:
+        m = results["state_map"]
+        rows.append(
+            (
+                "committed events/s without map",
+                f"{m['without_map_events_per_s']:,} (same run, fresh cluster; lost / duplicated "
+                f"{m['without_map']['lost']} / {m['without_map']['duplicated']})",
+            )
+        )
+        rows.append(("  drop due to the map", f"{m['drop_pct']}% (issue 12 budget: 15%)"))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")

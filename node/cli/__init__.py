@@ -5,7 +5,10 @@
 - `cluster`: `cluster init|up|down`.
 - `node`: `node init|start` (start runs the daemon, `python -m node.server`, in its place).
 - `events`: `admit` and `submit register|grant|use|transfer|derive|revoke|destroy|attest`.
-- `verify`: `verify`, a dataset's story against a checkpoint, online or offline.
+- `verify`: `verify`, a dataset's complete story (or its proven absence) against a
+  checkpoint, online or offline, following the bundle's pages.
+- `facts`: `verify --grant ID` and `verify --participant PUBKEY`, one state fact with its proof.
+- `trust`: the genesis pinned per node URL on first use (like SSH's known_hosts).
 - `status`: `status` of a node.
 - `story`: a verified story as JSON or as text for a person.
 - `export`: `export prov|openlineage`, a verified story as W3C PROV or OpenLineage.

@@ -271,18 +271,24 @@ def chain_of(client: NodeClient, node: str, genesis_file: Path | None) -> str:
     (pinned now, loudly, on first use); a node serving another genesis is refused."""
     if genesis_file is not None:
         return load_genesis(genesis_file).chain_id
+    return trusted_genesis(client, node, EXIT_FAILED).genesis.chain_id
+
+
+def trusted_genesis(client: NodeClient, node: str, refused_exit: int) -> trust.Trusted:
+    """The genesis pinned for `node` (pinned now, announced, on first use); a node serving
+    another genesis than the pinned one ends the command with `refused_exit`."""
     try:
         trusted, message = trust.resolve(client, node)
     except trust.TrustError as exc:
         typer.echo(str(exc), err=True)
-        raise typer.Exit(EXIT_FAILED) from exc
+        raise typer.Exit(refused_exit) from exc
     except ClientError as exc:
         fail_client(exc, f"cannot get the genesis from {node}")
     except Malformed as exc:
         fail(f"{node} served a bad genesis: {exc}")
     if message is not None:
         typer.echo(message, err=True)
-    return trusted.genesis.chain_id
+    return trusted
 
 
 def submit_event(

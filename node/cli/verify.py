@@ -9,17 +9,15 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from ledger.errors import LedgerError, Malformed, VerificationFailed
+from ledger.errors import LedgerError, VerificationFailed
 from ledger.genesis import Genesis
 from ledger.provenance import VerifiedStory, join_pages, verify_bundle, verify_state
-from node.cli import trust
 from node.cli.common import (
     EXIT_NOT_VERIFIED,
     EXIT_UNKNOWN_DATASET,
     MAX_NAME_LOOKUPS,
     JsonOption,
     escape_text,
-    fail,
     fail_client,
     load_genesis,
     open_client,
@@ -27,6 +25,7 @@ from node.cli.common import (
     parse_hash,
     parse_public_key,
     print_json,
+    trusted_genesis,
 )
 from node.cli.facts import check_fact
 from node.cli.story import bundle_commit, genesis_names, render_text, story_json
@@ -171,17 +170,7 @@ def _node_genesis(client: NodeClient, node: str) -> Genesis:
     """Without --genesis: the genesis pinned for this node (refusing a changed one), or on
     first use the one it serves, pinned — which verifies nothing unless the user said
     --trust-node-genesis: the command stops there and asks for a trusted genesis."""
-    try:
-        trusted, message = trust.resolve(client, node)
-    except trust.TrustError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(EXIT_NOT_VERIFIED) from exc
-    except ClientError as exc:
-        fail_client(exc, f"cannot fetch the genesis from {node}")
-    except Malformed as exc:
-        fail(f"{node} served a bad genesis: {exc}")
-    if message is not None:
-        typer.echo(message, err=True)
+    trusted = trusted_genesis(client, node, EXIT_NOT_VERIFIED)
     _SOURCE["genesis"] = trusted.source
     if trusted.source == "first-use" and not _TRUST_NODE["first_use"]:
         typer.echo(

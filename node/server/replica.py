@@ -43,6 +43,23 @@ class ReplicaLimits:
     max_waiters: int = 100_000
 
 
+def chain_consensus_config(genesis: Genesis, idle_block_interval_ms: int) -> ConsensusConfig:
+    """The consensus config every node of a chain shares: timeouts and timestamp bounds from
+    the genesis params; the idle-block interval is the node's own."""
+    params = genesis.chain_params
+    return ConsensusConfig(
+        timeout_propose_ms=params.timeout_propose_ms,
+        timeout_propose_delta_ms=params.timeout_propose_delta_ms,
+        timeout_prevote_ms=params.timeout_vote_ms,
+        timeout_prevote_delta_ms=params.timeout_vote_delta_ms,
+        timeout_precommit_ms=params.timeout_vote_ms,
+        timeout_precommit_delta_ms=params.timeout_vote_delta_ms,
+        time_precision_ms=params.time_precision_ms,
+        message_delay_ms=params.message_delay_ms,
+        idle_block_interval_ms=idle_block_interval_ms,
+    )
+
+
 class Replica:
     """Store, mempool, admission, executor, signer, consensus core and driver of one node."""
 
@@ -58,11 +75,18 @@ class Replica:
         effects: Effects,
         *,
         verify: Verifier = crypto.verify,
+        state_map: bool = True,
     ) -> None:
         self.genesis = genesis
         self.clock = clock
         self.events_dropped = 0
-        self.store = Store(data_path, genesis, Rules(genesis, genesis.chain_params.time_window_ms))
+        # state_map=False: benchmarks only (NodeSettings.bench_without_state_map).
+        self.store = Store(
+            data_path,
+            genesis,
+            Rules(genesis, genesis.chain_params.time_window_ms),
+            state_map=state_map,
+        )
         self.waiters = CommitWaiters(limits.max_waiters)
         self.mempool = Mempool(
             self.store, limits.mempool_max_events, limits.mempool_max_bytes, self._dropped

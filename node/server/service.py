@@ -36,7 +36,7 @@ from node.server.evidence import EvidenceLog
 from node.server.inbox import ConsensusInbox
 from node.server.p2p import Network
 from node.server.peer_auth import PeerAuthenticator
-from node.server.replica import Replica, ReplicaLimits
+from node.server.replica import Replica, ReplicaLimits, chain_consensus_config
 from node.server.signer_file import FileSignerPersistence
 from node.server.sync import CATCH_UP_LAG, BlockSync
 from node.wire import MAX_P2P_BODY
@@ -77,22 +77,6 @@ class Refused:
 
 
 SubmitOutcome = Accepted | Refused
-
-
-def consensus_config(settings: NodeSettings, genesis: Genesis) -> cc.ConsensusConfig:
-    """The chain's timeouts and timestamp bounds (genesis), the node's idle interval."""
-    params = genesis.chain_params
-    return cc.ConsensusConfig(
-        timeout_propose_ms=params.timeout_propose_ms,
-        timeout_propose_delta_ms=params.timeout_propose_delta_ms,
-        timeout_prevote_ms=params.timeout_vote_ms,
-        timeout_prevote_delta_ms=params.timeout_vote_delta_ms,
-        timeout_precommit_ms=params.timeout_vote_ms,
-        timeout_precommit_delta_ms=params.timeout_vote_delta_ms,
-        time_precision_ms=params.time_precision_ms,
-        message_delay_ms=params.message_delay_ms,
-        idle_block_interval_ms=settings.idle_block_interval_ms,
-    )
 
 
 def replica_limits(settings: NodeSettings, genesis: Genesis) -> ReplicaLimits:
@@ -144,11 +128,12 @@ class NodeService:
             self.genesis,
             settings.data_path,
             replica_limits(settings, self.genesis),
-            consensus_config(settings, self.genesis),
+            chain_consensus_config(self.genesis, settings.idle_block_interval_ms),
             key,
             self._signer_file,
             self.clock,
             self,
+            state_map=not settings.bench_without_state_map,
         )
         self.store = self.replica.store
         self.mempool = self.replica.mempool

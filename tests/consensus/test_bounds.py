@@ -153,3 +153,15 @@ def test_the_next_heights_buffer_is_freed_when_the_height_starts() -> None:
     h.feed(BlockApplied(1, h.now))
     held = h.core.footprint()
     assert (held["future_messages"], held["future_bytes"]) == (0, 0)
+
+
+def test_a_next_height_proposal_larger_than_the_budget_is_refused_before_its_signature() -> None:
+    """It could never be accepted when its height starts, so it is not even verified (found by
+    the simulator's `big` flooder: it used to be verified and buffered until then)."""
+    config = ConsensusConfig(max_proposal_bytes_per_validator=64 << 10)
+    h = started(config=config)
+    block = big_block(2, "huge-next", 128 << 10)
+    index = h.proposer_index(2, 0)
+    h.feed(ProposalReceived(sign_proposal(index, 2, 0, block, -1), h.now))
+    held = h.core.footprint()
+    assert h.verified == 0 and (held["future_messages"], held["future_bytes"]) == (0, 0)

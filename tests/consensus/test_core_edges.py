@@ -7,11 +7,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 from consensus import BlockApplied, ConsensusConfig, ProposalReceived, VoteReceived
-from consensus.core import MESSAGE_OVERHEAD
-from ledger.blocks import PREVOTE, Block
+from consensus.core import MESSAGE_OVERHEAD, message_size
+from ledger.blocks import PRECOMMIT, PREVOTE, Block
 from tests.consensus.helpers import (
     Harness,
     events_root,
+    key,
     make_block,
     sign_proposal,
     sign_vote,
@@ -110,3 +111,64 @@ def test_starting_a_height_replays_its_messages_unverified_and_recounts_the_rest
     # sender 3 has 3 of its 10 slots used by height 3: 7 more fit, not 8
     buffer_votes(h, 3, 3, 12)
     assert h.core.footprint()["future_messages"] == 4 + 7
+
+
+# -- what evicting a sender's future round frees -----------------------------------------------
+# An unstarted core keeps what arrives (no rule runs yet), so one sender's rounds can be
+# evicted while other senders' messages of the same rounds stay.
+
+
+def precommit_rounds(h: Harness, sender: int, rounds: range, value: bytes | None = None) -> None:
+    for round_ in rounds:
+        h.feed(VoteReceived(sign_vote(sender, PRECOMMIT, 1, round_, value), h.now))
+
+
+def test_an_evicted_round_loses_the_senders_proposals_and_keeps_the_others() -> None:
+    h = Harness()
+    assert h.config.max_future_rounds_per_validator == 4
+    assert (h.proposer_index(1, 2), h.proposer_index(1, 4)) == (3, 1)
+    other = make_block(1, "from-1")
+    h.feed(ProposalReceived(sign_proposal(1, 1, 4, other, -1), h.now))
+    h.feed(ProposalReceived(sign_proposal(3, 1, 2, make_block(1, "from-3"), -1), h.now))
+    precommit_rounds(h, 3, range(2, 9))  # rounds 2, 3 and 4 are evicted for sender 3
+    held = h.core.footprint()
+    assert sorted(h.core._proposals) == [4]
+    assert held["proposal_bytes"] == message_size(h.core._proposals[4][other.block_hash, -1])
+    assert (held["vote_sets"], held["votes"]) == (4, 4)
+    assert sorted(h.core._senders) == [4, 5, 6, 7, 8]
+    assert h.core._senders[4] == {key(1).public_key} and h.core._sender_power[4] == 1
+
+
+def test_an_evicted_senders_power_leaves_the_rounds_count() -> None:
+    """After the eviction round 2 counts validator 1 only: two more senders make f+1, not one."""
+    h = Harness(n=7)
+    h.vote([1], PRECOMMIT, 2, None)
+    precommit_rounds(h, 3, range(2, 7))
+    assert h.core._sender_power[2] == 1 and h.core._senders[2] == {key(1).public_key}
+    h.start()
+    h.vote([2], PRECOMMIT, 2, None)  # 2 of 7: not f+1 (3)
+    assert h.core.round == 0
+    h.vote([4], PRECOMMIT, 2, None)
+    assert h.core.round == 2
+
+
+def test_an_eviction_that_breaks_a_quorum_forgets_its_commit_round() -> None:
+    h = Harness()
+    block = make_block(1, "x")
+    h.vote([1, 2, 3], PRECOMMIT, 2, block.block_hash)
+    assert h.core._commit_rounds == {2}
+    precommit_rounds(h, 3, range(3, 7))
+    assert h.core._commit_rounds == set()
+    assert h.core._votes[2, PRECOMMIT].total_power == 2
+
+
+def test_an_eviction_that_empties_a_vote_set_frees_it_and_its_commit_round() -> None:
+    """A validator with more than 2/3 of the power commits alone; its evicted round is gone."""
+    h = Harness(powers=[1, 1, 1, 7])
+    block = make_block(1, "x")
+    precommit_rounds(h, 3, range(2, 3), block.block_hash)
+    assert h.core._commit_rounds == {2}
+    precommit_rounds(h, 3, range(3, 7))
+    assert h.core._commit_rounds == set() and (2, PRECOMMIT) not in h.core._votes
+    h.start()  # the deciding rules look only at rounds that still hold a quorum
+    assert h.core.round == 6 and h.core.decision is None

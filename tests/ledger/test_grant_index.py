@@ -7,7 +7,7 @@ import pytest
 
 from ledger import rules
 from ledger.errors import Forbidden
-from ledger.events import Admit, Grant, Register, Revoke, Use
+from ledger.events import Admit, Grant, Register, Revoke, SignedEvent, Use
 from ledger.genesis import Genesis
 from ledger.rules import BlockContext, Rules
 from ledger.state import StateOverlay
@@ -85,3 +85,41 @@ def test_a_use_finds_a_live_grant_among_dead_ones() -> None:
     r.apply(state, ev(alice, Revoke, time=T0, grant=grants[0].event_id), BlockContext(4, T0, 21))
     with pytest.raises(Forbidden):
         r.check(state, use, BlockContext(5, T0, 22))
+
+
+def test_an_event_naming_no_grant_looks_at_the_64_newest_grants_only() -> None:
+    """docs/PROTOCOL.md §4.4: without a named grant, only the newest 64 grants of the pair are
+    scanned, so a flood of useless grants cannot make each use cost work that grows with them;
+    the old grant still works when it is named."""
+    assert rules.MAX_GRANT_SCAN == 64
+    _, r, state, (alice, bob) = setup()  # type: ignore[misc]
+    dataset = b"\x33" * 32
+    r.apply(
+        state,
+        ev(alice, Register, time=T0, dataset=dataset, meta={}, open=False),
+        BlockContext(1, T0, 2),
+    )
+
+    def grant(purpose: str, i: int) -> SignedEvent:
+        g = ev(
+            alice,
+            Grant,
+            time=T0,
+            dataset=dataset,
+            to=bob.public_key,
+            purposes=(purpose,),
+            reshare=False,
+        )
+        r.apply(state, g, BlockContext(2, T0, 3 + i))
+        return g
+
+    useful = grant("analytics", 0)
+    for i in range(1, 64):
+        grant("other", i)
+    use = ev(bob, Use, time=T0, dataset=dataset, purpose="analytics")
+    r.check(state, use, BlockContext(3, T0, 100))  # 64 grants: the oldest is still scanned
+    grant("other", 64)
+    with pytest.raises(Forbidden, match="name the grant"):
+        r.check(state, use, BlockContext(3, T0, 101))  # the 65th pushes it out of the scan
+    named = ev(bob, Use, time=T0, dataset=dataset, purpose="analytics", grant=useful.event_id)
+    r.check(state, named, BlockContext(3, T0, 102))

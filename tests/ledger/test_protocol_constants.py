@@ -407,6 +407,11 @@ def test_state_answer_kinds_and_id_sizes_are_pinned() -> None:
     assert provenance.INCOMPLETE == "incomplete: the node omitted events"
 
 
+def test_grant_scan_is_64_newest_grants() -> None:
+    """docs/PROTOCOL.md §4.4: an event naming no grant is judged by the pair's 64 newest."""
+    assert rules.MAX_GRANT_SCAN == 64
+
+
 def test_history_commitment_step_is_pinned() -> None:
     """docs/PROTOCOL.md §4.6: head' = SHA-256(0x04 || head || leaf_index as 8 bytes big-endian
     || leaf_hash), starting from 32 zero bytes."""

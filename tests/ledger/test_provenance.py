@@ -606,3 +606,65 @@ def test_verification_errors_are_typed() -> None:
     assert issubclass(ProofMismatch, VerificationFailed)
     exc = VerificationFailed("no origin", "detail")
     assert exc.reason == "no origin" and exc.detail == "detail"
+
+
+# --- query helpers against a stand-in store ---------------------------------------------------
+
+
+class _Graph:
+    """Just enough of a ChainReader for `lineage`, `participant_events` and `checkpoint`."""
+
+    def __init__(self, edges: list[tuple[bytes, bytes]]) -> None:
+        self.edges = edges
+        self.calls: list[tuple[bytes, int, int]] = []
+        self.height = 3
+
+    def parents(self, node: bytes) -> list[bytes]:
+        return [p for p, c in self.edges if c == node]
+
+    def children(self, node: bytes) -> list[bytes]:
+        return [c for p, c in self.edges if p == node]
+
+    def actor_leaves(self, actor: bytes, after: int, limit: int) -> list[int]:
+        self.calls.append((actor, after, limit))
+        return []
+
+    def header_bytes(self, height: int) -> bytes | None:
+        return b"h" if height == 1 else None
+
+    def commit(self, height: int) -> object:
+        return object() if height == 2 else None
+
+
+def test_lineage_visits_a_node_reached_twice_once() -> None:
+    """a -> b -> d, a -> c -> d, d -> e: e is one edge away from d, listed once."""
+    graph = _Graph([(b"a", b"b"), (b"a", b"c"), (b"b", b"d"), (b"c", b"d"), (b"d", b"e")])
+    edges = provenance.lineage(graph, b"a", up=False, depth=3)  # type: ignore[arg-type]
+    assert sorted(edges) == sorted(graph.edges)
+    up = provenance.lineage(graph, b"e", up=True, depth=3)  # type: ignore[arg-type]
+    assert sorted(up) == sorted(graph.edges)
+    assert provenance.lineage(graph, b"a", up=False, depth=-1) == []  # type: ignore[arg-type]
+
+
+def test_participant_events_default_page() -> None:
+    graph = _Graph([])
+    assert provenance.participant_events(graph, b"k") == []  # type: ignore[arg-type]
+    assert graph.calls == [(b"k", -1, 100)]
+
+
+def test_no_checkpoint_without_both_header_and_commit() -> None:
+    graph = _Graph([])
+    for height in (1, 2, 3):
+        assert provenance.checkpoint(graph, height) is None  # type: ignore[arg-type]
+
+
+def test_json_value_renders_bytes_as_hex_recursively() -> None:
+    value = {"a": [b"\x01", {"b": b"\x02"}], 3: (4,), "n": None, "t": True}
+    assert provenance.json_value(value) == {
+        "a": ["01", {"b": "02"}],
+        "3": (4,),
+        "n": None,
+        "t": True,
+    }
+    assert provenance.json_value([b"\xff"]) == ["ff"]
+    assert provenance.json_value(b"") == ""

@@ -868,3 +868,71 @@ def test_genesis_registrar_admitted_on_fresh_chain() -> None:
     assert r.is_admitted(state, registrar.public_key)
     assert r.is_registrar(state, registrar.public_key)
     assert not r.is_admitted(state, keys[0].public_key)
+
+
+# --- bookkeeping: event locations, counts and history commitments (docs/PROTOCOL.md §4.6) ---
+
+
+def test_lookup_event_gives_height_and_leaf_index(w: World) -> None:
+    w.leaf = 37  # ctx: height 1 + 37 // 10 = 4, leaf index 37
+    event = w.admit(make_key(seed=650))
+    assert rules.lookup_event(w.state, event.event_id) == rules.EventLocation(4, 37)
+    assert rules.lookup_event(w.state, b"\x00" * 32) is None
+
+
+def test_the_signer_commitment_chains_each_signed_event(w: World) -> None:
+    """The signer's record counts its events and chains (leaf index, leaf hash) from 32 zero
+    bytes; a first event starts it, whoever else signs leaves it alone."""
+    dave = make_key(seed=651)
+    key = rules.signed_key(dave.public_key)
+    assert w.state.get_doc(key) is None
+    w.admit(dave)
+    assert w.state.get_doc(key) is None  # the registrar signed that one
+    head = rules.EMPTY_HISTORY
+    for n in range(1, 4):
+        leaf = w.leaf
+        event = w.do(dave, Register, dataset=new_dataset(), meta={}, open=False)
+        head = rules.next_history(head, leaf, hashlib.sha256(b"\x00" + event.envelope).digest())
+        assert w.state.get_doc(key) == {"events": n, "head": head}
+    registrar = w.state.get_doc(rules.signed_key(w.registrar.public_key))
+    assert registrar["events"] == 4  # three admissions in World() and dave's
+
+
+def test_a_dataset_record_counts_and_chains_its_events(w: World) -> None:
+    dataset = new_dataset()
+    head = rules.EMPTY_HISTORY
+    for n, (cls, fields) in enumerate(
+        [(Register, {"meta": {}, "open": False}), (Use, {"purpose": "p"}), (Use, {"purpose": "q"})],
+        start=1,
+    ):
+        leaf = w.leaf
+        event = w.do(w.alice, cls, dataset=dataset, **fields)
+        head = rules.next_history(head, leaf, hashlib.sha256(b"\x00" + event.envelope).digest())
+        doc = w.dataset_doc(dataset)
+        assert (doc["events"], doc["head"]) == (n, head)
+    assert doc["counts"] == {"register": 1, "use": 2}
+
+
+def test_record_skips_a_touched_dataset_without_a_record(w: World) -> None:
+    """No handler touches an unregistered dataset; were one named, it is skipped and the
+    datasets after it are still counted."""
+    known = w.register(w.alice)
+    event = w.ev(w.alice, Use, dataset=known, purpose="p")
+    w.rules._record(w.state, event, w.ctx(), (new_dataset(), known))
+    assert w.dataset_doc(known)["events"] == 2
+
+
+def test_covers_is_false_for_revoked_expired_or_other_purpose() -> None:
+    grant = {"purposes": ["a"], "reshare": False, "expires": T0}
+    assert Rules._covers({**grant, "expires": T0 + 1}, T0, "a", False) is True
+    assert Rules._covers(grant, T0, "a", False) is False  # expires at T0: expired at T0
+    assert Rules._covers({**grant, "expires": T0 + 1, "revoked": b"r"}, T0, None, False) is False
+    assert Rules._covers({**grant, "expires": T0 + 1}, T0, "b", False) is False
+    assert Rules._covers({**grant, "expires": T0 + 1}, T0, None, True) is False
+
+
+def test_find_live_grant_does_not_ask_for_reshare_by_default(w: World) -> None:
+    dataset = w.register(w.alice)
+    grant_id = w.grant(w.alice, dataset, w.bob, reshare=False)
+    found = w.rules._find_live_grant(w.state, dataset=dataset, holder=w.bob.public_key, now=T0)
+    assert found == w.grant_doc(grant_id)

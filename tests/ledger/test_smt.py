@@ -13,9 +13,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger import rules, smt
-from ledger.errors import Malformed, VerificationFailed
+from ledger import rules, smt, store
+from ledger.errors import Corruption, Malformed, VerificationFailed
+from ledger.events import Register
 from ledger.rules import next_history
+from ledger.store import ChainReader, Store
+from tests.ledger.helpers import ChainBuilder, make_genesis
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "state_map.json"
 
@@ -255,6 +258,90 @@ def test_vectors_check_with_the_reference_and_the_verifier() -> None:
     assert doc["proofs"]["root"] == doc["maps"][1]["root"]
     ends = {case["proof"]["leaf"] is None for case in doc["proofs"]["cases"] if not case["value"]}
     assert ends == {True, False}  # both shapes of non-membership
+
+
+# --- the store's tile caches (ledger/store.py): bounded, and the top stays decoded ----------
+
+
+class CountingReader:
+    """A LevelDB stand-in holding encoded tiles; counts the reads of each tile depth."""
+
+    def __init__(self) -> None:
+        self.data: dict[bytes, bytes] = {}
+        self.tile_reads: dict[int, int] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        if key != smt.ROOT_KEY:
+            self.tile_reads[key[1]] = self.tile_reads.get(key[1], 0) + 1
+        return self.data.get(key)
+
+
+def _cached_map(cache: int, top_depth: int) -> tuple[CountingReader, ChainReader]:
+    reader = CountingReader()
+    return reader, ChainReader(reader, cache, top_depth)  # type: ignore[arg-type]
+
+
+def _commit(reader: CountingReader, chain: ChainReader, writes: dict[bytes, bytes]) -> bytes:
+    """What Store.execute and append_block do with the map: update through the caches,
+    store the tiles, hand them to the caches."""
+    update = smt.update(chain._map_tile, chain._map_root, writes)
+    for tile, value in update.tiles.items():
+        reader.data[smt.tile_key(tile)] = smt.encode_tile(value)
+    chain._remember_map_tiles(update)
+    return update.root
+
+
+def test_store_map_caches_stay_bounded_and_agree_with_the_reference() -> None:
+    reader, chain = _cached_map(cache=8, top_depth=8)
+    reference: dict[bytes, bytes] = {}
+    for block in range(6):
+        writes = {f"k{block}-{i}".encode(): b"v%d" % i for i in range(300)}
+        writes[b"k0-1"] = b"changed %d" % block
+        root = _commit(reader, chain, writes)
+        reference.update(writes)
+        assert root == smt.reference_root(reference.items())
+        assert len(chain._map_tiles) <= 8
+        assert len(chain._map_top) <= 1 + 16  # every tile above depth 8
+        assert all(t < 8 for t, _ in chain._map_top)
+        assert all(t >= 8 for t, _ in chain._map_tiles)
+    for key in list(reference)[::37]:
+        smt.verify(root, key, reference[key], smt.prove(chain._map_tile, chain._map_root, key))
+
+
+def test_store_map_top_tiles_are_read_once_and_never_evicted() -> None:
+    reader, chain = _cached_map(cache=1, top_depth=8)
+    entries = {b"key %d" % i: b"value" for i in range(2_000)}
+    root = _commit(reader, chain, entries)
+    cold, cold_chain = _cached_map(cache=1, top_depth=8)
+    cold.data = reader.data
+    cold_chain._map_root = chain._map_root
+    for _ in range(3):
+        for key in list(entries)[:200]:
+            proof = smt.prove(cold_chain._map_tile, cold_chain._map_root, key)
+            smt.verify(root, key, entries[key], proof)
+    # 200 keys x 3 rounds pass through the 17 tiles above depth 8: each is read once; the
+    # one-tile LRU below makes nearly every deeper read a cold one
+    assert cold.tile_reads[0] + cold.tile_reads[4] <= 1 + 16
+    assert cold.tile_reads[8] > 3 * 100
+
+
+def test_store_map_cache_bounds_are_pinned() -> None:
+    assert store.MAP_TOP_DEPTH == 16
+    assert store.MAP_TOP_TILES == sum(16**level for level in range(4)) == 4_369
+    assert store.MAP_TILE_CACHE == 8_192
+
+
+def test_a_store_with_the_map_refuses_to_run_without_it(tmp_path: Path) -> None:
+    keys, registrar, genesis = make_genesis(seed=7)
+    with Store(tmp_path / "chain", genesis) as with_map:
+        builder = ChainBuilder(with_map, keys)
+        builder.append([builder.ev(registrar, Register, dataset=bytes(32), meta={}, open=False)])
+    with pytest.raises(Corruption, match="holds a state map"):
+        Store(tmp_path / "chain", genesis, state_map=False)
+    with Store(tmp_path / "plain", genesis, state_map=False) as plain:
+        builder = ChainBuilder(plain, keys)
+        builder.append([builder.ev(registrar, Register, dataset=bytes(32), meta={}, open=False)])
+        assert plain.state_root == smt.EMPTY
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ def test_failures_name_what_was_claimed() -> None:
     tree = MemoryMap()
     root = tree.apply({b"a": b"1", b"b": b"2", b"c": b"3"})
     with pytest.raises(ProofMismatch, match="the value of 61 does not lead to the state root"):
-        smt.verify(root, b"a", b"1", tree.prove(b"b"))  # another key's proof
+        smt.verify(bytes(32), b"a", b"1", tree.prove(b"a"))  # another root
     absence = tree.prove(b"zz")
     with pytest.raises(ProofMismatch, match="the absence of 7a7a does not lead"):
         smt.verify(bytes(32), b"zz", None, absence)
@@ -62,9 +62,9 @@ def test_an_absence_proof_ending_at_a_leaf_off_the_path_is_refused() -> None:
     for leaf_key in (bytes([i]) for i in range(16)):
         other = tree.prove(leaf_key)
         assert other.leaf is not None
-        shares_prefix = (
-            int.from_bytes(other.leaf[0], "big") ^ int.from_bytes(path, "big")
-        ) >> (smt.KEY_BITS - len(proof.siblings)) == 0
+        shares_prefix = (int.from_bytes(other.leaf[0], "big") ^ int.from_bytes(path, "big")) >> (
+            smt.KEY_BITS - len(proof.siblings)
+        ) == 0
         if not shares_prefix:
             forged = smt.StateProof(proof.siblings, other.leaf)
             with pytest.raises(VerificationFailed, match="off the path"):
@@ -91,3 +91,35 @@ def test_no_writes_change_nothing() -> None:
     assert update == smt.MapUpdate(tree.root_entry, {})
     assert update.root == smt.reference_root([(b"a", b"1"), (b"b", b"2")])
     assert smt.MapUpdate(None, {}).root == smt.EMPTY
+
+
+def test_wire_form_of_a_proof() -> None:
+    tree = MemoryMap()
+    tree.apply({bytes([i]): bytes([i]) for i in range(8)})
+    proof = tree.prove(b"\x03")
+    assert proof.leaf is not None
+    assert proof.to_wire() == {"siblings": list(proof.siblings), "leaf": list(proof.leaf)}
+    assert smt.StateProof((), None).to_wire() == {"siblings": [], "leaf": None}
+    assert proof.to_json()["leaf"] == {
+        "path": proof.leaf[0].hex(),
+        "value_hash": proof.leaf[1].hex(),
+    }
+
+
+def test_update_reads_tiles_without_changing_them() -> None:
+    """`update` computes the changed tiles; the stored ones stay as they were until the
+    store writes the block (a block executed but not committed leaves no trace)."""
+    tree = MemoryMap()
+    tree.apply({bytes([i]): b"v" for i in range(40)})
+    stored = {tile: dict(entries) for tile, entries in tree.tiles.items()}
+    root_entry = tree.root_entry
+    update = smt.update(tree.read, root_entry, {bytes([i]): b"w" for i in range(0, 60, 3)})
+    assert tree.tiles == stored and tree.root_entry == root_entry
+    assert update.tiles and all(update.tiles[t] is not tree.tiles.get(t) for t in update.tiles)
+    expected = {bytes([i]): b"v" for i in range(40)} | {bytes([i]): b"w" for i in range(0, 60, 3)}
+    assert update.root == smt.reference_root(expected.items())
+
+
+def test_trailing_bytes_after_a_tile_are_corruption() -> None:
+    with pytest.raises(Corruption, match="unreadable"):
+        smt.decode_tile(smt.encode_tile({2: b"x"}) + b"\x00")

@@ -57,3 +57,40 @@ def test_main_writes_json(tmp_path: Path, capsys) -> None:
     assert [r["size"] for r in doc["ledger"]] == [100, 300]
     assert all(r["history_events"] == 10 for r in doc["ledger"])
     assert "last/first" in capsys.readouterr().out
+
+
+def test_cluster_map_comparison_reports_both_rates_and_the_drop() -> None:
+    from node.bench import cluster
+
+    figures = cluster.state_map_comparison(850.0, {"events_per_s": 1000.0, "lost": 0})
+    assert figures["with_map_events_per_s"] == 850.0
+    assert figures["without_map_events_per_s"] == 1000.0
+    assert figures["drop_pct"] == 15.0
+    assert cluster.NO_MAP_PORT_OFFSET == 200
+    parser = bench.build_parser()
+    assert parser.parse_args(["cluster"]).no_map_compare is False
+    assert parser.parse_args(["cluster", "--no-map-compare"]).no_map_compare is True
+
+
+def test_the_bench_only_setting_is_off_by_default_and_round_trips(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from node.config import NodeSettings
+
+    settings = NodeSettings(home=tmp_path)
+    assert settings.bench_without_state_map is False
+    replace(settings, bench_without_state_map=True).save()
+    assert NodeSettings.load(tmp_path).bench_without_state_map is True
+
+
+def test_bench_scale_small() -> None:
+    """The scale bench builds a pair with many grants and a dataset with many attestations,
+    and pages the whole bundle (behaviour only, never timings)."""
+    from node.bench import scale
+
+    results = scale.bench_scale(2_000, 2_000, lambda _: None, uses=500)
+    assert (results["grants"], results["attests"]) == (2_000, 2_000)
+    assert results["pages"] >= 1
+    for key in ("grant_exec_ms_first", "grant_exec_ms_last", "use_exec_ms_after_grants"):
+        assert results[key] > 0
+    assert results["page_ms_max"] >= results["page_ms_median"] > 0

@@ -8,7 +8,7 @@
 - SPLIT: split-brain, two honest-looking replicas with the same key, each with its own store
   and signer state, each talking to half of the network (`network.Address.side`).
 
-Floods (issue 11): a real replica that also sends, signed with its raw key, on every tick —
+Floods (issue 11): a real replica that also sends, signed with its raw key, every FLOOD_MS —
 
 - FLOOD: votes for ever-new future rounds of its height (a few rounds ahead, far ahead, up to
   MAX_ROUND) and for future heights, inside the buffered window and beyond it;
@@ -48,10 +48,10 @@ BYZANTINE_STRATEGIES = (SILENT, EQUIVOCATE, SPLIT, FLOOD, EQUIVOCATE_ALL, BIG)
 FLOODS = (FLOOD, EQUIVOCATE_ALL, BIG)
 """The strategies that run a real replica and flood on top of it."""
 
-FLOOD_VOTES = 10
-"""Votes a FLOOD validator signs per tick."""
+FLOOD_VOTES = 6
+"""Votes a FLOOD validator signs per burst (sim.FLOOD_MS)."""
 BIG_PROPOSALS = 3
-"""Maximum-size proposals a BIG validator signs per tick (its height, the next, beyond)."""
+"""Maximum-size proposals a BIG validator signs per burst (its height, the next, beyond)."""
 FILLER = 16 << 10
 """The size of the garbage events a BIG proposal is made of."""
 

@@ -251,10 +251,13 @@ class MemoryChecker:
         self.n = n
         self.peak: dict[str, int] = {}
         self.peak_round = 0
+        self._bounds: dict[int, dict[str, int]] = {}
 
     def record(self, node: str, height: int, round: int, footprint: Mapping[str, int]) -> None:
         held = {**footprint, "bytes": charged_bytes(footprint)}
-        bound = memory_bound(self.config, self.n, round)
+        bound = self._bounds.get(round)
+        if bound is None:
+            bound = self._bounds[round] = memory_bound(self.config, self.n, round)
         over = {k: (v, bound[k]) for k, v in held.items() if k in bound and v > bound[k]}
         if over:
             raise SimulationFailure(

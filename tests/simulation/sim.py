@@ -35,7 +35,7 @@ import random
 import tempfile
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -45,7 +45,7 @@ from consensus.messages import VOTE_STEP, decode_message, encode_message
 from ledger.blocks import Block, Vote
 from ledger.events import NONCE_SIZE, Register, SignedEvent, sign_event
 from ledger.store import Execution, Store
-from node.server.replica import Replica
+from node.server.replica import Replica, chain_consensus_config
 from tests.simulation.byzantine import (
     BIG,
     EQUIVOCATE,
@@ -83,12 +83,13 @@ from tests.simulation.world import (
 )
 
 TICK_MS = 500
-FLOOD_MS = 100
+FLOOD_MS = 250
 """How often a flooding validator (FLOOD, EQUIVOCATE_ALL, BIG) sends its flood."""
 SYNC_MS = 1000
 SYNC_GAP_MS = 200
 TX_ARRIVAL_MS = 50
 REENCODE = 0.03
+"""The share of deliveries that go through the wire encoding (decode(encode(message)))."""
 RETRY = 0.05
 """The share of transactions that resend one of the RECENT last envelopes."""
 CONFLICT = 0.1
@@ -109,19 +110,14 @@ max(MIN_SENDER_BUFFER, 4 MiB // n) = 2 MiB, so a BIG flooder can fill it in a fe
 
 
 def sim_config(scenario: Scenario) -> cc.ConsensusConfig:
-    """The chain's timeouts and time bounds from the genesis params (as the service builds its
-    config), the scenario's idle interval, and the smaller simulated byte budgets."""
-    params = sim_genesis(scenario.validators).chain_params
-    return cc.ConsensusConfig(
-        timeout_propose_ms=params.timeout_propose_ms,
-        timeout_propose_delta_ms=params.timeout_propose_delta_ms,
-        timeout_prevote_ms=params.timeout_vote_ms,
-        timeout_prevote_delta_ms=params.timeout_vote_delta_ms,
-        timeout_precommit_ms=params.timeout_vote_ms,
-        timeout_precommit_delta_ms=params.timeout_vote_delta_ms,
-        time_precision_ms=params.time_precision_ms,
-        message_delay_ms=params.message_delay_ms,
-        idle_block_interval_ms=scenario.idle_block_interval_ms,
+    """The service's config (`chain_consensus_config`: the chain's timeouts and time bounds
+    from the genesis params), the scenario's idle interval, and the smaller simulated byte
+    budgets."""
+    chain = chain_consensus_config(
+        sim_genesis(scenario.validators), scenario.idle_block_interval_ms
+    )
+    return replace(
+        chain,
         max_proposal_bytes_per_validator=SIM_PROPOSAL_BYTES,
         max_buffered_messages=SIM_BUFFERED_MESSAGES,
         max_buffered_bytes=SIM_BUFFERED_BYTES,
@@ -465,6 +461,7 @@ class Simulation:
         self.refused = RefusedBlockChecker(self.seed)
         self.config = sim_config(scenario)
         self.memory = MemoryChecker(self.seed, self.config, n)
+        self.byzantine_keys = {sim_key(i).public_key for i, r in enumerate(roles) if r != HONEST}
         if scenario.clock_skew_ms:
             for node in self.nodes:
                 node.skew = self.rng.randint(-scenario.clock_skew_ms, scenario.clock_skew_ms)
@@ -579,6 +576,8 @@ class Simulation:
             case Tick(node=node, incarnation=incarnation):
                 if node.current(incarnation) is not None:
                     node.feed(cc.Tick(node.now()))
+                    if node.honest:
+                        self.check_memory(node)
                     self.push(TICK_MS, event)
             case Flood(node=node):
                 self.flood(node)
@@ -664,8 +663,7 @@ class Simulation:
     # -- the network --------------------------------------------------------------------------
 
     def broadcast(self, sender: Node, message: Message) -> None:
-        signer = message.proposer if isinstance(message, Proposal) else message.validator
-        own = signer == sender.key.public_key
+        own = signer(message) == sender.key.public_key
         if sender.honest and own:
             self.record_signature(sender, message)
         peers = [i for i in range(self.n) if i != sender.index]
@@ -766,13 +764,21 @@ class Simulation:
             target.feed(cc.VoteReceived(message, target.now()))
         if target.replica is None:
             return
-        if target.honest:
-            core = target.replica.core
-            self.memory.record(target.name, core.height, core.round, core.footprint())
-        else:
+        if not target.honest:
             self.equivocate_round(target, message.height, message.round)
+        elif signer(message) in self.byzantine_keys:
+            self.check_memory(target)
         if message.height > replica.store.height + 1 and self.now - target.last_sync >= SYNC_GAP_MS:
             self.sync(target)
+
+    def check_memory(self, node: Node) -> None:
+        """The memory checker on an honest node's core. It runs after every delivery of a
+        Byzantine validator's message (what floods), on every tick and when a block is stored,
+        before the core leaves the height (the most an honest height's rounds ever hold)."""
+        replica = node.replica
+        if replica is not None:
+            core = replica.core
+            self.memory.record(node.name, core.height, core.round, core.footprint())
 
     def sync(self, node: Node) -> None:
         """Block sync: CommitReceived for the next height from a reachable honest store."""
@@ -822,6 +828,7 @@ class Simulation:
                     f"height {height} but its store holds {stored.block_hash.hex()[:12]}"
                 )
             self.agreement.record(node.name, height, block.block_hash)
+            self.check_memory(node)
         self.trace(
             f"{node.name} commits height {height} {block.block_hash.hex()[:12]} "
             f"({len(execution.accepted)} events)"
@@ -872,6 +879,10 @@ class Simulation:
             self.refused_admissions += 1
         elif was_empty:
             node.feed(cc.EventsAvailable(node.now()))
+
+
+def signer(message: Message) -> bytes:
+    return message.proposer if isinstance(message, Proposal) else message.validator
 
 
 def describe(event: Event) -> str:
