@@ -19,11 +19,11 @@ from ledger.provenance import VerifiedStory
 from node.cli.common import fail, load_genesis, open_client, parse_dataset, typer_app
 from node.cli.story import genesis_names
 from node.cli.verify import (
-    _check_bundle,
-    _fetch_bundle,
-    _node_genesis,
-    _read_bundle,
-    _reported_names,
+    check_bundle,
+    fetch_bundle,
+    node_genesis,
+    read_bundle,
+    reported_names,
 )
 from node.lineage import openlineage, prov
 
@@ -61,15 +61,15 @@ def _verified(
     names = {}
     if bundle_file is not None:
         assert genesis is not None
-        story = _check_bundle(_read_bundle(bundle_file), genesis, wanted, False)
+        story = check_bundle(read_bundle(bundle_file), genesis, wanted, False)
     else:
         assert node is not None and wanted is not None
         with open_client(node) as client:
             if genesis is None:
-                genesis = _node_genesis(client, node)
-            bundle = _fetch_bundle(client, node, bytes.fromhex(wanted), None, genesis, False)
-            story = _check_bundle(bundle, genesis, wanted, False)
-            names = _reported_names(client, story, genesis_names(genesis))
+                genesis = node_genesis(client, node)
+            bundle = fetch_bundle(client, node, bytes.fromhex(wanted), None, genesis, False)
+            story = check_bundle(bundle, genesis, wanted, False)
+            names = reported_names(client, story, genesis_names(genesis))
     return story, genesis, {**names, **genesis_names(genesis)}
 
 

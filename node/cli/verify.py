@@ -41,7 +41,7 @@ def _not_verified(dataset: str | None, reason: str, detail: str, as_json: bool) 
     raise typer.Exit(EXIT_NOT_VERIFIED)
 
 
-def _reported_names(
+def reported_names(
     client: NodeClient, story: VerifiedStory, known: Iterable[bytes]
 ) -> dict[bytes, str]:
     """Names the node reports for the story's keys (best effort, not proven)."""
@@ -63,7 +63,7 @@ def _reported_names(
     return names
 
 
-def _read_bundle(path: Path) -> Any:
+def read_bundle(path: Path) -> Any:
     try:
         text = path.read_text()
     except OSError as exc:
@@ -132,7 +132,7 @@ def _pages(client: NodeClient, dataset: bytes, first: Any, as_json: bool) -> lis
     return pages
 
 
-def _fetch_bundle(
+def fetch_bundle(
     client: NodeClient,
     node: str,
     dataset: bytes,
@@ -166,7 +166,7 @@ _TRUST_NODE = {"first_use": False}
 _SOURCE = {"genesis": "file"}
 
 
-def _node_genesis(client: NodeClient, node: str) -> Genesis:
+def node_genesis(client: NodeClient, node: str) -> Genesis:
     """Without --genesis: the genesis pinned for this node (refusing a changed one), or on
     first use the one it serves, pinned — which verifies nothing unless the user said
     --trust-node-genesis: the command stops there and asks for a trusted genesis."""
@@ -184,9 +184,7 @@ def _node_genesis(client: NodeClient, node: str) -> Genesis:
     return trusted.genesis
 
 
-def _check_bundle(
-    bundle: Any, genesis: Genesis, wanted: str | None, as_json: bool
-) -> VerifiedStory:
+def check_bundle(bundle: Any, genesis: Genesis, wanted: str | None, as_json: bool) -> VerifiedStory:
     """verify_bundle, plus: the bundle is about the dataset the user named."""
     claimed = bundle.get("dataset") if isinstance(bundle, dict) else None
     if wanted is not None and claimed != wanted:
@@ -263,7 +261,7 @@ def verify(
             bundle_file=bundle_file,
             save=save,
             as_json=as_json,
-            node_genesis=_node_genesis,
+            node_genesis=node_genesis,
         )
         return
     if bundle_file is not None:
@@ -281,16 +279,16 @@ def verify(
     reported: dict[bytes, str] = {}
     if bundle_file is not None:
         assert genesis is not None
-        bundle = _read_bundle(bundle_file)
-        story = _check_bundle(bundle, genesis, wanted, as_json)
+        bundle = read_bundle(bundle_file)
+        story = check_bundle(bundle, genesis, wanted, as_json)
     else:
         assert node is not None and ref is not None
         with open_client(node) as client:
             if genesis is None:
-                genesis = _node_genesis(client, node)
-            bundle = _fetch_bundle(client, node, ref.dataset, save, genesis, as_json)
-            story = _check_bundle(bundle, genesis, wanted, as_json)
-            reported = _reported_names(client, story, genesis_names(genesis))
+                genesis = node_genesis(client, node)
+            bundle = fetch_bundle(client, node, ref.dataset, save, genesis, as_json)
+            story = check_bundle(bundle, genesis, wanted, as_json)
+            reported = reported_names(client, story, genesis_names(genesis))
     doc = story_json(story, genesis, bundle_commit(bundle), genesis_names(genesis), reported)
     doc["genesis_source"] = _SOURCE["genesis"]
     if as_json:

@@ -102,12 +102,11 @@ class Metrics:
         """Read gauges from `service` and receive its commit and fsync timings."""
         if self._service is not None:
             self._service.replica.executor.observer = None
-            self._service._signer_file.on_fsync = None
+            self._service.signer_file.on_fsync = None
         self._service = service
         if service is not None:
             service.replica.executor.observer = self
-            # The service keeps its signer file private; the hook is all metrics touch.
-            service._signer_file.on_fsync = self.signer_fsync.observe
+            service.signer_file.on_fsync = self.signer_fsync.observe
 
     def block_stored(self, append_seconds: float, latency_ms: int) -> None:
         """`CommitObserver`: one block was stored (see `BlockExecutor.commit`)."""

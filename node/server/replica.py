@@ -87,6 +87,23 @@ class Replica:
             Rules(genesis, genesis.chain_params.time_window_ms),
             state_map=state_map,
         )
+        try:
+            self._assemble(limits, consensus, key, signer_persistence, clock, effects, verify)
+        except BaseException:
+            self.store.close()  # a half-built replica must not keep the store locked
+            raise
+
+    def _assemble(
+        self,
+        limits: ReplicaLimits,
+        consensus: ConsensusConfig,
+        key: PrivateKey | None,
+        signer_persistence: SignerPersistence | None,
+        clock: Callable[[], int],
+        effects: Effects,
+        verify: Verifier,
+    ) -> None:
+        genesis = self.genesis
         self.waiters = CommitWaiters(limits.max_waiters)
         self.mempool = Mempool(
             self.store, limits.mempool_max_events, limits.mempool_max_bytes, self._dropped

@@ -122,7 +122,7 @@ class NodeService:
             self.genesis.chain_id, peer_keys(settings, self.genesis), self.clock
         )
         self._validator_keys = frozenset(v.public_key for v in self.genesis.validators.validators)
-        self._signer_file = FileSignerPersistence(settings.signer_state_path)
+        self.signer_file = FileSignerPersistence(settings.signer_state_path)
         self.evidence_log = EvidenceLog(settings.evidence_path)
         self.replica = Replica(
             self.genesis,
@@ -130,7 +130,7 @@ class NodeService:
             replica_limits(settings, self.genesis),
             chain_consensus_config(self.genesis, settings.idle_block_interval_ms),
             key,
-            self._signer_file,
+            self.signer_file,
             self.clock,
             self,
             state_map=not settings.bench_without_state_map,
@@ -206,7 +206,7 @@ class NodeService:
     def close(self) -> None:
         """Release what the constructor opened: the signer state file, the evidence file
         and the store."""
-        self._signer_file.close()
+        self.signer_file.close()
         self.evidence_log.close()
         self.replica.close()
 

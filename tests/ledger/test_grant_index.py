@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from ledger import rules
+from ledger.crypto import PrivateKey
 from ledger.errors import Forbidden
 from ledger.events import Admit, Grant, Register, Revoke, SignedEvent, Use
 from ledger.genesis import Genesis
@@ -16,7 +17,7 @@ from tests.ledger.helpers import ev, make_genesis, make_key
 T0 = 1_700_000_000_000
 
 
-def setup() -> tuple[Genesis, Rules, StateOverlay, list[object]]:
+def setup() -> tuple[Genesis, Rules, StateOverlay, list[PrivateKey]]:
     _, registrar, genesis = make_genesis(seed=8_100)
     r = Rules(genesis)
     state = StateOverlay({}.get).child()
@@ -27,14 +28,15 @@ def setup() -> tuple[Genesis, Rules, StateOverlay, list[object]]:
     return genesis, r, state, [alice, bob]
 
 
+def register(r: Rules, state: StateOverlay, owner: PrivateKey, dataset: bytes) -> None:
+    event = ev(owner, Register, time=T0, dataset=dataset, meta={}, open=False)
+    r.apply(state, event, BlockContext(1, T0, 2))
+
+
 def test_a_grant_writes_the_same_small_records_however_many_exist() -> None:
-    _, r, state, (alice, bob) = setup()  # type: ignore[misc]
+    _, r, state, (alice, bob) = setup()
     dataset = b"\x11" * 32
-    r.apply(
-        state,
-        ev(alice, Register, time=T0, dataset=dataset, meta={}, open=False),
-        BlockContext(1, T0, 2),
-    )
+    register(r, state, alice, dataset)
     sizes = []
     for i in range(300):
         draft = state.child()
@@ -58,13 +60,9 @@ def test_a_grant_writes_the_same_small_records_however_many_exist() -> None:
 
 
 def test_a_use_finds_a_live_grant_among_dead_ones() -> None:
-    _, r, state, (alice, bob) = setup()  # type: ignore[misc]
+    _, r, state, (alice, bob) = setup()
     dataset = b"\x22" * 32
-    r.apply(
-        state,
-        ev(alice, Register, time=T0, dataset=dataset, meta={}, open=False),
-        BlockContext(1, T0, 2),
-    )
+    register(r, state, alice, dataset)
     grants = []
     for i in range(5):
         g = ev(
@@ -92,13 +90,9 @@ def test_an_event_naming_no_grant_looks_at_the_64_newest_grants_only() -> None:
     scanned, so a flood of useless grants cannot make each use cost work that grows with them;
     the old grant still works when it is named."""
     assert rules.MAX_GRANT_SCAN == 64
-    _, r, state, (alice, bob) = setup()  # type: ignore[misc]
+    _, r, state, (alice, bob) = setup()
     dataset = b"\x33" * 32
-    r.apply(
-        state,
-        ev(alice, Register, time=T0, dataset=dataset, meta={}, open=False),
-        BlockContext(1, T0, 2),
-    )
+    register(r, state, alice, dataset)
 
     def grant(purpose: str, i: int) -> SignedEvent:
         g = ev(

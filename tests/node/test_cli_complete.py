@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -18,6 +18,7 @@ import pytest
 from ledger import crypto, provenance
 from ledger.genesis import Genesis
 from ledger.store import Store
+from tests.node.fake_http import send, serving_http
 from tests.node.test_cli import Chain, chain, invoke  # noqa: F401 - `chain` is a fixture
 
 PAGE_BYTES = 3_000
@@ -78,26 +79,16 @@ def fake(chain: Chain, tmp_path: Path) -> Iterator[tuple[FakeNode, str]]:  # noq
         def do_GET(self) -> None:
             url = urlparse(self.path)
             status, doc = node.answer(url.path, parse_qs(url.query))
-            body = json.dumps(doc).encode()
-            self.send_response(status)
             kind = "application/json" if status == 200 else "application/problem+json"
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            send(self, status, json.dumps(doc).encode(), kind)
 
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     try:
-        yield node, f"http://127.0.0.1:{server.server_address[1]}"
+        with serving_http(Handler) as url:
+            yield node, url
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
         store.close()
 
 

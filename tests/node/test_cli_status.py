@@ -4,13 +4,13 @@ peer URL with terminal escapes must not reach the terminal raw (docs/PROTOCOL.md
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
 
+from tests.node.fake_http import send, serving_http
 from tests.node.test_cli import invoke
 
 HOSTILE = "evil\x1b[2J\x1b[31mnode\rforged line"
@@ -28,12 +28,7 @@ def status_doc() -> dict[str, Any]:
 
 class StatusHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
-        body = json.dumps(status_doc()).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        send(self, 200, json.dumps(status_doc()).encode(), "application/json")
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -41,15 +36,8 @@ class StatusHandler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def hostile_node() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), StatusHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving_http(StatusHandler) as url:
+        yield url
 
 
 def test_status_escapes_control_characters_from_the_node(hostile_node: str) -> None:

@@ -8,9 +8,8 @@ accepts events, so that the CLI's trust decisions are all that is tested.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from node.cli import app, trust
 from node.cli.common import escape_text
 from node.cli.story import iso_time
 from tests.ledger.helpers import make_genesis, make_key, sign_commit
+from tests.node.fake_http import serving_http
 
 runner = CliRunner()
 
@@ -64,14 +64,8 @@ class FakeNode(BaseHTTPRequestHandler):
 @pytest.fixture
 def fake_node() -> Iterator[str]:
     FakeNode.submitted = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeNode)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving_http(FakeNode) as url:
+        yield url
 
 
 def serve(genesis: Genesis) -> None:

@@ -4,10 +4,9 @@ and a proven height is believed no further than its proof."""
 from __future__ import annotations
 
 import dataclasses
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from ledger import codec
 from ledger.crypto import PrivateKey
 from node.ops.homes import init_full_node
 from tests.node.conftest import running_node, serving
+from tests.node.fake_http import send, serving_http
 
 
 class LyingPeer(BaseHTTPRequestHandler):
@@ -27,12 +27,7 @@ class LyingPeer(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         LyingPeer.requests.append(self.path)
         if self.path == "/p2p/status":
-            body = codec.encode({"height": 1_000_000})
-            self.send_response(200)
-            self.send_header("content-type", "application/msgpack")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            send(self, 200, codec.encode({"height": 1_000_000}), "application/msgpack")
         else:
             self.send_response(404)
             self.send_header("content-length", "0")
@@ -49,14 +44,8 @@ class LyingPeer(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def lying_peer() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), LyingPeer)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving_http(LyingPeer) as url:
+        yield url
 
 
 def test_a_peer_claiming_a_higher_height_without_blocks_does_not_stall_clients(
@@ -128,11 +117,7 @@ def test_a_peer_that_proves_blocks_is_believed_no_further_than_its_proofs(tmp_pa
         for _ in range(3):
             source.commit(source.make.admit(source.registrar, PrivateKey.generate().public_key))
         ProvingLiar.store = source.service.store
-        server = ThreadingHTTPServer(("127.0.0.1", 0), ProvingLiar)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            url = f"http://127.0.0.1:{server.server_address[1]}"
+        with serving_http(ProvingLiar) as url:
             home = init_full_node(tmp_path / "follower", source.cluster_dir / "genesis.json", [url])
             settings = dataclasses.replace(home, sync_interval_ms=50)
             target = source.service.store.height
@@ -146,9 +131,6 @@ def test_a_peer_that_proves_blocks_is_believed_no_further_than_its_proofs(tmp_pa
                 event = source.make.admit(source.registrar, PrivateKey.generate().public_key)
                 response = client.post("/v1/events", json={"envelope": event.envelope.hex()})
                 assert response.status_code == 202, response.text
-        finally:
-            server.shutdown()
-            server.server_close()
 
 
 def test_a_verified_head_far_ahead_makes_the_node_catch_up(tmp_path: Path) -> None:
