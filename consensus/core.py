@@ -55,6 +55,10 @@ from ledger.blocks import PRECOMMIT, PREVOTE, VOTE_TYPES, Block, Commit, Header,
 from ledger.errors import LedgerError
 
 Verifier = Callable[[bytes, bytes, bytes], None]
+SetSchedule = Callable[[int], ValidatorSet | None]
+"""The validator set in force at a height, or None when it is not known yet (governance)."""
+ConfigSchedule = Callable[[int, "ConsensusConfig"], "ConsensusConfig"]
+"""The config to use at a height, given the current one (the chain's timeouts may change)."""
 
 # A sender may always buffer this much of the next height, however many validators there are.
 MIN_SENDER_BUFFER = 2 << 20
@@ -298,6 +302,8 @@ class ConsensusCore:
         height: int,
         *,
         verify: Verifier = crypto.verify,
+        validators_at: SetSchedule | None = None,
+        config_at: ConfigSchedule | None = None,
     ) -> None:
         self.config = config
         self.chain_id = chain_id
@@ -305,11 +311,9 @@ class ConsensusCore:
         self._signer = signer
         self._app = app
         self._verify = verify
-        self._me = (
-            signer.public_key
-            if signer is not None and validators.get(signer.public_key) is not None
-            else None
-        )
+        self._validators_at = validators_at
+        self._config_at = config_at
+        self._me: bytes | None = None
         self.height = height
         self.round = 0
         self.step = Step.PROPOSE
@@ -363,7 +367,8 @@ class ConsensusCore:
         return self._started and not self._active and self.decision is None
 
     def proposer(self, height: int, round: int) -> bytes:
-        return proposer(self.validators, height, round)
+        validators = self._set_of(height)
+        return proposer(validators if validators is not None else self.validators, height, round)
 
     def handle(self, event: Input) -> list[Output]:
         """Apply one input, re-evaluate every upon-rule until none fires, return the outputs."""
@@ -395,7 +400,9 @@ class ConsensusCore:
     # -- heights -------------------------------------------------------------------------------
 
     def _enter_height(self) -> None:
-        """Line 53: reset locked/valid values and the message log for the new height."""
+        """Line 53: reset locked/valid values and the message log for the new height, whose
+        validator set (and timeouts) may differ from the last one's (governance)."""
+        self._take_height_set()
         self.step = Step.PROPOSE
         self.decision = None
         self.locked_value = None
@@ -422,6 +429,24 @@ class ConsensusCore:
         if self._signer is not None and self._me is not None:
             self._restore(self._signer)
         self._replay_buffer()
+
+    def _take_height_set(self) -> None:
+        """Adopt the validator set and config in force at `height`; sign only as a member."""
+        if self._validators_at is not None:
+            found = self._validators_at(self.height)
+            assert found is not None, "the set of the height being decided is known"
+            self.validators = found
+        if self._config_at is not None:
+            self.config = self._config_at(self.height, self.config)
+        signer = self._signer
+        member = signer is not None and self.validators.get(signer.public_key) is not None
+        self._me = signer.public_key if member and signer is not None else None
+
+    def _set_of(self, height: int) -> ValidatorSet | None:
+        """The set of `height` (this one or a coming one), if known yet."""
+        if height == self.height or self._validators_at is None:
+            return self.validators
+        return self._validators_at(height)
 
     def _restore(self, signer: Signer) -> None:
         """After a restart: the lock (as line 36 set it: valid = locked) and our own votes."""
@@ -850,9 +875,12 @@ class ConsensusCore:
         height = message.height
         if height > self.height + self.config.future_height_window:
             return
+        validators = self._set_of(height)
+        if validators is None:
+            return  # a height whose set is not known yet: its messages come again
         if isinstance(message, Proposal):
             sender = message.proposer
-            if sender != self.proposer(height, message.round):
+            if sender != proposer(validators, height, message.round):
                 return
             proposal_key = self._proposal_key(message)
             if proposal_key is None:
@@ -861,7 +889,7 @@ class ConsensusCore:
         else:
             sender = message.validator
             key = (height, message.type, message.round, sender, message.block_hash)
-        if key in self._future or self.validators.get(sender) is None:
+        if key in self._future or validators.get(sender) is None:
             return
         max_count, max_bytes = self._sender_buffer()
         size = message_size(message)

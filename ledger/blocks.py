@@ -49,20 +49,50 @@ def _uint_field(doc: dict[str, Any], name: str) -> int:
 
 @dataclass(frozen=True)
 class Validator:
-    """One member of the validator set: a name, a compressed public key and voting power."""
+    """One member of the validator set: a name, a compressed public key, voting power, the
+    URL its peers reach it at, and optionally an operator key that approves governance
+    proposals on its behalf (the node key does when there is none)."""
 
     name: str
     public_key: bytes
     power: int
     url: str = ""
+    operator: bytes = b""
+
+    @property
+    def approver(self) -> bytes:
+        """The key whose `propose`/`approve` events count for this validator."""
+        return self.operator or self.public_key
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "name": self.name,
             "public_key": self.public_key.hex(),
             "power": self.power,
             "url": self.url,
         }
+        if self.operator:
+            doc["operator"] = self.operator.hex()
+        return doc
+
+    def to_doc(self) -> dict[str, Any]:
+        """The member as a canonical map (the JSON form with raw bytes)."""
+        doc: dict[str, Any] = {
+            "name": self.name,
+            "power": self.power,
+            "public_key": self.public_key,
+            "url": self.url,
+        }
+        if self.operator:
+            doc["operator"] = self.operator
+        return doc
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Validator:
+        """Inverse of `to_doc` for a map this code wrote (state records)."""
+        return cls(
+            doc["name"], doc["public_key"], doc["power"], doc["url"], doc.get("operator", b"")
+        )
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Validator:
@@ -71,13 +101,18 @@ class Validator:
             power = doc["power"]
             name = doc["name"]
             url = doc.get("url", "")
+            operator = (
+                crypto.check_public_key(bytes.fromhex(doc["operator"]))
+                if "operator" in doc
+                else b""
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise Malformed(f"bad validator entry: {exc}") from exc
         if not isinstance(power, int) or isinstance(power, bool) or not 0 < power <= MAX_POWER:
             raise Malformed(f"validator power must be an integer in 1..{MAX_POWER}")
         if not isinstance(name, str) or not isinstance(url, str):
             raise Malformed("validator name and url must be text")
-        return cls(name=name, public_key=public_key, power=power, url=url)
+        return cls(name=name, public_key=public_key, power=power, url=url, operator=operator)
 
 
 @dataclass(frozen=True)
@@ -114,15 +149,29 @@ class ValidatorSet:
         return 3 * power > self.total_power
 
     def hash(self) -> bytes:
-        """Commitment to the set: SHA-256 of the canonical list of (name, key, power)."""
-        return crypto.sha256(
-            codec.encode(
-                [
-                    {"name": v.name, "power": v.power, "public_key": v.public_key}
-                    for v in self.validators
-                ]
-            )
-        )
+        """Commitment to the set: SHA-256 of the canonical list of (name, key, power), each
+        with its operator key when it has one."""
+        return crypto.sha256(codec.encode([_committed(v) for v in self.validators]))
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [v.to_json() for v in self.validators]
+
+    @classmethod
+    def from_json(cls, doc: Any) -> ValidatorSet:
+        if not isinstance(doc, list):
+            raise Malformed("a validator set is a list")
+        return cls(tuple(Validator.from_json(v) for v in doc))
+
+
+def _committed(member: Validator) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "name": member.name,
+        "power": member.power,
+        "public_key": member.public_key,
+    }
+    if member.operator:
+        doc["operator"] = member.operator
+    return doc
 
 
 def vote_sign_bytes(
@@ -309,6 +358,7 @@ HEADER_FIELDS = (
     "tree_size",
     "validators",
 )
+NEXT_VALIDATORS = "next_validators"
 
 
 @dataclass(frozen=True)
@@ -325,9 +375,24 @@ class Header:
     tree_root: bytes
     state_root: bytes
     validators: bytes
+    next_validators: bytes | None = None
+    """The hash of the set in force at `height + 1` when it differs from `validators` (a
+    governance change takes effect there); absent otherwise (docs/PROTOCOL.md §19.4)."""
+
+    def __post_init__(self) -> None:
+        if self.next_validators == self.validators:
+            raise Malformed("a header names next_validators only when the set changes")
+
+    @property
+    def next_set_hash(self) -> bytes:
+        """The hash of the validator set in force at the next height."""
+        return self.validators if self.next_validators is None else self.next_validators
 
     def to_wire(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in HEADER_FIELDS}
+        doc = {name: getattr(self, name) for name in HEADER_FIELDS}
+        if self.next_validators is not None:
+            doc[NEXT_VALIDATORS] = self.next_validators
+        return doc
 
     def encode(self) -> bytes:
         return codec.encode(self.to_wire())
@@ -340,8 +405,11 @@ class Header:
     def from_wire(cls, doc: Any) -> Header:
         if not isinstance(doc, dict):
             raise Malformed("a header is a map")
-        if set(doc) != set(HEADER_FIELDS):
-            raise Malformed(f"a header has exactly the fields {', '.join(HEADER_FIELDS)}")
+        if set(doc) - {NEXT_VALIDATORS} != set(HEADER_FIELDS):
+            raise Malformed(
+                f"a header has exactly the fields {', '.join(HEADER_FIELDS)} "
+                f"(and {NEXT_VALIDATORS} when the validator set changes)"
+            )
         return cls(
             chain=_field(doc, "chain", str),
             height=_uint_field(doc, "height"),
@@ -353,6 +421,7 @@ class Header:
             tree_root=_hash_field(doc, "tree_root"),
             state_root=_hash_field(doc, "state_root"),
             validators=_hash_field(doc, "validators"),
+            next_validators=_hash_field(doc, NEXT_VALIDATORS) if NEXT_VALIDATORS in doc else None,
         )
 
     @classmethod

@@ -47,6 +47,10 @@ class UnsupportedFormat(Corruption):
     """A store written by a build with another storage format."""
 
 
+class Pruned(LedgerError):
+    """History this store does not hold: it started from a snapshot (docs/PROTOCOL.md §20)."""
+
+
 class VerificationFailed(LedgerError):
     """A proof, commit or bundle that does not verify; `reason` names what failed."""
 

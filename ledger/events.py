@@ -1,4 +1,4 @@
-"""Signed data-circulation events: the envelope and the nine event types (PROTOCOL §3).
+"""Signed data-circulation events: the envelope and the event types (PROTOCOL §3, §19).
 
 An envelope is the canonical map `{"body": <bin>, "sig": <bin 64>}`; `body` is the canonical
 encoding of the event's fields and `event_id = SHA-256(body)`. Parsing is strict: exactly the
@@ -15,6 +15,7 @@ import msgpack
 
 from ledger import codec, crypto
 from ledger.errors import Malformed, TooLarge
+from ledger.governance import Change
 
 VERSION = 1
 NONCE_SIZE = 16
@@ -238,10 +239,71 @@ class Attest(EventBody):
         return (self.dataset,)
 
 
+@dataclass(frozen=True)
+class Propose(EventBody):
+    """A validator proposes one governance change (ledger.governance.Change); proposing
+    counts as its approval."""
+
+    TYPE: ClassVar[str] = "propose"
+    change: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Approve(EventBody):
+    """A validator approves the open proposal whose `propose` event id is `proposal`."""
+
+    TYPE: ClassVar[str] = "approve"
+    proposal: bytes
+
+
+@dataclass(frozen=True)
+class Suspend(EventBody):
+    """A registrar suspends a participant's key: it signs nothing new until reinstated."""
+
+    TYPE: ClassVar[str] = "suspend"
+    subject: bytes
+
+
+@dataclass(frozen=True)
+class Reinstate(EventBody):
+    """A registrar lifts a suspension."""
+
+    TYPE: ClassVar[str] = "reinstate"
+    subject: bytes
+
+
+@dataclass(frozen=True)
+class Rotate(EventBody):
+    """`subject`'s identity moves to the key `to`; signed by `subject` itself or, for a lost
+    key, by a registrar. `possession` is `to`'s signature over the rotation message
+    (`ledger.governance.rotation_message`), so no one can rotate onto a key they do not hold."""
+
+    TYPE: ClassVar[str] = "rotate"
+    subject: bytes
+    to: bytes
+    possession: bytes
+
+
 EVENT_TYPES: dict[str, type[EventBody]] = {
     cls.TYPE: cls
-    for cls in (Admit, Register, Grant, Revoke, Transfer, Use, Derive, Destroy, Attest)
+    for cls in (
+        Admit,
+        Register,
+        Grant,
+        Revoke,
+        Transfer,
+        Use,
+        Derive,
+        Destroy,
+        Attest,
+        Propose,
+        Approve,
+        Suspend,
+        Reinstate,
+        Rotate,
+    )
 }
+GOVERNANCE_TYPES = (Propose, Approve)
 
 
 def _parse_nonce(value: Any) -> bytes:
@@ -253,6 +315,18 @@ def _parse_nonce(value: Any) -> bytes:
 def _parse_role(value: Any) -> str:
     if not isinstance(value, str) or value not in ROLES:
         raise Malformed(f"role must be one of {ROLES}")
+    return value
+
+
+def _change(value: Any) -> dict[str, Any]:
+    """A `change` map, checked strictly (the map is kept as given: canonical checks it)."""
+    Change.parse(value)
+    return dict(value)
+
+
+def _signature(value: Any) -> bytes:
+    if not isinstance(value, bytes) or len(value) != crypto.SIGNATURE_SIZE:
+        raise Malformed(f"possession must be a {crypto.SIGNATURE_SIZE}-byte signature r||s")
     return value
 
 
@@ -275,6 +349,9 @@ _FIELD_PARSERS: dict[str, Any] = {
     "purpose": lambda v: _text(v, "purpose"),
     "inputs": lambda v: _hash_list(v, "inputs"),
     "claim": lambda v: _text(v, "claim"),
+    "change": _change,
+    "proposal": lambda v: _hash32(v, "proposal"),
+    "possession": _signature,
 }
 
 
@@ -368,9 +445,10 @@ def _is_canonical_body(doc: dict[str, Any], body_bytes: bytes) -> bool:
     keys = list(doc)
     if keys != sorted(keys):
         return False
-    meta = doc.get("meta")
-    if meta is not None and list(meta) != sorted(meta):
-        return False
+    for nested in ("meta", "change"):
+        inner = doc.get(nested)
+        if inner is not None and list(inner) != sorted(inner):
+            return False
     return msgpack.packb(doc, use_bin_type=True) == body_bytes
 
 

@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledger import codec, events, merkle, smt
+from ledger import codec, events, merkle, smt, transitions
 from ledger.blocks import Commit, Header, verify_checkpoint
 from ledger.errors import BadSignature, LedgerError, Malformed, VerificationFailed
 
@@ -35,15 +35,17 @@ from ledger.rules import (
     dataset_key,
     grant_key,
     next_history,
+    participant_key,
 )
 from ledger.store import ChainReader
 
 BUNDLE_VERSION = 2
 MAX_LINEAGE_DEPTH = 16
-MAX_PAGE_BYTES = 1 << 20
-"""A bundle page stops before the event entry that would take its events (and, on the first
-page, its state proofs) past this many bytes of JSON; it always holds at least one event."""
-MAX_PAGE_EVENTS = 1000
+MAX_PAGE_BYTES = 256 << 10
+"""A bundle page stops before the event entry that would take its JSON (on the first page with
+the state proofs of the dataset and of the grants its events make) past this many bytes; it
+always holds at least one event. With `MAX_PAGE_EVENTS` it bounds the work of one request."""
+MAX_PAGE_EVENTS = 256
 INCOMPLETE = "incomplete: the node omitted events"
 STATE_KINDS: dict[str, tuple[bytes, int]] = {
     "participant": (PARTICIPANT, 33),
@@ -124,7 +126,7 @@ def checkpoint(store: ChainReader, height: int | None = None) -> dict[str, Any] 
     if header_bytes is None or commit is None:
         return None
     header = Header.decode(header_bytes)
-    return {
+    point = {
         "header": header.to_json(),
         "header_bytes": header_bytes.hex(),
         "block_hash": header.block_hash.hex(),
@@ -132,6 +134,10 @@ def checkpoint(store: ChainReader, height: int | None = None) -> dict[str, Any] 
         "tree_size": header.tree_size,
         "root_hash": header.tree_root.hex(),
     }
+    steps = transitions.transitions_json(store, height)
+    if steps:
+        point["transitions"] = steps
+    return point
 
 
 def inclusion(store: ChainReader, leaf_index: int, height: int | None = None) -> dict[str, Any]:
@@ -200,9 +206,13 @@ def proof_bundle(
 ) -> dict[str, Any] | None:
     """One page of the dataset's proof bundle, or None if the dataset is not registered.
 
-    The first page (`after` = -1) is at the head and carries the state proofs; a later page
-    continues after leaf `after` against the checkpoint at `height` (the first page's). A
-    page's `page.next` is the `after` of the next page, or None on the last.
+    The first page (`after` = -1) is at the head and carries the dataset's state proof and
+    those of the grants its own events make (`state.grants`); a later page continues after
+    leaf `after` against the checkpoint at `height` (the first page's) and carries events
+    only. No page costs more than its own events: a grant's status at the checkpoint follows
+    from the complete story (its revocation is in it, its expiry in its body), so the state
+    proofs of grants are extra evidence, not needed (docs/PROTOCOL.md §9.3). A page's
+    `page.next` is the `after` of the next page, or None on the last.
     """
     first = after < 0
     if first:
@@ -219,8 +229,10 @@ def proof_bundle(
     doc: dict[str, Any] = {"version": BUNDLE_VERSION, "dataset": dataset.hex(), "checkpoint": point}
     budget = max_bytes
     if first:
-        grants = [state_entry(store, grant_key(g)) for g in store.dataset_grants(dataset)]
-        doc["state"] = {"dataset": state_entry(store, dataset_key(dataset)), "grants": grants}
+        doc["state"] = {"dataset": state_entry(store, dataset_key(dataset)), "grants": []}
+        signer = _origin_signer(store, dataset)
+        if signer is not None:
+            doc["state"]["origin_signer"] = state_entry(store, participant_key(signer))
         doc["lineage"] = {
             "parents": [p.hex() for p in store.parents(dataset)],
             "children": [c.hex() for c in store.children(dataset)],
@@ -228,17 +240,42 @@ def proof_bundle(
         budget -= _entry_bytes(doc["state"])
     leaves = store.dataset_leaves(dataset, after, max(1, limit) + 1, below=size)
     entries: list[dict[str, Any]] = []
+    grants: list[dict[str, Any]] = []
     for leaf_index in leaves[: max(1, limit)]:
         entry = event_json(store, leaf_index)
         entry["audit_path"] = [h.hex() for h in store.inclusion_proof(leaf_index, size)]
-        budget -= _entry_bytes(entry)
+        grant = _grant_entry(store, entry, dataset) if first else None
+        budget -= _entry_bytes(entry) + (_entry_bytes(grant) if grant is not None else 0)
         if entries and budget < 0:
             break
         entries.append(entry)
+        if grant is not None:
+            grants.append(grant)
     more = len(entries) < len(leaves)
     doc["events"] = entries
+    if first:
+        doc["state"]["grants"] = grants
     doc["page"] = {"after": after, "next": entries[-1]["leaf_index"] if more else None}
     return doc
+
+
+def _origin_signer(store: ChainReader, dataset: bytes) -> bytes | None:
+    """The key that signed the dataset's origin, when it is not the owner identity itself
+    (a key the owner rotated to): its participant record proves which identity it acts for."""
+    record = store.state().get_doc(dataset_key(dataset))
+    location = store.locate(record["origin"])
+    assert location is not None, "a dataset's origin is on the chain"
+    actor = store.event_at(location.leaf_index).actor
+    return None if actor == record["owner"] else actor
+
+
+def _grant_entry(
+    store: ChainReader, entry: dict[str, Any], dataset: bytes
+) -> dict[str, Any] | None:
+    """The state proof of the grant an event entry makes on `dataset`, if it makes one."""
+    if entry.get("type") != events.Grant.TYPE or entry.get("dataset") != dataset.hex():
+        return None
+    return state_entry(store, grant_key(bytes.fromhex(entry["id"])))
 
 
 def join_pages(pages: list[Any]) -> dict[str, Any]:
@@ -302,7 +339,10 @@ class VerifiedStory:
 
     @property
     def owner(self) -> bytes:
-        return self.origin.actor
+        """The owner's identity (the key first admitted; the origin's signer unless it is a
+        key the owner rotated to, docs/PROTOCOL.md §19.3)."""
+        owner = self.record.get("owner")
+        return owner if isinstance(owner, bytes) else self.origin.actor
 
     @property
     def parents(self) -> tuple[bytes, ...]:
@@ -345,7 +385,11 @@ def _verify_checkpoint(doc: Any, genesis: Genesis) -> Header:
         raise
     except LedgerError as exc:
         raise VerificationFailed("malformed checkpoint", str(exc)) from exc
-    verify_checkpoint(header, commit, genesis.chain_id, genesis.validators)
+    steps = point.get("transitions", [])
+    if not isinstance(steps, list):
+        raise VerificationFailed("malformed checkpoint", "transitions is a list")
+    signers = transitions.walk(genesis, steps, header.height)
+    verify_checkpoint(header, commit, genesis.chain_id, signers)
     return header
 
 
@@ -440,7 +484,7 @@ def verify_bundle(bundle: Any, genesis: Genesis) -> VerifiedStory:
     _check_complete(
         record, [(p.leaf_index, merkle.leaf_hash(p.event.envelope)) for p in proven], header.height
     )
-    _check_story(proven, dataset, record)
+    _check_story(proven, dataset, record, _origin_identity(state, proven, header))
     grants = _proven_grants(_field(state, "grants", list), proven, dataset, header)
     return VerifiedStory(dataset, header, tuple(proven), grants, record)
 
@@ -468,7 +512,26 @@ def _proven_events(bundle: Any, genesis: Genesis, header: Header) -> list[Proven
     return proven
 
 
-def _check_story(proven: list[ProvenEvent], dataset: bytes, record: dict[str, Any]) -> None:
+def _origin_identity(state: dict[str, Any], proven: list[ProvenEvent], header: Header) -> bytes:
+    """The identity the origin's signer acts for: itself, unless `state.origin_signer` proves
+    (against the checkpoint) that the key was rotated in for another identity (§19.3)."""
+    if not proven:
+        raise VerificationFailed("no origin", "the bundle has no events")
+    actor = proven[0].event.actor
+    entry = state.get("origin_signer")
+    if entry is None:
+        return actor
+    key = participant_key(actor)
+    record = _proven_entry(entry, key, header.state_root, "the origin signer's record")
+    identity = None if record is None else record.get("identity")
+    if not isinstance(identity, bytes):
+        raise VerificationFailed("no origin", "the origin signer's record names no identity")
+    return identity
+
+
+def _check_story(
+    proven: list[ProvenEvent], dataset: bytes, record: dict[str, Any], owner: bytes
+) -> None:
     grant_ids: set[bytes] = set()
     last_index = -1
     for position, p in enumerate(proven):
@@ -486,14 +549,17 @@ def _check_story(proven: list[ProvenEvent], dataset: bytes, record: dict[str, An
     body = origin.body
     if not isinstance(body, events.Register | events.Derive) or body.dataset != dataset:
         raise VerificationFailed("no origin", "the first event does not register the dataset")
-    if record.get("origin") != origin.event_id or record.get("owner") != origin.actor:
+    if record.get("origin") != origin.event_id or record.get("owner") != owner:
         raise VerificationFailed("no origin", "the dataset record names another origin")
 
 
 def _proven_grants(
     entries: list[Any], proven: list[ProvenEvent], dataset: bytes, header: Header
 ) -> tuple[GrantStatus, ...]:
-    """Each grant of the story with its state proven at the checkpoint."""
+    """Each grant of the story with its status at the checkpoint: revoked by the story's
+    revocation of it, expired by its body's `expires` against the checkpoint time. A state
+    proof given for a grant must verify and agree; none is required (the story is complete,
+    so it holds every revocation)."""
     by_key = {}
     for number, entry in enumerate(entries):
         key = _hex(_field(entry, "key", str), f"grant proof {number} key")
@@ -508,23 +574,26 @@ def _proven_grants(
             continue
         key = grant_key(p.event.event_id)
         entry = by_key.pop(key, None)
-        what = f"grant {p.event.event_id.hex()}"
-        if entry is None:
-            raise VerificationFailed("incomplete: a grant's state proof is missing", what)
-        record = _proven_entry(entry, key, header.state_root, what)
-        if record is None or record.get("dataset") != dataset:
-            raise VerificationFailed(
-                "grant state mismatch", f"{what} is not a grant of the dataset"
-            )
         revoked_by = revocations.get(p.event.event_id)
-        if record.get("revoked") != (None if revoked_by is None else revoked_by.event_id):
-            raise VerificationFailed("grant state mismatch", f"{what}: revocation differs")
-        expires = record.get("expires")
-        expired = isinstance(expires, int) and expires <= header.time
+        if entry is not None:
+            _check_grant_proof(entry, key, header, dataset, revoked_by)
+        expires = body.expires
+        expired = expires is not None and expires <= header.time
         statuses.append(GrantStatus(p.event, revoked_by, expired))
     if by_key:
         raise VerificationFailed("malformed bundle", "a state proof for a grant not in the story")
     return tuple(statuses)
+
+
+def _check_grant_proof(
+    entry: Any, key: bytes, header: Header, dataset: bytes, revoked_by: SignedEvent | None
+) -> None:
+    what = f"grant {key[len(GRANT) :].hex()}"
+    record = _proven_entry(entry, key, header.state_root, what)
+    if record is None or record.get("dataset") != dataset:
+        raise VerificationFailed("grant state mismatch", f"{what} is not a grant of the dataset")
+    if record.get("revoked") != (None if revoked_by is None else revoked_by.event_id):
+        raise VerificationFailed("grant state mismatch", f"{what}: revocation differs")
 
 
 @dataclass(frozen=True)

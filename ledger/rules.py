@@ -16,15 +16,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ledger import codec, crypto, events, merkle
-from ledger.errors import Conflict, Forbidden, NotAdmitted, RuleViolation
-from ledger.genesis import Genesis
+from ledger import codec, crypto, events, governance, merkle
+from ledger.blocks import Validator, ValidatorSet
+from ledger.errors import BadSignature, Conflict, Forbidden, NotAdmitted, RuleViolation
+from ledger.genesis import ChainParams, Genesis
 from ledger.state import StateOverlay
 
 DEFAULT_TIME_WINDOW_MS = 10 * 60 * 1000
 STATUS_ACTIVE = "active"
 STATUS_DESTROYED = "destroyed"
 PARTICIPANT_ACTIVE = "active"
+PARTICIPANT_SUSPENDED = "suspended"
+PARTICIPANT_ROTATED = "rotated"
+PROPOSAL_OPEN = "open"
+PROPOSAL_DECIDED = "decided"
 EMPTY_HISTORY = bytes(32)
 # An event that names no grant is judged by the newest grants of its (dataset, holder) pair
 # only, so that no one can make each such event cost work that grows with the grants made.
@@ -39,7 +44,25 @@ GRANT_SLOT = b"sI"
 HOLDER = b"sh"
 SIGNED = b"sa"
 EVENT = b"se"
-AUTHENTICATED = frozenset({PARTICIPANT, DATASET, GRANT, HOLDER, SIGNED})
+PROPOSAL = b"sP"
+VALIDATOR_SCHEDULE = b"sV"
+PARAMS_SCHEDULE = b"sC"
+REGISTRAR_SCHEDULE = b"sR"
+TRANSITION = b"sT"
+AUTHENTICATED = frozenset(
+    {
+        PARTICIPANT,
+        DATASET,
+        GRANT,
+        HOLDER,
+        SIGNED,
+        PROPOSAL,
+        VALIDATOR_SCHEDULE,
+        PARAMS_SCHEDULE,
+        REGISTRAR_SCHEDULE,
+        TRANSITION,
+    }
+)
 """Prefixes of the state records under `state_root` (docs/PROTOCOL.md §17.1). The event
 index and the grant index are functions of the log and the grant records; they are not."""
 
@@ -64,6 +87,20 @@ def grants_of_key(dataset: bytes, grantee: bytes) -> bytes:
 def grant_slot_key(dataset: bytes, grantee: bytes, slot: int) -> bytes:
     """The id of `grantee`'s grant number `slot` (from 0, in creation order) on `dataset`."""
     return GRANT_SLOT + dataset + grantee + slot.to_bytes(4, "big")
+
+
+def proposal_key(proposal_id: bytes) -> bytes:
+    return PROPOSAL + proposal_id
+
+
+def registrar_schedule_key(identity: bytes) -> bytes:
+    """Governance's decisions on whether `identity` is a registrar, by effective height."""
+    return REGISTRAR_SCHEDULE + identity
+
+
+def transition_key(effective_height: int) -> bytes:
+    """The validator set that takes effect at `effective_height` (one record per change)."""
+    return TRANSITION + effective_height.to_bytes(8, "big")
 
 
 def signed_key(actor: bytes) -> bytes:
@@ -169,14 +206,12 @@ class Rules:
         body = event.body
         if body.chain != self.genesis.chain_id:
             raise RuleViolation(f"event is for chain {body.chain!r}")
-        if abs(body.time - ctx.time) > self.time_window_ms:
-            raise RuleViolation(
-                f"event time {body.time} is outside ±{self.time_window_ms} ms of {ctx.time}"
-            )
+        window = self._time_window(draft, ctx.height)
+        if abs(body.time - ctx.time) > window:
+            raise RuleViolation(f"event time {body.time} is outside ±{window} ms of {ctx.time}")
         if draft.get(event_key(event.event_id)) is not None:
             raise Conflict("duplicate event: this event id is already on the chain")
-        if not isinstance(body, events.Admit):
-            self._require_admitted(draft, body.actor)
+        self._check_signer(draft, body, ctx.height)
         touched = tuple(dict.fromkeys(self._handlers[type(body)](draft, body, event.event_id, ctx)))
         draft.put(event_key(event.event_id), encode_location(ctx.height, ctx.leaf_index))
         return touched
@@ -187,10 +222,20 @@ class Rules:
 
     # --- who is who -----------------------------------------------------------------------
 
-    def is_registrar(self, state: StateOverlay, public_key: bytes) -> bool:
-        if public_key in self._genesis_registrars:
-            return True
+    def is_registrar(self, state: StateOverlay, public_key: bytes, height: int) -> bool:
+        """Whether `public_key` may act as a registrar at `height`: an active key whose
+        identity governance made a registrar, or else one that genesis or its admission
+        made a registrar (and governance has not removed)."""
         doc = state.get_doc(participant_key(public_key))
+        if doc is not None and doc["status"] != PARTICIPANT_ACTIVE:
+            return False
+        identity = doc.get("identity", public_key) if doc is not None else public_key
+        schedule = state.get_doc(registrar_schedule_key(identity))
+        decided = governance.value_at(schedule, height) if schedule else None
+        if decided is not None:
+            return bool(decided)
+        if identity in self._genesis_registrars:
+            return True
         return doc is not None and doc["role"] == events.ROLE_REGISTRAR
 
     def is_admitted(self, state: StateOverlay, public_key: bytes) -> bool:
@@ -198,13 +243,82 @@ class Rules:
             state.get(participant_key(public_key)) is not None
         )
 
-    def _require_admitted(self, state: StateOverlay, public_key: bytes) -> None:
-        if not self.genesis.is_open and not self.is_admitted(state, public_key):
-            raise NotAdmitted("the signer is not an admitted participant of this chain")
+    def identity(self, state: StateOverlay, public_key: bytes) -> bytes:
+        """The identity a key acts for: the key first admitted, whatever it has rotated to.
+        Ownership, grants and copies are recorded against identities (docs/PROTOCOL.md §19.3)."""
+        doc = state.get_doc(participant_key(public_key))
+        return public_key if doc is None else doc.get("identity", public_key)
 
-    def _require_recipient(self, state: StateOverlay, public_key: bytes) -> None:
-        if not self.genesis.is_open and not self.is_admitted(state, public_key):
-            raise RuleViolation("the recipient is not an admitted participant")
+    def _check_signer(self, state: StateOverlay, body: events.EventBody, height: int) -> None:
+        """A suspended or rotated-away key signs nothing new; on a permissioned chain the
+        signer is admitted, a registrar, or (for governance events) checked as a validator."""
+        doc = state.get_doc(participant_key(body.actor))
+        if doc is not None:
+            _require_active(doc, "the signer's key")
+            return
+        if (
+            self.genesis.is_open
+            or body.actor in self._genesis_registrars
+            or isinstance(body, events.Admit | events.Propose | events.Approve)
+        ):
+            return
+        if self.is_registrar(state, body.actor, height):
+            return
+        raise NotAdmitted("the signer is not an admitted participant of this chain")
+
+    def _recipient(self, state: StateOverlay, public_key: bytes) -> bytes:
+        """The identity of an active, admitted recipient key."""
+        doc = state.get_doc(participant_key(public_key))
+        if doc is None:
+            if not self.genesis.is_open and public_key not in self._genesis_registrars:
+                raise RuleViolation("the recipient is not an admitted participant")
+            return public_key
+        try:
+            _require_active(doc, "the recipient's key")
+        except Forbidden as exc:
+            raise RuleViolation(str(exc)) from exc
+        identity: bytes = doc.get("identity", public_key)
+        return identity
+
+    # --- governance state ---------------------------------------------------------------
+
+    def validators_at(self, state: StateOverlay, height: int) -> ValidatorSet:
+        """The validator set in force at `height`, for heights from the newest executed block
+        on (older entries are pruned from the schedule; see `transition_key`)."""
+        schedule = state.get_doc(VALIDATOR_SCHEDULE)
+        found = governance.value_at(schedule, height) if schedule else None
+        return self.genesis.validators if found is None else governance.set_from_doc(found)
+
+    def params_at(self, state: StateOverlay, height: int) -> ChainParams:
+        """The chain parameters in force at `height` (as `validators_at`)."""
+        schedule = state.get_doc(PARAMS_SCHEDULE)
+        found = governance.value_at(schedule, height) if schedule else None
+        return self.genesis.chain_params if found is None else ChainParams(**found)
+
+    def _time_window(self, state: StateOverlay, height: int) -> int:
+        """The event time window: the node's (genesis) value until governance changes it."""
+        if state.get(PARAMS_SCHEDULE) is None:
+            return self.time_window_ms
+        return self.params_at(state, height).time_window_ms
+
+    def _latest_validators(self, state: StateOverlay) -> ValidatorSet:
+        schedule = state.get_doc(VALIDATOR_SCHEDULE)
+        found = governance.latest(schedule) if schedule else None
+        return self.genesis.validators if found is None else governance.set_from_doc(found)
+
+    def _latest_params(self, state: StateOverlay) -> ChainParams:
+        schedule = state.get_doc(PARAMS_SCHEDULE)
+        found = governance.latest(schedule) if schedule else None
+        return self.genesis.chain_params if found is None else ChainParams(**found)
+
+    def _approving_validator(self, state: StateOverlay, actor: bytes, height: int) -> Validator:
+        for member in self.validators_at(state, height).validators:
+            if member.approver == actor:
+                return member
+        raise Forbidden(
+            "only a validator of the current set (its node key, or its operator key if it has "
+            "one) may propose or approve governance changes"
+        )
 
     def _dataset(self, state: StateOverlay, dataset: bytes) -> dict[str, Any]:
         doc: dict[str, Any] | None = state.get_doc(dataset_key(dataset))
@@ -276,7 +390,7 @@ class Rules:
     def _apply_admit(
         self, state: StateOverlay, body: events.Admit, event_id: bytes, ctx: BlockContext
     ) -> tuple[bytes, ...]:
-        if not self.is_registrar(state, body.actor):
+        if not self.is_registrar(state, body.actor, ctx.height):
             raise Forbidden("only a registrar may admit participants")
         if self.is_admitted(state, body.subject):
             raise Conflict("this key is already admitted")
@@ -301,7 +415,7 @@ class Rules:
         if state.get(dataset_key(dataset)) is not None:
             raise Conflict(f"dataset {dataset.hex()} is already registered")
         doc: dict[str, Any] = {
-            "owner": body.actor,
+            "owner": self.identity(state, body.actor),
             "origin": event_id,
             "open": is_open,
             "status": STATUS_ACTIVE,
@@ -325,24 +439,25 @@ class Rules:
         self, state: StateOverlay, body: events.Grant, event_id: bytes, ctx: BlockContext
     ) -> tuple[bytes, ...]:
         dataset = self._active_dataset(state, body.dataset)
-        if dataset["owner"] != body.actor:
+        grantor = self.identity(state, body.actor)
+        if dataset["owner"] != grantor:
             raise Forbidden("only the dataset's owner may grant it")
-        self._require_recipient(state, body.to)
+        grantee = self._recipient(state, body.to)
         if body.expires is not None and body.expires <= ctx.time:
             raise RuleViolation("the grant would already be expired")
         grant: dict[str, Any] = {
             "dataset": body.dataset,
-            "grantor": body.actor,
-            "to": body.to,
+            "grantor": grantor,
+            "to": grantee,
             "purposes": list(body.purposes),
             "reshare": body.reshare,
         }
         if body.expires is not None:
             grant["expires"] = body.expires
         state.put_doc(grant_key(event_id), grant)
-        key = grants_of_key(body.dataset, body.to)
+        key = grants_of_key(body.dataset, grantee)
         count = state.get_doc(key) or 0
-        state.put(grant_slot_key(body.dataset, body.to, count), event_id)
+        state.put(grant_slot_key(body.dataset, grantee, count), event_id)
         state.put_doc(key, count + 1)
         return (body.dataset,)
 
@@ -352,7 +467,7 @@ class Rules:
         grant = state.get_doc(grant_key(body.grant))
         if grant is None:
             raise RuleViolation(f"grant {body.grant.hex()} does not exist")
-        if grant["grantor"] != body.actor:
+        if grant["grantor"] != self.identity(state, body.actor):
             raise Forbidden("only the grantor may revoke a grant")
         if "revoked" in grant:
             raise Conflict("the grant is already revoked")
@@ -399,15 +514,14 @@ class Rules:
         self._authorise_holder(
             state,
             dataset=body.dataset,
-            actor=body.actor,
+            actor=self.identity(state, body.actor),
             grant_id=body.grant,
             now=ctx.time,
             purpose=None,
             reshare=True,
             what="resharing",
         )
-        self._require_recipient(state, body.to)
-        state.put(holder_key(body.dataset, body.to), b"")
+        state.put(holder_key(body.dataset, self._recipient(state, body.to)), b"")
         return (body.dataset,)
 
     def _apply_use(
@@ -419,7 +533,7 @@ class Rules:
         self._authorise_holder(
             state,
             dataset=body.dataset,
-            actor=body.actor,
+            actor=self.identity(state, body.actor),
             grant_id=body.grant,
             now=ctx.time,
             purpose=body.purpose,
@@ -431,11 +545,12 @@ class Rules:
     def _apply_derive(
         self, state: StateOverlay, body: events.Derive, event_id: bytes, ctx: BlockContext
     ) -> tuple[bytes, ...]:
+        actor = self.identity(state, body.actor)
         for source in body.inputs:
             self._authorise_holder(
                 state,
                 dataset=source,
-                actor=body.actor,
+                actor=actor,
                 grant_id=None,
                 now=ctx.time,
                 purpose=events.DERIVE_PURPOSE,
@@ -449,13 +564,14 @@ class Rules:
         self, state: StateOverlay, body: events.Destroy, event_id: bytes, ctx: BlockContext
     ) -> tuple[bytes, ...]:
         dataset = self._dataset(state, body.dataset)
-        if dataset["owner"] == body.actor:
+        actor = self.identity(state, body.actor)
+        if dataset["owner"] == actor:
             if dataset["status"] == STATUS_DESTROYED:
                 raise Conflict("the owner's copy is already destroyed")
             dataset["status"] = STATUS_DESTROYED
             state.put_doc(dataset_key(body.dataset), dataset)
             return (body.dataset,)
-        holder = holder_key(body.dataset, body.actor)
+        holder = holder_key(body.dataset, actor)
         if state.get(holder) == b"":
             state.put(holder, b"destroyed")
             return (body.dataset,)
@@ -468,6 +584,195 @@ class Rules:
     ) -> tuple[bytes, ...]:
         self._dataset(state, body.dataset)
         return (body.dataset,)
+
+    # --- governance (docs/PROTOCOL.md §19) ---------------------------------------------------
+
+    def _apply_propose(
+        self, state: StateOverlay, body: events.Propose, event_id: bytes, ctx: BlockContext
+    ) -> tuple[bytes, ...]:
+        member = self._approving_validator(state, body.actor, ctx.height)
+        self._check_change(state, governance.Change.parse(body.change))
+        proposal: dict[str, Any] = {
+            "change": body.change,
+            "proposer": body.actor,
+            "height": ctx.height,
+            "expires": ctx.time + governance.PROPOSAL_TTL_MS,
+            "approvals": [member.public_key],
+            "status": PROPOSAL_OPEN,
+        }
+        self._count_approvals(state, event_id, proposal, ctx)
+        return ()
+
+    def _apply_approve(
+        self, state: StateOverlay, body: events.Approve, event_id: bytes, ctx: BlockContext
+    ) -> tuple[bytes, ...]:
+        member = self._approving_validator(state, body.actor, ctx.height)
+        proposal: dict[str, Any] | None = state.get_doc(proposal_key(body.proposal))
+        if proposal is None:
+            raise RuleViolation(f"proposal {body.proposal.hex()} does not exist")
+        if proposal["status"] != PROPOSAL_OPEN:
+            raise Conflict(f"the proposal is already {proposal['status']}")
+        if proposal["expires"] <= ctx.time:
+            raise RuleViolation("the proposal has expired")
+        if member.public_key in proposal["approvals"]:
+            raise Conflict("this validator has already approved the proposal")
+        proposal["approvals"].append(member.public_key)
+        self._count_approvals(state, body.proposal, proposal, ctx)
+        return ()
+
+    def _count_approvals(
+        self,
+        state: StateOverlay,
+        proposal_id: bytes,
+        proposal: dict[str, Any],
+        ctx: BlockContext,
+    ) -> None:
+        """Store the proposal, deciding it once its approvers hold more than 2/3 of the power
+        of the set in force; a decided change is in force from ctx.height + 2."""
+        validators = self.validators_at(state, ctx.height)
+        if validators.has_quorum(validators.power_of(frozenset(proposal["approvals"]))):
+            effective = ctx.height + governance.ACTIVATION_DELAY
+            self._enact(state, governance.Change.parse(proposal["change"]), effective, ctx)
+            proposal["status"] = PROPOSAL_DECIDED
+            proposal["decided"] = ctx.height
+            proposal["effective"] = effective
+        state.put_doc(proposal_key(proposal_id), proposal)
+
+    def _check_change(self, state: StateOverlay, change: governance.Change) -> None:
+        """Raise unless `change` applies on top of every change already scheduled."""
+        if change.op in governance.VALIDATOR_CHANGES:
+            governance.apply_to_set(self._latest_validators(state), change)
+        elif change.op == governance.SET_PARAM:
+            governance.params_with(self._latest_params(state), change)
+        else:
+            wanted = change.op == governance.ADD_REGISTRAR
+            if self._registrar_latest(state, change.public_key) == wanted:
+                state_word = "already" if wanted else "not"
+                raise RuleViolation(f"that key is {state_word} a registrar")
+
+    def _registrar_latest(self, state: StateOverlay, public_key: bytes) -> bool:
+        identity = self.identity(state, public_key)
+        schedule = state.get_doc(registrar_schedule_key(identity))
+        if schedule:
+            return bool(governance.latest(schedule))
+        return self.is_registrar(state, public_key, 0)
+
+    def _enact(
+        self, state: StateOverlay, change: governance.Change, effective: int, ctx: BlockContext
+    ) -> None:
+        self._check_change(state, change)
+        if change.op in governance.VALIDATOR_CHANGES:
+            new_set = governance.apply_to_set(self._latest_validators(state), change)
+            # Two changes decided in one block take effect at the same height: the step that
+            # matters is from the set in force just before it, not from the first change.
+            try:
+                governance.check_step(self.validators_at(state, effective - 1), new_set)
+            except RuleViolation as exc:
+                raise RuleViolation(
+                    f"{exc}; a change decided earlier in this block already takes effect at "
+                    f"height {effective}: approve again in a later block"
+                ) from exc
+            doc = governance.set_to_doc(new_set)
+            self._schedule(state, VALIDATOR_SCHEDULE, effective, doc, ctx.height)
+            state.put_doc(transition_key(effective), doc)
+        elif change.op == governance.SET_PARAM:
+            params = governance.params_with(self._latest_params(state), change)
+            self._schedule(state, PARAMS_SCHEDULE, effective, params.to_json(), ctx.height)
+        else:
+            key = registrar_schedule_key(self.identity(state, change.public_key))
+            self._schedule(state, key, effective, change.op == governance.ADD_REGISTRAR, ctx.height)
+
+    @staticmethod
+    def _schedule(state: StateOverlay, key: bytes, effective: int, value: Any, now: int) -> None:
+        schedule = state.get_doc(key) or []
+        state.put_doc(key, governance.schedule_change(schedule, effective, value, now))
+
+    # --- participant lifecycle (docs/PROTOCOL.md §19.3) ---------------------------------------
+
+    def _known_participant(self, state: StateOverlay, subject: bytes) -> dict[str, Any]:
+        """The subject's participant record (a default one for a genesis registrar, a key
+        governance made a registrar, or, on an open chain, any key that has none yet)."""
+        doc: dict[str, Any] | None = state.get_doc(participant_key(subject))
+        if doc is not None:
+            return doc
+        if subject in self._genesis_registrars or state.get(registrar_schedule_key(subject)):
+            return {"name": "", "role": events.ROLE_REGISTRAR, "status": PARTICIPANT_ACTIVE}
+        if self.genesis.is_open:
+            return {"name": "", "role": events.ROLE_PARTICIPANT, "status": PARTICIPANT_ACTIVE}
+        raise RuleViolation("the subject is not an admitted participant")
+
+    def _require_registrar(self, state: StateOverlay, actor: bytes, height: int, what: str) -> None:
+        if not self.is_registrar(state, actor, height):
+            raise Forbidden(f"only a registrar may {what}")
+
+    def _apply_suspend(
+        self, state: StateOverlay, body: events.Suspend, event_id: bytes, ctx: BlockContext
+    ) -> tuple[bytes, ...]:
+        self._require_registrar(state, body.actor, ctx.height, "suspend participants")
+        if body.subject == body.actor:
+            raise RuleViolation("a registrar cannot suspend its own key")
+        doc = self._known_participant(state, body.subject)
+        if doc["status"] == PARTICIPANT_SUSPENDED:
+            raise Conflict("the key is already suspended")
+        _require_active(doc, "the subject's key", error=RuleViolation)
+        doc["status"] = PARTICIPANT_SUSPENDED
+        doc["suspended_by"] = event_id
+        state.put_doc(participant_key(body.subject), doc)
+        return ()
+
+    def _apply_reinstate(
+        self, state: StateOverlay, body: events.Reinstate, event_id: bytes, ctx: BlockContext
+    ) -> tuple[bytes, ...]:
+        self._require_registrar(state, body.actor, ctx.height, "reinstate participants")
+        doc = self._known_participant(state, body.subject)
+        if doc["status"] != PARTICIPANT_SUSPENDED:
+            raise Conflict("the key is not suspended")
+        doc["status"] = PARTICIPANT_ACTIVE
+        del doc["suspended_by"]
+        state.put_doc(participant_key(body.subject), doc)
+        return ()
+
+    def _apply_rotate(
+        self, state: StateOverlay, body: events.Rotate, event_id: bytes, ctx: BlockContext
+    ) -> tuple[bytes, ...]:
+        if body.actor != body.subject:
+            self._require_registrar(state, body.actor, ctx.height, "rotate another party's key")
+        old = self._known_participant(state, body.subject)
+        if old["status"] == PARTICIPANT_ROTATED:
+            raise Conflict("the key has already been rotated")
+        if body.to == body.subject or self.is_admitted(state, body.to):
+            raise Conflict("the new key is already in use on this chain")
+        message = governance.rotation_message(self.genesis.chain_id, body.subject, body.to)
+        try:
+            crypto.verify(body.to, message, body.possession)
+        except BadSignature as exc:
+            raise RuleViolation(
+                "possession is not the new key's signature of the rotation"
+            ) from exc
+        successor: dict[str, Any] = {
+            "name": old["name"],
+            "role": old["role"],
+            "event": event_id,
+            "status": PARTICIPANT_ACTIVE,
+            "identity": old.get("identity", body.subject),
+            "previous": body.subject,
+        }
+        old.pop("suspended_by", None)
+        old["status"] = PARTICIPANT_ROTATED
+        old["successor"] = body.to
+        state.put_doc(participant_key(body.subject), old)
+        state.put_doc(participant_key(body.to), successor)
+        return ()
+
+
+def _require_active(
+    doc: dict[str, Any], whose: str, error: type[Forbidden] | type[RuleViolation] = Forbidden
+) -> None:
+    """Raise unless a participant record's key may still sign (or receive)."""
+    if doc["status"] == PARTICIPANT_SUSPENDED:
+        raise error(f"{whose} is suspended by a registrar: it signs nothing new until reinstated")
+    if doc["status"] == PARTICIPANT_ROTATED:
+        raise error(f"{whose} was rotated to {doc['successor'].hex()}: use the new key")
 
 
 def encode_location(height: int, leaf_index: int) -> bytes:

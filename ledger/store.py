@@ -9,15 +9,23 @@ The rules state's authenticated records also live in the state map (`ledger.smt`
 root is the header's `state_root`; a block's changed map tiles go into the same batch, so a
 crash never leaves a root that disagrees with the state.
 
-`!meta` carries the store's format version (`FORMAT_VERSION`); a store written in any other
-format, or before formats were versioned, is refused when opened.
+`!meta` carries the store's format version (`FORMAT_VERSION`). A store of an older format
+that a migration in `MIGRATIONS` upgrades is refused with `NeedsMigration` until
+`migrate_store` has upgraded it in place (the node backs it up first); any other format, or a
+store written before formats were versioned, is refused when opened.
+
+A store started from a snapshot (`SnapshotInstaller`, docs/PROTOCOL.md §20) holds the chain
+from its `base` height on: the header and commit of `base`, the rules state and state map,
+and the Merkle log's right-edge tiles at `base`, but no older block or event. Reads of what
+it does not hold raise `Pruned`, never a silent gap.
 
 Readers: `Store.view()` opens a `ChainView`, a LevelDB snapshot of the chain at its head that
 another thread may read while the owner appends (bundles are built that way).
 
 Key layout (all integers big-endian, fixed width):
 
-    !meta                      format version, head height, tree size, state root, genesis hash
+    !meta                      format version, head height, tree size, state root, genesis hash,
+                               base (the snapshot height the store started from, 0: genesis)
     H <height:8>               canonical header bytes
     C <height:8>               canonical commit
     B <height:8>               [first leaf index, event count]
@@ -38,16 +46,23 @@ Key layout (all integers big-endian, fixed width):
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import plyvel
 
 from ledger import codec, events, merkle, smt
-from ledger.blocks import Block, Commit, Header
-from ledger.errors import Corruption, LedgerError, Malformed, UnsupportedFormat
+from ledger.blocks import Block, Commit, Header, ValidatorSet, verify_checkpoint
+from ledger.errors import (
+    Corruption,
+    LedgerError,
+    Malformed,
+    Pruned,
+    UnsupportedFormat,
+    VerificationFailed,
+)
 from ledger.genesis import Genesis
 from ledger.merkle_log import (
     Extension,
@@ -60,6 +75,8 @@ from ledger.merkle_log import (
     tile_width,
 )
 from ledger.rules import (
+    DATASET,
+    PARTICIPANT,
     BlockContext,
     EventLocation,
     Rules,
@@ -80,11 +97,17 @@ ACTOR_INDEX = b"A"
 LINEAGE_UP = b"P"
 LINEAGE_DOWN = b"K"
 
-FORMAT_VERSION = 2
-"""Version 2: the authenticated state map (`m` keys), history commitments in the dataset
-records, grant indexes by slot, and `state_root` = the map's root. Version 1 (Merkle tiles,
-`state_root` a hash chain of write sets) cannot be migrated in place: its blocks' headers
-carry the old `state_root`, which this build's rules cannot reproduce, so its chain cannot be
+STATE_PREFIX = b"s"
+"""Every rules-state record (ledger.rules keys) starts with this byte: a snapshot carries
+exactly the records under it, whatever they are."""
+
+FORMAT_VERSION = 3
+"""Version 3: `!meta` names the store's `base` (0: the whole chain from genesis; H: started
+from a snapshot at height H, docs/PROTOCOL.md §20). Version 2 (the authenticated state map
+(`m` keys), history commitments in the dataset records, grant indexes by slot, `state_root`
+= the map's root) is upgraded in place by `MIGRATIONS[2]`. Version 1 (Merkle tiles,
+`state_root` a hash chain of write sets) cannot be migrated: its blocks' headers carry the
+old `state_root`, which this build's rules cannot reproduce, so its chain cannot be
 re-validated; it is refused. Unversioned stores kept one LevelDB key per Merkle node."""
 
 TILE_CACHE = 64
@@ -135,6 +158,16 @@ class WriteBatch(Protocol):
     def __exit__(self, *exc: object) -> None: ...
 
     def put(self, key: bytes, value: bytes) -> None: ...
+
+
+class ItemIterator(Protocol):
+    """A `plyvel` iterator over (key, value) pairs, closed on exit."""
+
+    def __enter__(self) -> ItemIterator: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def __iter__(self) -> Iterator[tuple[bytes, bytes]]: ...
 
 
 class LevelReader(Protocol):
@@ -190,7 +223,14 @@ class Execution:
     map_update: smt.MapUpdate
     """The state map's new root entry and changed tiles, written by `append_block`."""
 
-    def header(self, chain: str, prev: bytes, proposer: bytes, validators: bytes) -> Header:
+    def header(
+        self,
+        chain: str,
+        prev: bytes,
+        proposer: bytes,
+        validators: bytes,
+        next_validators: bytes | None = None,
+    ) -> Header:
         return Header(
             chain=chain,
             height=self.height,
@@ -202,6 +242,7 @@ class Execution:
             tree_root=self.tree_root,
             state_root=self.state_root,
             validators=validators,
+            next_validators=next_validators,
         )
 
     def matches(self, header: Header) -> bool:
@@ -225,6 +266,10 @@ class ChainReader:
     tree_size: int
     state_root: bytes
     log: MerkleLog
+    base: int = 0
+    """The snapshot height this store started from (0: it holds the chain from genesis)."""
+    base_leaf: int = 0
+    """The tree size at `base`: leaves below it are not held."""
 
     def __init__(self, reader: LevelReader, tile_cache: int, top_depth: int = 0) -> None:
         self._reader = reader
@@ -240,7 +285,59 @@ class ChainReader:
     def _read_node(self, level: int, index: int) -> bytes | None:
         tile, slot = tile_slot(level, index)
         value = self._tile_value(tile)
-        return None if value is None else tile_hash(value, slot)
+        found = None if value is None else tile_hash(value, slot)
+        if found is None and self.base_leaf:
+            raise self.pruned(f"merkle node ({level}, {index})")
+        return found
+
+    def pruned(self, what: str) -> Pruned:
+        """The error for a read of history this store does not hold (started from a
+        snapshot at `base`)."""
+        return Pruned(
+            f"pruned: this node started from a snapshot at height {self.base}; older events "
+            f"live on archive nodes ({what} is older)"
+        )
+
+    def _check_leaf(self, leaf_index: int) -> None:
+        if leaf_index < self.base_leaf:
+            raise self.pruned(f"leaf {leaf_index}")
+
+    def _check_dataset_history(self, dataset: bytes, after: int = -1) -> None:
+        """Pruned if the dataset's indexes would miss events older than the base: it was
+        registered at or before the snapshot height and the read starts before it."""
+        if not self.base or after + 1 >= self.base_leaf:
+            return
+        raw = self._state_get(DATASET + dataset)
+        if raw is None:
+            return
+        try:
+            origin_height = codec.decode_map(raw)["height"]
+        except (Malformed, KeyError) as exc:
+            raise Corruption(f"store {self.path}: unreadable dataset record") from exc
+        if origin_height <= self.base:
+            raise self.pruned(f"the history of dataset {dataset.hex()}")
+
+    def _check_actor_history(self, actor: bytes, after: int) -> None:
+        """Pruned if the key may have signed events before the base (it was admitted then,
+        or is a registrar with no participant record) and the read starts before it."""
+        if not self.base or after + 1 >= self.base_leaf:
+            return
+        raw = self._state_get(PARTICIPANT + actor)
+        location = None
+        if raw is not None:
+            try:
+                admit = codec.decode_map(raw)["event"]
+            except (Malformed, KeyError) as exc:
+                raise Corruption(f"store {self.path}: unreadable participant record") from exc
+            location = self.locate(admit)
+        if location is None or location.leaf_index < self.base_leaf:
+            raise self.pruned(f"the events of {actor.hex()}")
+
+    def items(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Every (key, value) under `prefix`, in key order."""
+        reader: Any = self._reader  # plyvel: include_value=True yields pairs
+        with reader.iterator(prefix=prefix) as iterator:
+            yield from iterator
 
     def _tile_value(self, tile: TileId) -> bytes | None:
         """A tile's stored value, through a small LRU (a plain dict kept in recency order)."""
@@ -256,12 +353,17 @@ class ChainReader:
         return value
 
     def root(self, size: int | None = None) -> bytes:
+        if size is not None and 0 < size < self.base_leaf:
+            raise self.pruned(f"the tree of {size} leaves")
         return self.log.root(self.tree_size if size is None else size)
 
     def inclusion_proof(self, leaf_index: int, size: int) -> list[bytes]:
+        self._check_leaf(leaf_index)
         return self.log.inclusion_proof(leaf_index, size)
 
     def consistency_proof(self, first: int, second: int) -> list[bytes]:
+        if 0 < first < self.base_leaf:
+            raise self.pruned(f"the tree of {first} leaves")
         return self.log.consistency_proof(first, second)
 
     # --- state map ------------------------------------------------------------------------
@@ -352,12 +454,15 @@ class ChainReader:
         return range(first, first + count)
 
     def block(self, height: int) -> Block | None:
+        if 0 < height <= self.base:
+            raise self.pruned(f"block {height}")
         header = self.header(height)
         if header is None:
             return None
         return Block(header, tuple(self.envelope(i) for i in self.block_leaves(height)))
 
     def envelope(self, leaf_index: int) -> bytes:
+        self._check_leaf(leaf_index)
         raw = self._reader.get(LEAF + _u64(leaf_index))
         if raw is None:
             raise Corruption(f"store {self.path} lacks leaf {leaf_index}")
@@ -388,10 +493,12 @@ class ChainReader:
     ) -> list[int]:
         """Leaf indexes of the events that name `dataset`, in log order: after leaf `after`,
         before leaf `below`, at most `limit`."""
+        self._check_dataset_history(dataset, after)
         return self._leaf_indexes(DATASET_INDEX + dataset, after, limit, below)
 
     def dataset_grants(self, dataset: bytes, below: int | None = None) -> list[bytes]:
         """Ids of the grants made on `dataset` (before leaf `below`), in log order."""
+        self._check_dataset_history(dataset)
         prefix = GRANT_INDEX + dataset
         stop = prefix + (_u64(below) if below is not None else b"\xff" * 9)
         grants = []
@@ -403,6 +510,7 @@ class ChainReader:
         return grants
 
     def actor_leaves(self, actor: bytes, after: int = -1, limit: int = 100) -> list[int]:
+        self._check_actor_history(actor, after)
         return self._leaf_indexes(ACTOR_INDEX + actor, after, limit)
 
     def _related(self, prefix: bytes) -> list[bytes]:
@@ -410,9 +518,11 @@ class ChainReader:
             return [key[len(prefix) :] for key in iterator]
 
     def parents(self, dataset: bytes) -> list[bytes]:
+        self._check_dataset_history(dataset)
         return self._related(LINEAGE_UP + dataset)
 
     def children(self, dataset: bytes) -> list[bytes]:
+        self._check_dataset_history(dataset)
         return self._related(LINEAGE_DOWN + dataset)
 
 
@@ -428,6 +538,8 @@ class ChainView(ChainReader):
         self.height = store.height
         self.tree_size = store.tree_size
         self.state_root = store.state_root
+        self.base = store.base
+        self.base_leaf = store.base_leaf
         self._map_root = store._map_root
         self.log = MerkleLog(self.tree_size, self._read_node)
 
@@ -519,8 +631,14 @@ class Store(ChainReader):
                 self.height = meta["height"]
                 self.tree_size = meta["tree_size"]
                 self.state_root = meta["state_root"]
+                self.base = meta["base"]
             except (Malformed, KeyError, TypeError) as exc:
                 raise Corruption(f"store {self.path} has unreadable metadata: {exc}") from exc
+            if self.base:
+                base_header = self.header(self.base)
+                if base_header is None:
+                    raise Corruption(f"store {self.path} lacks the header of its base {self.base}")
+                self.base_leaf = base_header.tree_size
             head = self.header(self.height) if self.height else None
             self.head_hash = head.block_hash if head else self.genesis.hash()
             self.head_time = head.time if head else self.genesis.genesis_time
@@ -529,6 +647,13 @@ class Store(ChainReader):
     def _check_format(self, version: object) -> None:
         if version == FORMAT_VERSION and type(version) is int:
             return
+        if type(version) is int and version in MIGRATIONS:
+            raise NeedsMigration(
+                f"store {self.path} has format version {version}: this build reads format "
+                f"version {FORMAT_VERSION} and upgrades it in place (the node does so when it "
+                "starts, after backing the store up; or run `provledger node migrate`)",
+                version,
+            )
         found = "no format version" if version is None else f"format version {version!r}"
         raise UnsupportedFormat(
             f"store {self.path} has {found}: that format version is unsupported, this build "
@@ -538,15 +663,7 @@ class Store(ChainReader):
         )
 
     def _meta_bytes(self, height: int, tree_size: int, state_root: bytes) -> bytes:
-        return codec.encode(
-            {
-                "format": FORMAT_VERSION,
-                "genesis": self.genesis.hash(),
-                "height": height,
-                "state_root": state_root,
-                "tree_size": tree_size,
-            }
-        )
+        return meta_bytes(self.genesis, height, tree_size, state_root, self.base)
 
     def close(self) -> None:
         if not self.db.closed:
@@ -703,3 +820,277 @@ class Store(ChainReader):
     def iter_events(self, start: int = 0) -> Iterator[events.SignedEvent]:
         for index in range(start, self.tree_size):
             yield self.event_at(index)
+
+
+class NeedsMigration(UnsupportedFormat):
+    """A store of an older format that `migrate_store` upgrades in place."""
+
+    def __init__(self, message: str, version: int) -> None:
+        super().__init__(message)
+        self.version = version
+
+
+def meta_bytes(
+    genesis: Genesis, height: int, tree_size: int, state_root: bytes, base: int
+) -> bytes:
+    """The `!meta` value of a store of this format."""
+    return codec.encode(
+        {
+            "base": base,
+            "format": FORMAT_VERSION,
+            "genesis": genesis.hash(),
+            "height": height,
+            "state_root": state_root,
+            "tree_size": tree_size,
+        }
+    )
+
+
+# --- migrations ----------------------------------------------------------------------------
+
+Progress = Callable[[int, int], None]
+"""A migration's progress: (done, total) steps."""
+
+
+def _migrate_2_to_3(db: LevelDB, genesis: Genesis, progress: Progress) -> None:
+    """Format 2 -> 3: check the stored chain (every header links to the one before it and has
+    its commit and block range), then name its base: 0, the chain from genesis."""
+    raw = db.get(META)
+    assert raw is not None, "a store of format 2 has metadata"
+    meta = codec.decode_map(raw)
+    height = meta["height"]
+    prev = genesis.hash()
+    for h in range(1, height + 1):
+        key = _u64(h)
+        header_raw = db.get(HEADER + key)
+        if header_raw is None or db.get(COMMIT + key) is None or db.get(BLOCK_RANGE + key) is None:
+            raise Corruption(f"store of format 2: block {h} is incomplete; not migrated")
+        header = Header.decode(header_raw)
+        if header.height != h or header.prev != prev:
+            raise Corruption(f"store of format 2: header {h} does not link; not migrated")
+        prev = header.block_hash
+        progress(h, height)
+    meta["format"] = 3
+    meta["base"] = 0
+    db.put(META, codec.encode(meta), sync=True)
+    progress(height, height)
+
+
+MIGRATIONS: dict[int, Callable[[LevelDB, Genesis, Progress], None]] = {2: _migrate_2_to_3}
+"""Format version -> the step that upgrades a store of it to the next version, in place.
+Each step ends by writing the new version with one synced put, so a crash during a step
+leaves the store of the old version (the node runs the step again)."""
+
+
+def stored_format(path: str | Path) -> int | None:
+    """The format version of the store at `path` (None: no store there yet); Corruption if
+    the store has no readable version."""
+    path = Path(path)
+    if not (path / "CURRENT").exists():
+        return None
+    db = Store._open(path)
+    try:
+        raw = db.get(META)
+        if raw is None:
+            return None
+        try:
+            version = codec.decode_map(raw).get("format")
+        except Malformed as exc:
+            raise Corruption(f"store {path} has unreadable metadata: {exc}") from exc
+        if type(version) is not int:
+            raise UnsupportedFormat(f"store {path} has no format version: it cannot be read")
+        return version
+    finally:
+        db.close()
+
+
+def migrate_store(path: str | Path, genesis: Genesis, progress: Progress) -> list[int]:
+    """Upgrade the store at `path` in place to FORMAT_VERSION, step by step; the versions it
+    went through (empty: it was current). The caller backs the store up first."""
+    done: list[int] = []
+    while True:
+        version = stored_format(path)
+        if version is None or version == FORMAT_VERSION:
+            return done
+        step = MIGRATIONS.get(version)
+        if step is None:
+            raise UnsupportedFormat(
+                f"store {path} has format version {version}: no migration to "
+                f"{FORMAT_VERSION} exists"
+            )
+        db = Store._open(Path(path))
+        try:
+            raw = db.get(META)
+            assert raw is not None, "stored_format read it"
+            if codec.decode_map(raw).get("genesis") != genesis.hash():
+                raise Corruption(f"store {path} belongs to another genesis")
+            step(db, genesis, progress)
+        finally:
+            db.close()
+        done.append(version)
+
+
+# --- snapshots -----------------------------------------------------------------------------
+
+SNAPSHOT_MAP_CHUNK = 20_000
+"""Authenticated records a snapshot install puts into the state map per update (bounds the
+changed tiles it holds at once)."""
+
+
+def edge_tiles(size: int) -> list[TileId]:
+    """The Merkle tiles at the right edge of a log of `size` leaves that hold at least one
+    node: one per stratum. They hold every node of the log's right border (what appending
+    and the root need), and appending only ever extends them or starts new tiles."""
+    tiles = []
+    stratum = 0
+    while size >> (stratum * 5):
+        tile = (stratum, (size >> (stratum * 5)) >> 5)
+        if tile_width(tile, size):
+            tiles.append(tile)
+        stratum += 1
+    return tiles
+
+
+def snapshot_frontier(reader: ChainReader) -> list[bytes]:
+    """The hashes of the right border of the reader's log (`merkle.range_nodes(0, size)`,
+    left to right): all that appending and the root need."""
+    border = []
+    for level, index in merkle.range_nodes(0, reader.tree_size):
+        digest = reader._read_node(level, index)
+        if digest is None:
+            raise Corruption(f"store {reader.path}: merkle node ({level}, {index}) is missing")
+        border.append(digest)
+    return border
+
+
+class SnapshotInstaller:
+    """Builds a new store at `path` from a snapshot's parts, verifying as it goes: the commit
+    first (before anything is written), then every record's key (rules state only, strictly
+    ascending), and at `finish` the state map rebuilt from the authenticated records against
+    the header's `state_root` and the frontier (the log's right border) against its
+    `tree_root`. The frontier goes into the right-edge tiles, whose other slots (nodes under
+    the border, never read: they are of pruned leaves) are zero. On any
+    error the caller calls `abort` and removes `path`: a failed install leaves no usable store."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        genesis: Genesis,
+        header: Header,
+        commit: Commit,
+        signers: ValidatorSet | None = None,
+        history: Sequence[tuple[bytes, Commit]] = (),
+    ) -> None:
+        """`signers`: the validator set that signs `header`'s height (default: genesis's;
+        the caller proves another one from genesis, ledger.transitions). `history`: older
+        headers (bytes) with their commits that the store keeps besides (the validator-set
+        transitions the caller checked on the way)."""
+        self.path = Path(path)
+        self.genesis = genesis
+        self.header = header
+        self.commit = commit
+        if header.height < 1:
+            raise VerificationFailed("snapshot invalid", "a snapshot is of a committed height")
+        verify_checkpoint(header, commit, genesis.chain_id, signers or genesis.validators)
+        self._history = [(Header.decode(raw), raw, c) for raw, c in history]
+        if any(
+            h.height >= header.height or c.block_hash != h.block_hash for h, _, c in self._history
+        ):
+            raise VerificationFailed("snapshot invalid", "its older headers do not fit")
+        if self.path.exists() and any(self.path.iterdir()):
+            raise Corruption(f"{self.path} is not empty: a snapshot installs only a new store")
+        self.db: LevelDB = Store._open(self.path)
+        self._root_entry: bytes | None = None
+        self._map_cache: dict[smt.TileId, smt.Tile] = {}
+        self._pending: dict[bytes, bytes] = {}
+        self._last_key = b""
+        self._frontier: list[bytes] | None = None
+        self.records = 0
+
+    def set_frontier(self, border: list[bytes]) -> None:
+        nodes = merkle.range_nodes(0, self.header.tree_size)
+        if len(border) != len(nodes) or any(
+            not isinstance(h, bytes) or len(h) != merkle.HASH_SIZE for h in border
+        ):
+            raise VerificationFailed(
+                "snapshot invalid", f"the frontier must be {len(nodes)} hashes"
+            )
+        self._frontier = list(border)
+
+    def add_records(self, records: Iterable[tuple[bytes, bytes]]) -> None:
+        with self.db.write_batch() as batch:
+            for key, value in records:
+                if not key.startswith(STATE_PREFIX) or key <= self._last_key:
+                    raise VerificationFailed(
+                        "snapshot invalid", "records must be rules state in ascending key order"
+                    )
+                self._last_key = key
+                batch.put(key, value)
+                self.records += 1
+                if is_authenticated(key):
+                    self._pending[key] = value
+                    if len(self._pending) >= SNAPSHOT_MAP_CHUNK:
+                        self._flush_map()
+
+    def _read_map_tile(self, tile: smt.TileId) -> smt.Tile | None:
+        found = self._map_cache.get(tile)
+        if found is not None:
+            return found
+        raw = self.db.get(smt.tile_key(tile))
+        return None if raw is None else smt.decode_tile(raw)
+
+    def _flush_map(self) -> None:
+        if not self._pending:
+            return
+        update = smt.update(self._read_map_tile, self._root_entry, self._pending)
+        with self.db.write_batch() as batch:
+            for tile, value in update.tiles.items():
+                batch.put(smt.tile_key(tile), smt.encode_tile(value))
+        self._map_cache = update.tiles
+        self._root_entry = update.root_entry
+        self._pending = {}
+
+    def finish(self) -> None:
+        """Verify the roots and write the header, commit, frontier and metadata (synced)."""
+        header = self.header
+        self._flush_map()
+        if smt.root_of(self._root_entry) != header.state_root:
+            raise VerificationFailed(
+                "snapshot invalid", "its state records do not hash to the header's state_root"
+            )
+        size = header.tree_size
+        border = self._frontier
+        if border is None:
+            raise VerificationFailed("snapshot invalid", "it has no Merkle frontier")
+        root = merkle.fold_right(border) if border else merkle.EMPTY_ROOT
+        if root != header.tree_root:
+            raise VerificationFailed(
+                "snapshot invalid", "its Merkle frontier does not hash to the header's tree_root"
+            )
+        tiles = {
+            tile: bytearray(tile_width(tile, size) * merkle.HASH_SIZE) for tile in edge_tiles(size)
+        }
+        for (level, index), digest in zip(merkle.range_nodes(0, size), border, strict=True):
+            tile, slot = tile_slot(level, index)
+            tiles[tile][slot * merkle.HASH_SIZE : (slot + 1) * merkle.HASH_SIZE] = digest
+        height_key = _u64(header.height)
+        with self.db.write_batch(transaction=True, sync=True) as batch:
+            for tile, value in tiles.items():
+                batch.put(tile_key(tile), bytes(value))
+            if self._root_entry is not None:
+                batch.put(smt.ROOT_KEY, self._root_entry)
+            batch.put(HEADER + height_key, header.encode())
+            batch.put(COMMIT + height_key, codec.encode(self.commit.to_wire()))
+            batch.put(BLOCK_BY_HASH + header.block_hash, height_key)
+            for old, raw, old_commit in self._history:
+                batch.put(HEADER + _u64(old.height), raw)
+                batch.put(COMMIT + _u64(old.height), codec.encode(old_commit.to_wire()))
+            batch.put(
+                META,
+                meta_bytes(self.genesis, header.height, size, header.state_root, header.height),
+            )
+        self.db.close()
+
+    def abort(self) -> None:
+        if not self.db.closed:
+            self.db.close()

@@ -6,13 +6,19 @@ instead, its identity on the peer protocol), the signer's last-signed state
 `signer_state.bin`, the LevelDB store under `data/` and the evidence file `evidence.bin`.
 
 The node serves its public API on `host:port` and the peer protocol on `p2p_listen`
-(docs/PROTOCOL.md §15). Block limits, the event time window and the consensus timeouts are
-not node settings: they are the chain's, in genesis (§8.6); the old names are still accepted
-in `config.json` and ignored.
+(docs/PROTOCOL.md §15), both over HTTPS when `tls_cert` names a certificate (§18): its key is
+`tls_key`, by default the node's identity key, and `tls_ca` is the CA bundle peers'
+certificates are verified against. Plain HTTP is for loopback development:
+`plain_http_warnings` says which listeners are bound in clear text elsewhere.
+
+Block limits, the event time window and the consensus timeouts are not node settings: they
+are the chain's, in genesis (§8.6); the old names are still accepted in `config.json` and
+ignored.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -77,6 +83,13 @@ class NodeSettings:
     # chain must not mix nodes with and without it (their headers disagree); a store built
     # with the map refuses to open without it.
     bench_without_state_map: bool = False
+    # TLS (docs/PROTOCOL.md §18); paths relative to the home. With `tls_cert` (a PEM
+    # certificate, chain after it), both listeners serve HTTPS with `tls_key` (default: the
+    # identity key, node_key.pem or peer_key.pem). `tls_ca`: the PEM CA bundle that `https://`
+    # peers' certificates must chain to ("" = a genesis validator is pinned to its key only).
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -123,11 +136,37 @@ class NodeSettings:
 
     @property
     def is_validator(self) -> bool:
+        """Whether the home holds a node key: such a node votes at every height whose
+        validator set names its key (a full node made by `node init` has one too)."""
         return self.key_path.exists()
 
     @property
+    def tls(self) -> bool:
+        """Whether both listeners serve HTTPS."""
+        return bool(self.tls_cert)
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+    @property
+    def tls_cert_path(self) -> Path | None:
+        return self.home / self.tls_cert if self.tls_cert else None
+
+    @property
+    def tls_key_path(self) -> Path | None:
+        """The private key of the served certificate (default: the identity key)."""
+        if not self.tls:
+            return None
+        return self.home / self.tls_key if self.tls_key else self.identity_key_path
+
+    @property
+    def tls_ca_path(self) -> Path | None:
+        return self.home / self.tls_ca if self.tls_ca else None
+
+    @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     @property
     def p2p_address(self) -> tuple[str, int]:
@@ -170,4 +209,41 @@ class NodeSettings:
         settings = replace(cls(home=home, **doc), **overrides)
         if settings.p2p_address[1] == settings.port:
             raise Malformed(f"{path}: p2p_listen must name another port than the API's")
+        settings.check_tls_files()
         return settings
+
+    def check_tls_files(self) -> None:
+        """Refuse TLS settings that cannot work: a key without a certificate, a missing file."""
+        if self.tls_key and not self.tls_cert:
+            raise Malformed(f"{self.config_path}: tls_key is set but tls_cert is not")
+        names = (("tls_cert", self.tls_cert_path), ("tls_ca", self.tls_ca_path))
+        for name, file in names:
+            if file is not None and not file.is_file():
+                raise Malformed(f"{self.config_path}: {name} {file} is not a file")
+        if self.tls_key and self.tls_key_path is not None and not self.tls_key_path.is_file():
+            raise Malformed(f"{self.config_path}: tls_key {self.tls_key_path} is not a file")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (an address or a name) is this machine only: 127.0.0.0/8, ::1,
+    localhost. A wildcard (0.0.0.0, ::) is not: it listens on every interface."""
+    name = host.strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def plain_http_warnings(settings: NodeSettings) -> list[str]:
+    """One warning per listener that serves plain HTTP on an address other than loopback."""
+    if settings.tls:
+        return []
+    listeners = (("public API", (settings.host, settings.port)), ("peer", settings.p2p_address))
+    return [
+        f"the {what} listener serves plain HTTP on {host or '*'}:{port}, which is not loopback: "
+        "anyone on the path can read and alter its traffic; set tls_cert (PROTOCOL §18)"
+        for what, (host, port) in listeners
+        if not is_loopback(host)
+    ]

@@ -4,8 +4,14 @@ It pre-signs N register events before the clock starts, submits them from concur
 spread over all nodes, and reports committed events/s (until the last event is in a
 checkpoint), submit-to-commit latency at half that rate, CPU time per committed event per node
 and peak memory per node. It also measures this machine's bounds — ECDSA P-256 verifies/s per
-core, LevelDB synced batch writes/s, a trivial uvicorn endpoint's requests/s — and prints each
-result as a ratio to the bound it runs into.
+core, LevelDB synced batch writes/s, a trivial endpoint's requests/s in the node's server stack
+measured by wrk (`node.bench.httpbound`) — and prints each result as a ratio to the bound it
+runs into.
+
+`--single` (`bench_single`, issue 16): one JSON `POST /v1/events` per event over many
+keep-alive connections from the lean client of `node.bench.loadgen`, with the client's CPU
+share, open-loop submit-to-commit latency, and batches in the same run for comparison;
+`--profile` records every node with py-spy (`node.bench.profile` sums it up).
 
 The state map's cost (docs/PROTOCOL.md §17, issue 12's budget: at most 15% fewer committed
 events/s): in the same run, a second throwaway cluster whose every node has the bench-only
@@ -17,6 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -32,6 +41,7 @@ import httpx
 import plyvel
 
 from ledger import crypto, events
+from node.bench import httpbound, loadgen
 from node.client import AsyncNodeClient, ClientError
 from node.clock import now_ms
 from node.config import NodeSettings
@@ -140,6 +150,24 @@ def trivial_uvicorn_requests_per_s(port: int, seconds: float = 3.0) -> float:
             server.wait()
 
 
+def http_bound(port: int) -> dict[str, Any]:
+    """The trivial endpoint's requests/s, measured by wrk in the node's server stack; without
+    wrk, by this Python client (which caps it: the figure says so)."""
+    wrk = httpbound.find_wrk()
+    if wrk is not None:
+        return {
+            "trivial_uvicorn_requests_per_s": round(
+                httpbound.trivial_server_requests_per_s(wrk, port)
+            ),
+            "http_bound_by": "wrk",
+        }
+    print(f"[bench] {httpbound.WRK_MISSING}; falling back to the Python client", file=sys.stderr)
+    return {
+        "trivial_uvicorn_requests_per_s": round(trivial_uvicorn_requests_per_s(port)),
+        "http_bound_by": "Python client (capped by the client: install wrk)",
+    }
+
+
 # --- pre-signed load ------------------------------------------------------------------------
 
 
@@ -163,10 +191,13 @@ def _sign_batch(args: tuple[str, int, int, int]) -> list[tuple[str, bytes]]:
     return out
 
 
-def presign(chain_id: str, count: int, workers: int = 2) -> list[tuple[str, bytes]]:
-    """`count` register events by several keys, signed in `workers` processes."""
+def presign(
+    chain_id: str, count: int, workers: int = 2, ahead_ms: int = 0
+) -> list[tuple[str, bytes]]:
+    """`count` register events by several keys, signed in `workers` processes, timed
+    `ahead_ms` from now (half the time window keeps a long run's last events inside it)."""
     shares = [count // workers + (1 if i < count % workers else 0) for i in range(workers)]
-    now = now_ms()
+    now = now_ms() + ahead_ms
     with ProcessPoolExecutor(workers) as pool:
         parts = pool.map(
             _sign_batch, [(chain_id, n, i * 1_000_003, now) for i, n in enumerate(shares)]
@@ -298,7 +329,10 @@ async def saturate(
         started = time.perf_counter()
         await asyncio.gather(*(worker(i) for i in range(clients)))
         submitted = time.perf_counter()
-        finished = await _wait_tree_size(client, start_size + len(load), 900)
+        # Only accepted events can commit: one refused for good (say, signed so long ago on a
+        # slow machine that it left the time window) is reported, not waited for.
+        accepted = statuses.get("202", 0)
+        finished = await _wait_tree_size(client, start_size + accepted, 900)
         await asyncio.wait_for(sampler, 10)
     finally:
         await close_clients(nodes)
@@ -408,7 +442,7 @@ def bench_cluster(
     results["bounds"] = {
         "ecdsa_verifies_per_core": round(max(ecdsa_verifies_per_core() for _ in range(3))),
         "leveldb_synced_batches_per_s": round(leveldb_synced_batches_per_s()),
-        "trivial_uvicorn_requests_per_s": round(trivial_uvicorn_requests_per_s(base_port + 90)),
+        **http_bound(base_port + 90),
     }
     _require_free_ports(base_port, nodes)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
@@ -417,7 +451,10 @@ def bench_cluster(
         homes = [node_home(root, i) for i in range(nodes)]
         urls = [f"http://127.0.0.1:{base_port + i}" for i in range(nodes)]
         latency_events = latency_events or max(500, events_total // 10)
-        load = presign(genesis.chain_id, events_total + latency_events + LIGHT_EVENTS)
+        ahead = genesis.chain_params.time_window_ms // 2
+        load = presign(
+            genesis.chain_id, events_total + latency_events + LIGHT_EVENTS, ahead_ms=ahead
+        )
         light = load[events_total + latency_events :]
         try:
             for home in homes:
@@ -556,7 +593,10 @@ def print_cluster(results: dict[str, Any]) -> None:
         ),
         ("ECDSA P-256 verifies/s per core", f"{b['ecdsa_verifies_per_core']:,}"),
         ("LevelDB synced batches/s", f"{b['leveldb_synced_batches_per_s']:,}"),
-        ("trivial uvicorn requests/s", f"{b['trivial_uvicorn_requests_per_s']:,}"),
+        (
+            "trivial uvicorn requests/s",
+            f"{b['trivial_uvicorn_requests_per_s']:,} (by {b.get('http_bound_by', '?')})",
+        ),
         (
             "submissions",
             f"{s['events']:,} events, batch {results['batch']}, {results['clients']} clients, "
@@ -607,6 +647,377 @@ def print_cluster(results: dict[str, Any]) -> None:
             )
         )
         rows.append(("  drop due to the map", f"{m['drop_pct']}% (issue 12 budget: 15%)"))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+
+
+# --- one event per request (`--single`) -----------------------------------------------------
+
+SINGLE_RATE = 1_000.0
+SINGLE_CLIENTS = 32
+BATCH_COMPARE = 100
+
+
+def single_requests(
+    urls: list[str], load: list[tuple[str, bytes]], wait: bool
+) -> list[list[bytes]]:
+    """Every event's submit request, built before the clock starts, once per node."""
+    return [
+        [loadgen.submit_request(url, envelope, wait=wait) for url in urls] for _, envelope in load
+    ]
+
+
+async def flood_single(
+    urls: list[str], requests: list[list[bytes]], clients: int, start_size: int
+) -> tuple[loadgen.FloodResult, float]:
+    """Submit one event per request over `clients` connections; seconds until the last
+    is in a checkpoint."""
+    nodes = node_clients(urls[:1], 1)
+    try:
+        started = time.perf_counter()
+        result = await loadgen.flood(urls, requests, clients)
+        accepted = result.statuses.get("202", 0)
+        finished = await _wait_tree_size(nodes[urls[0]], start_size + accepted, 900)
+    finally:
+        await close_clients(nodes)
+    return result, finished - started
+
+
+_REQUESTS_METRIC = re.compile(
+    r'^provledger_http_requests_total\{(?=[^}]*method="POST")[^}]*route="(?P<route>[^"]+)"[^}]*\}'
+    r" (?P<value>[0-9.e+]+)$",
+    re.MULTILINE,
+)
+
+
+def post_counts(metrics_text: str) -> dict[str, float]:
+    """POST requests served per route, from one node's /metrics."""
+    counts: dict[str, float] = {}
+    for match in _REQUESTS_METRIC.finditer(metrics_text):
+        route = match.group("route")
+        counts[route] = counts.get(route, 0.0) + float(match.group("value"))
+    return counts
+
+
+def cluster_post_counts(urls: list[str]) -> dict[str, float]:
+    """POST requests served per route, summed over the nodes."""
+    total: dict[str, float] = {}
+    for url in urls:
+        for route, count in post_counts(httpx.get(f"{url}/metrics", timeout=10).text).items():
+            total[route] = total.get(route, 0.0) + count
+    return total
+
+
+def _height(url: str) -> int:
+    return int(httpx.get(f"{url}/v1/status", timeout=10).json()["height"])
+
+
+def _tree_size(url: str) -> int:
+    async def size() -> int:
+        async with AsyncNodeClient(url, timeout=10) as client:
+            return int((await client.status())["tree_size"])
+
+    return asyncio.run(size())
+
+
+class Profiler:
+    """py-spy recording every node while a phase runs (`--profile DIR`): one raw
+    (collapsed stacks) file per node, summed up by `node.bench.profile`."""
+
+    def __init__(self, directory: str | None, pids: list[int], seconds: int) -> None:
+        self.runs: list[subprocess.Popen[bytes]] = []
+        self.paths: list[Path] = []
+        if directory is None:
+            return
+        py_spy = shutil.which("py-spy") or shutil.which(
+            "py-spy", path=str(Path(sys.executable).parent)
+        )
+        if py_spy is None:
+            print(
+                "[bench] py-spy not found (pip install -e '.[bench]'): no profile", file=sys.stderr
+            )
+            return
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        for index, pid in enumerate(pids):
+            path = Path(directory) / f"node{index}.txt"
+            self.paths.append(path)
+            self.runs.append(
+                subprocess.Popen(
+                    [
+                        py_spy,
+                        "record",
+                        "--pid",
+                        str(pid),
+                        "--format",
+                        "raw",
+                        "--rate",
+                        "250",
+                        "--duration",
+                        str(seconds),
+                        "--output",
+                        str(path),
+                        "--nonblocking",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+
+    def stop(self) -> list[Path]:
+        for run in self.runs:
+            run.send_signal(signal.SIGINT)
+        for run in self.runs:
+            try:
+                run.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                run.kill()
+        return [path for path in self.paths if path.exists()]
+
+
+def _subdir(directory: str | None, name: str) -> str | None:
+    return None if directory is None else str(Path(directory) / name)
+
+
+def bench_single(
+    events_total: int = 20_000,
+    clients: int = SINGLE_CLIENTS,
+    nodes: int = 4,
+    base_port: int = 18800,
+    rate: float = SINGLE_RATE,
+    latency_events: int | None = None,
+    batch: int = BATCH_COMPARE,
+    workdir: str | None = None,
+    profile_dir: str | None = None,
+) -> dict[str, Any]:
+    """One JSON `POST /v1/events` per event over `clients` keep-alive connections spread
+    over the nodes, beside batches of `batch` in the same run, each against the bounds."""
+    cores = os.cpu_count() or 1
+    results: dict[str, Any] = {
+        "mode": "single",
+        "cores": cores,
+        "validators": nodes,
+        "clients": clients,
+        "batch": batch,
+    }
+    wrk = httpbound.find_wrk()
+    bounds: dict[str, Any] = {
+        "ecdsa_verifies_per_core": round(max(ecdsa_verifies_per_core() for _ in range(3))),
+        "leveldb_synced_batches_per_s": round(leveldb_synced_batches_per_s()),
+    }
+    if wrk is None:
+        print(f"[bench] {httpbound.WRK_MISSING}", file=sys.stderr)
+        bounds["http_bound_skipped"] = httpbound.WRK_MISSING
+    else:
+        bounds["trivial_server_requests_per_s"] = round(
+            httpbound.trivial_server_requests_per_s(wrk, base_port + 90)
+        )
+    results["bounds"] = bounds
+    _require_free_ports(base_port, nodes)
+    latency_events = latency_events or max(2_000, int(rate * 5))
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        root = Path(tmp) / "cluster"
+        genesis = init_cluster(root, nodes, base_port=base_port, open_admission=True)
+        homes = [node_home(root, i) for i in range(nodes)]
+        urls = [f"http://127.0.0.1:{base_port + i}" for i in range(nodes)]
+        load = presign(genesis.chain_id, 2 * events_total + 2 * latency_events + LIGHT_EVENTS)
+        flood_load = load[:events_total]
+        batch_load = load[events_total : 2 * events_total]
+        rate_load = load[2 * events_total : 2 * events_total + latency_events]
+        half_load = load[2 * events_total + latency_events : 2 * events_total + 2 * latency_events]
+        light = load[2 * events_total + 2 * latency_events :]
+        flood_requests = single_requests(urls, flood_load, wait=False)
+        rate_requests = single_requests(urls, rate_load, wait=True)
+        half_requests = single_requests(urls, half_load, wait=True)
+        try:
+            for home in homes:
+                start_node(home)
+            asyncio.run(_wait_started(urls))
+            pids = [node_pid(home) or 0 for home in homes]
+            if wrk is not None:
+                bounds["node_healthz_requests_per_s"] = round(
+                    httpbound.wrk_requests_per_s(wrk, [f"{url}/healthz" for url in urls])
+                )
+            results["light_latency"] = asyncio.run(latency_at_rate(urls, light, LIGHT_RATE, 1))
+
+            start_size, start_height = _tree_size(urls[0]), _height(urls[0])
+            posts_before = cluster_post_counts(urls)
+            cpu_before = [_cpu_seconds(pid) for pid in pids]
+            profiler = Profiler(_subdir(profile_dir, "single"), pids, 600)
+            flood, elapsed = loadgen.run(flood_single(urls, flood_requests, clients, start_size))
+            profiles = profiler.stop()
+            cpu_after = [_cpu_seconds(pid) for pid in pids]
+            posts_after = cluster_post_counts(urls)
+            blocks = _height(urls[0]) - start_height
+            nodes_cpu = sum(cpu_after) - sum(cpu_before)
+            single: dict[str, Any] = {
+                "events": events_total,
+                "http_statuses": flood.statuses,
+                "retried_429_503": flood.retried,
+                "submit_s": round(flood.submit_s, 3),
+                "commit_s": round(elapsed, 3),
+                "events_per_s": round(events_total / elapsed, 1),
+                "requests_per_s": round(events_total / flood.submit_s, 1),
+                "cpu_ms_per_event_per_node": [
+                    round(1000 * (after - before) / events_total, 3)
+                    for before, after in zip(cpu_before, cpu_after, strict=True)
+                ],
+                "client": loadgen.client_share(flood.client_cpu_s, nodes_cpu, flood.submit_s),
+                "blocks": blocks,
+                "peer_posts_per_event": {
+                    route: round((posts_after.get(route, 0) - count) / events_total, 3)
+                    for route, count in posts_before.items()
+                    if route.startswith("/p2p/")
+                },
+            }
+            single.update(asyncio.run(count_committed(urls[0], {i for i, _ in flood_load})))
+            if profiles:
+                single["profiles"] = [str(path) for path in profiles]
+            results["single"] = single
+
+            results["latency"] = loadgen.run(loadgen.latency_at_rate(urls, rate_requests, rate))
+            half = single["events_per_s"] / 2
+            if half < rate:  # `rate` is past what the cluster sustains: also at half its rate
+                results["latency_at_half"] = loadgen.run(
+                    loadgen.latency_at_rate(urls, half_requests, half)
+                )
+
+            start_height = _height(urls[0])
+            cpu_before = [_cpu_seconds(pid) for pid in pids]
+            profiler = Profiler(_subdir(profile_dir, "batched"), pids, 600)
+            batched = asyncio.run(saturate(urls, batch_load, CLIENT_CONNECTIONS, batch, pids))
+            batch_profiles = profiler.stop()
+            batched["cpu_ms_per_event_per_node"] = [
+                round(1000 * (_cpu_seconds(pid) - before) / events_total, 3)
+                for pid, before in zip(pids, cpu_before, strict=True)
+            ]
+            batched["blocks"] = _height(urls[0]) - start_height
+            if batch_profiles:
+                batched["profiles"] = [str(path) for path in batch_profiles]
+            batched.update(asyncio.run(count_committed(urls[0], {i for i, _ in batch_load})))
+            results["batched"] = batched
+            results["peak_rss_mb_per_node"] = [round(_memory_mb(pid, "VmHWM"), 1) for pid in pids]
+        finally:
+            stop_nodes(homes)
+    verify_bound = cores * bounds["ecdsa_verifies_per_core"] / nodes
+    ratios: dict[str, Any] = {
+        "verify_bound_events_per_s": round(verify_bound),
+        "single_vs_verify_bound": round(results["single"]["events_per_s"] / verify_bound, 3),
+        "batched_vs_verify_bound": round(results["batched"]["events_per_s"] / verify_bound, 3),
+    }
+    for name in ("trivial_server_requests_per_s", "node_healthz_requests_per_s"):
+        if bounds.get(name):
+            ratios[f"single_requests_vs_{name}"] = round(
+                results["single"]["requests_per_s"] / bounds[name], 3
+            )
+    results["ratios"] = ratios
+    return results
+
+
+def _half_rate_row(results: dict[str, Any]) -> list[tuple[str, str]]:
+    half = results.get("latency_at_half")
+    if half is None:
+        return []
+    return [
+        (
+            "  same, at half the single rate",
+            f"{half['rate']}/s: p50 {half.get('p50_ms')} ms, p95 {half.get('p95_ms')} ms, "
+            f"p99 {half.get('p99_ms')} ms ({half['failures']} failed {half['failure_statuses']})",
+        )
+    ]
+
+
+def print_single(results: dict[str, Any]) -> None:
+    s, b, r = results["single"], results["bounds"], results["ratios"]
+    lat, light, bat = results["latency"], results["light_latency"], results["batched"]
+    rows = [
+        (
+            "machine",
+            f"{results['cores']} cores; {results['validators']} validators + load generator",
+        ),
+        ("ECDSA P-256 verifies/s per core", f"{b['ecdsa_verifies_per_core']:,}"),
+        ("LevelDB synced batches/s", f"{b['leveldb_synced_batches_per_s']:,}"),
+    ]
+    if "http_bound_skipped" in b:
+        rows.append(("HTTP bound", b["http_bound_skipped"]))
+    else:
+        rows.append(
+            (
+                "wrk: trivial endpoint, node's server stack",
+                f"{b['trivial_server_requests_per_s']:,} requests/s (one process)",
+            )
+        )
+        rows.append(
+            (
+                "wrk: GET /healthz on all nodes at once",
+                f"{b['node_healthz_requests_per_s']:,} requests/s",
+            )
+        )
+    rows += [
+        (
+            "latency at light load",
+            f"{light['rate']}/s single submits: p50 {light['p50_ms']} ms, "
+            f"p99 {light['p99_ms']} ms ({light['failures']} failed)",
+        ),
+        (
+            "single submits",
+            f"{s['events']:,} events, one per request, {results['clients']} connections "
+            f"over {results['validators']} nodes, statuses {s['http_statuses']}",
+        ),
+        (
+            "  committed events/s",
+            f"{s['events_per_s']:,} (all in a checkpoint after {s['commit_s']} s; "
+            f"requests/s {s['requests_per_s']:,})",
+        ),
+        (
+            "  vs verify bound",
+            f"{r['single_vs_verify_bound']:.1%} of {r['verify_bound_events_per_s']:,}/s "
+            "= cores x verifies/s / validators",
+        ),
+    ]
+    for name, label in (
+        ("trivial_server_requests_per_s", "trivial endpoint"),
+        ("node_healthz_requests_per_s", "/healthz on all nodes"),
+    ):
+        key = f"single_requests_vs_{name}"
+        if key in r:
+            rows.append((f"  requests/s vs {label}", f"{r[key]:.1%}"))
+    rows += [
+        (
+            "  lost / duplicated",
+            f"{s['lost']} / {s['duplicated']} (committed {s['committed']:,}; "
+            f"retried after 429/503: {s['retried_429_503']:,})",
+        ),
+        ("  CPU ms per event per node", ", ".join(str(x) for x in s["cpu_ms_per_event_per_node"])),
+        (
+            "  blocks; peer POSTs per event",
+            f"{s['blocks']} blocks; "
+            + ", ".join(f"{k} {v}" for k, v in sorted(s["peer_posts_per_event"].items())),
+        ),
+        ("  load client CPU", loadgen.describe_client_share(s["client"])),
+        (
+            "submit-to-commit, single, open loop",
+            f"{lat['rate']}/s: p50 {lat.get('p50_ms')} ms, p95 {lat.get('p95_ms')} ms, "
+            f"p99 {lat.get('p99_ms')} ms ({lat['failures']} failed {lat['failure_statuses']}; "
+            f"{lat['peak_connections']} connections at most)",
+        ),
+        *_half_rate_row(results),
+        (
+            f"batches of {results['batch']}",
+            f"{bat['events']:,} events, statuses {bat['http_statuses']}",
+        ),
+        (
+            "  committed events/s",
+            f"{bat['events_per_s']:,}; lost / duplicated {bat['lost']} / {bat['duplicated']}",
+        ),
+        ("  vs verify bound", f"{r['batched_vs_verify_bound']:.1%}"),
+        (
+            "  CPU ms per event per node",
+            ", ".join(str(x) for x in bat["cpu_ms_per_event_per_node"])
+            + f" ({bat['blocks']} blocks)",
+        ),
+        ("peak RSS MB per node", ", ".join(str(x) for x in results["peak_rss_mb_per_node"])),
+    ]
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")

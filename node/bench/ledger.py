@@ -534,7 +534,12 @@ def build_parser() -> argparse.ArgumentParser:
         "cluster", help="committed events/s, latency, CPU and memory of a 4-validator cluster"
     )
     cluster.add_argument("--events", type=int, default=20_000)
-    cluster.add_argument("--clients", type=int, default=4, help="concurrent submitters")
+    cluster.add_argument(
+        "--clients",
+        type=int,
+        default=None,
+        help="concurrent submitters (default 4; --single: connections, default 32)",
+    )
     cluster.add_argument("--batch", type=int, default=100, help="envelopes per request")
     cluster.add_argument("--base-port", type=int, default=18800)
     cluster.add_argument(
@@ -546,6 +551,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-map-compare",
         action="store_true",
         help="skip the second cluster without the state map (bench-only setting)",
+    )
+    cluster.add_argument(
+        "--single",
+        action="store_true",
+        help="one JSON POST /v1/events per event over --clients keep-alive connections "
+        "(with wrk's HTTP bound, an open-loop latency run at --rate and, in the same run, "
+        "batches of --batch)",
+    )
+    cluster.add_argument(
+        "--rate",
+        type=float,
+        default=1_000.0,
+        help="--single: events/s of the open-loop submit-to-commit latency run",
+    )
+    cluster.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="--single: record every node with py-spy during the flood; summary printed",
     )
     cluster.add_argument("--json", metavar="FILE", help="also write every figure as JSON")
     cluster.set_defaults(run=_run_cluster)
@@ -574,10 +597,12 @@ def _run_scale(args: argparse.Namespace) -> int:
 def _run_cluster(args: argparse.Namespace) -> int:
     from node.bench import cluster
 
+    if args.single:
+        return _run_single(args)
     rss_at = tuple(int(x) for x in args.rss_at.split(",") if x)
     results = cluster.bench_cluster(
         args.events,
-        args.clients,
+        args.clients or cluster.CLIENT_CONNECTIONS,
         args.batch,
         base_port=args.base_port,
         rss_at=rss_at,
@@ -587,6 +612,32 @@ def _run_cluster(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({"cluster": results}, indent=2) + "\n")
     return 0
+
+
+def _run_single(args: argparse.Namespace) -> int:
+    """`cluster --single`; exits 3 when the load client took more CPU than its bound (the
+    figure may then measure the client, not the nodes)."""
+    from node.bench import cluster, profile
+
+    clients = args.clients or cluster.SINGLE_CLIENTS
+    results = cluster.bench_single(
+        args.events,
+        clients,
+        base_port=args.base_port,
+        rate=args.rate,
+        batch=args.batch,
+        profile_dir=args.profile,
+    )
+    cluster.print_single(results)
+    for phase in ("single", "batched"):
+        paths = results[phase].get("profiles", [])
+        if paths:
+            summaries = [profile.summarize(Path(path).read_text()) for path in paths]
+            print(f"\nprofile of every node, {phase} submissions ({Path(paths[0]).parent}):")
+            print(profile.format_summary(profile.merge(summaries)))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"cluster": results}, indent=2) + "\n")
+    return 0 if results["single"]["client"]["ok"] else 3
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,6 +5,10 @@
 - `cluster`: `cluster init|up|down`.
 - `node`: `node init|start` (start runs the daemon, `python -m node.server`, in its place).
 - `events`: `admit` and `submit register|grant|use|transfer|derive|revoke|destroy|attest`.
+- `govern`: `govern add-validator|remove-validator|set-power|add-registrar|remove-registrar|
+  set-param|approve|list`, consortium changes decided by the validators.
+- `lifecycle`: `suspend`, `reinstate`, `rotate` and `possession`, a participant's key over
+  its life.
 - `verify`: `verify`, a dataset's complete story (or its proven absence) against a
   checkpoint, online or offline, following the bundle's pages.
 - `facts`: `verify --grant ID` and `verify --participant PUBKEY`, one state fact with its proof.
@@ -19,7 +23,18 @@ Talks to nodes only through `node.client`; never imports the daemon.
 
 from __future__ import annotations
 
-from node.cli import cluster, events, export, keys, node, openlineage, status, verify
+from node.cli import (
+    cluster,
+    events,
+    export,
+    govern,
+    keys,
+    lifecycle,
+    node,
+    openlineage,
+    status,
+    verify,
+)
 from node.cli.common import typer_app
 
 app = typer_app("provledger: a permissioned BFT ledger of data-circulation events.")
@@ -28,6 +43,11 @@ app.add_typer(cluster.app, name="cluster")
 app.add_typer(node.app, name="node")
 app.command()(events.admit)
 app.add_typer(events.app, name="submit")
+app.add_typer(govern.app, name="govern")
+app.command()(lifecycle.suspend)
+app.command()(lifecycle.reinstate)
+app.command()(lifecycle.rotate)
+app.command()(lifecycle.possession)
 app.command()(verify.verify)
 app.command()(status.status)
 app.add_typer(export.app, name="export")

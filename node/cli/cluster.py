@@ -1,4 +1,4 @@
-"""`provledger cluster init|up|down`: local clusters of validators."""
+"""`provledger cluster init|up|down`: local clusters of validators (over TLS with `--tls`)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,11 @@ from node.ops.cluster import cluster_down, cluster_up
 from node.ops.homes import (
     ClusterError,
     ClusterExists,
+    cluster_ca,
     init_cluster,
     node_home,
 )
+from node.ops.tls import CA_KEY_FILE
 
 app = typer_app("Create, start and stop a local cluster of validators.")
 
@@ -25,6 +27,14 @@ app = typer_app("Create, start and stop a local cluster of validators.")
 # --- clusters and nodes --------------------------------------------------------------------
 
 DirOption = Annotated[Path, typer.Option("--dir", metavar="DIR", help="The cluster directory.")]
+TlsOption = Annotated[
+    bool,
+    typer.Option(
+        "--tls",
+        help="Serve HTTPS: make a private CA (DIR/ca.pem) and a certificate for every node's "
+        "key; clients then pass --ca DIR/ca.pem.",
+    ),
+]
 
 
 @app.command("init")
@@ -46,10 +56,11 @@ def cluster_init(
             "0.0.0.0 at --base-port (for containers).",
         ),
     ] = None,
+    tls: TlsOption = False,
 ) -> None:
     """Write genesis, registrar key and node homes without starting anything."""
     try:
-        genesis = init_cluster(cluster_dir, nodes, base_port, open_, advertise=advertise)
+        genesis = init_cluster(cluster_dir, nodes, base_port, open_, advertise=advertise, tls=tls)
     except ClusterExists as exc:
         raise typer.BadParameter(str(exc), param_hint="'--dir'") from exc
     except ClusterError as exc:
@@ -58,6 +69,9 @@ def cluster_init(
     typer.echo(f"registrar key {cluster_dir.resolve() / 'registrar.pem'}")
     for i, validator in enumerate(genesis.validators.validators):
         typer.echo(f"{validator.name}: {node_home(cluster_dir.resolve(), i)} -> {validator.url}")
+    ca = cluster_ca(cluster_dir.resolve())
+    if ca is not None:
+        typer.echo(f"CA certificate {ca} (clients: --ca {ca}); keep {CA_KEY_FILE} off the nodes")
 
 
 @app.command("up")
@@ -79,6 +93,10 @@ def cluster_up_command(
         float,
         typer.Option("--timeout", metavar="SECONDS", help="Seconds to wait for the first block."),
     ] = 60.0,
+    tls: Annotated[
+        bool,
+        typer.Option("--tls", help="A new cluster serves HTTPS, with its own CA (DIR/ca.pem)."),
+    ] = False,
 ) -> None:
     """Create the cluster if needed and start every node that is not running."""
     try:
@@ -90,6 +108,7 @@ def cluster_up_command(
             detach=detach,
             wait_timeout=timeout,
             echo=typer.echo,
+            tls=True if tls else None,
         )
     except ClusterExists as exc:
         raise typer.BadParameter(str(exc), param_hint="'--dir'") from exc

@@ -4,11 +4,17 @@ Exit codes: 0 success; 1 the node refused the request, could not be reached, or 
 know the dataset (and a cluster that failed to come up); 2 bad usage or bad local input
 (missing key file, bad hex, bad date, a file that would be overwritten), and `verify` when
 the proof does not verify.
+
+Every command that talks to a node (it has a `--node` option) also takes `--ca FILE`: the CA
+bundle an `https://` node's certificate must chain to (default: `$SSL_CERT_FILE`, else the
+system's trust store). `typer_app` adds it to those commands, in this one place.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import json
 import mimetypes
 import os
@@ -18,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, TypeVar, get_type_hints
 
 import typer
 
@@ -27,6 +33,7 @@ from ledger.errors import LedgerError, Malformed
 from ledger.genesis import Genesis
 from node.cli import trust
 from node.client import ClientError, NodeClient
+from node.client.tls import CaBundleError, client_context, trusting
 from node.clock import now_ms
 
 EXIT_FAILED = 1
@@ -41,8 +48,66 @@ HEX64 = re.compile(r"[0-9a-f]{64}")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+Command = TypeVar("Command", bound=Callable[..., Any])
+
+CaOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--ca",
+        metavar="FILE",
+        help="CA bundle (PEM) that an https:// node's certificate must chain to; default: "
+        "$SSL_CERT_FILE, else the system's trust store.",
+    ),
+]
+
+
+def check_ca(ca: Path) -> None:
+    """A --ca that cannot be used is a usage error (exit 2), before anything is sent."""
+    try:
+        client_context(ca)
+    except CaBundleError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--ca'") from exc
+
+
+def with_ca_option(command: Command) -> Callable[..., Any]:
+    """`command` with a `--ca FILE` option if it has a `node` parameter: while it runs, the
+    clients it makes trust that CA (`node.client.tls.trusting`)."""
+    signature = inspect.signature(command, eval_str=True)
+    if "node" not in signature.parameters or "ca" in signature.parameters:
+        return command
+
+    @functools.wraps(command)
+    def run(*args: Any, ca: Path | None = None, **kwargs: Any) -> Any:
+        if ca is not None:
+            check_ca(ca)
+        with trusting(ca):
+            return command(*args, **kwargs)
+
+    extra = inspect.Parameter(
+        "ca", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=CaOption
+    )
+    run.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[*signature.parameters.values(), extra]
+    )
+    run.__annotations__ = {**get_type_hints(command, include_extras=True), "ca": CaOption}
+    return run
+
+
+class _App(typer.Typer):
+    """A Typer whose commands that talk to a node also take `--ca`."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[Command], Command]:
+        register = super().command(*args, **kwargs)
+
+        def decorator(function: Command) -> Command:
+            register(with_ca_option(function))
+            return function
+
+        return decorator
+
+
 def typer_app(help_text: str) -> typer.Typer:
-    return typer.Typer(
+    return _App(
         help=help_text,
         no_args_is_help=True,
         add_completion=False,
@@ -228,10 +293,12 @@ def print_json(doc: Any) -> None:
 
 
 def open_client(node: str) -> NodeClient:
+    """A client of `node`, trusting the command's `--ca` (or SSL_CERT_FILE) for https."""
     try:
         return NodeClient(node)
     except ClientError as exc:
-        raise typer.BadParameter(exc.detail, param_hint="'--node'") from exc
+        hint = "'--ca' / SSL_CERT_FILE" if exc.title == "bad CA bundle" else "'--node'"
+        raise typer.BadParameter(exc.detail, param_hint=hint) from exc
 
 
 # --- options shared by the event commands --------------------------------------------------

@@ -1,8 +1,11 @@
-"""`provledger node init|start`: one node's home, and running it."""
+"""`provledger node init|start|snapshot|backup|restore|migrate`: one node's home, running
+it, and its snapshots, backups and store upgrades (the last four run the daemon's own tools,
+`python -m node.server.snapshot|backup`, as a child process: the CLI imports no daemon code)."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -33,7 +36,24 @@ HomeOption = Annotated[
 
 
 @app.command("start")
-def node_start(home: HomeOption) -> None:
+def node_start(
+    home: HomeOption,
+    snapshot: Annotated[
+        Path | None,
+        typer.Option(
+            "--snapshot",
+            metavar="FILE",
+            help="A new home: start its store from this snapshot (verified first).",
+        ),
+    ] = None,
+    snapshot_from_peers: Annotated[
+        bool,
+        typer.Option(
+            "--snapshot-from-peers",
+            help="A new home: start its store from a snapshot its peers serve (verified).",
+        ),
+    ] = False,
+) -> None:
     """Run one node in the foreground (validator if its home holds node_key.pem)."""
     try:
         settings = NodeSettings.load(home)
@@ -41,8 +61,60 @@ def node_start(home: HomeOption) -> None:
         raise typer.BadParameter(str(exc), param_hint="'--home'") from exc
     if not settings.genesis_path.exists():
         raise typer.BadParameter(f"{settings.genesis_path} is missing", param_hint="'--home'")
+    extra: list[str] = []
+    if snapshot is not None and snapshot_from_peers:
+        raise typer.BadParameter("give --snapshot or --snapshot-from-peers, not both")
+    if snapshot is not None:
+        if not snapshot.is_file():
+            raise typer.BadParameter(f"{snapshot} is not a file", param_hint="'--snapshot'")
+        extra = ["--snapshot", str(snapshot.resolve())]
+    elif snapshot_from_peers:
+        extra = ["--snapshot-from-peers"]
     # The daemon is its own program; this process becomes it (same pid, same signals).
-    os.execv(sys.executable, daemon_command(settings.home))
+    os.execv(sys.executable, [*daemon_command(settings.home), *extra])
+
+
+def _tool(module: str, *args: str) -> None:
+    """Run one of the daemon's tools; its exit status becomes this command's."""
+    code = subprocess.run([sys.executable, "-m", module, *args], check=False).returncode
+    if code:
+        raise typer.Exit(code)
+
+
+OutOption = Annotated[
+    Path, typer.Option("--out", metavar="FILE", help="The file to write (must not exist).")
+]
+
+
+@app.command("snapshot")
+def node_snapshot(home: HomeOption, out: OutOption) -> None:
+    """Write a snapshot of the home's chain at its head (online if its node runs)."""
+    _tool("node.server.snapshot", "write", "--home", str(home), "--out", str(out))
+
+
+@app.command("backup")
+def node_backup(home: HomeOption, out: OutOption) -> None:
+    """Back a home up: its whole store (one consistent read, online if its node runs), its
+    keys, signer state, config and genesis."""
+    _tool("node.server.backup", "backup", "--home", str(home), "--out", str(out))
+
+
+@app.command("restore")
+def node_restore(
+    source: Annotated[
+        Path, typer.Option("--from", metavar="FILE", help="A backup written by node backup.")
+    ],
+    home: HomeOption,
+) -> None:
+    """Restore a backup into a new, empty home (checked whole before anything is kept)."""
+    _tool("node.server.backup", "restore", "--from", str(source), "--home", str(home))
+
+
+@app.command("migrate")
+def node_migrate(home: HomeOption) -> None:
+    """Upgrade a stopped home's store of an older format in place (backed up first; a node
+    does this itself when it starts)."""
+    _tool("node.server.backup", "migrate", "--home", str(home))
 
 
 @app.command("init")
@@ -61,7 +133,8 @@ def node_init(
         str, typer.Option("--host", metavar="HOST", help="Address to listen on.")
     ] = "127.0.0.1",
 ) -> None:
-    """Write the home of a full node: it follows and serves the chain but does not vote."""
+    """Write the home of a full node: it follows and serves the chain, and votes once
+    governance makes its node key a validator."""
     load_genesis(genesis_file)
     try:
         settings = init_full_node(home, genesis_file, peers, port, host)
@@ -70,6 +143,10 @@ def node_init(
     except ClusterError as exc:
         raise typer.BadParameter(str(exc)) from exc
     typer.echo(f"full node {settings.name} in {settings.home}, serving {local_url(settings)}")
-    peer_key = peer_public_key(settings).hex()
-    typer.echo(f"its peer key is {peer_key}: add it to the peer_keys of the nodes it follows")
+    node_key = peer_public_key(settings).hex()
+    typer.echo(
+        f"its node key is {node_key}: the nodes it follows answer it once a validator proposes "
+        f"it (provledger govern add-validator {node_key} --name NAME --url PEER_URL) or lists "
+        "it in their peer_keys"
+    )
     typer.echo(f"start it with: provledger node start --home {settings.home}")

@@ -9,8 +9,10 @@ genesis hash (§8.4) to compare out of band. Later commands use the pinned copy,
 node that serves another genesis: loudly, whatever it claims.
 
 The trust directory is `$PROVLEDGER_TRUST_DIR`, else `~/.provledger/trust`. It holds
-`known_genesis.json` (`{url: {"chain_id", "genesis_hash", "pinned_at"}}`) and `genesis/`
-with one `<genesis hash>.json` per pinned chain.
+`known_genesis.json` (`{url: {"chain_id", "genesis_hash", "pinned_at"}}`), `genesis/`
+with one `<genesis hash>.json` per pinned chain, and `transitions/<genesis hash>.json`: the
+validator-set transitions (docs/PROTOCOL.md §19.4) of that chain that a verification walked
+from genesis, so that a bundle which leaves them out still verifies.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from node.client import ClientError, NodeClient
 TRUST_ENV = "PROVLEDGER_TRUST_DIR"
 KNOWN_FILE = "known_genesis.json"
 GENESIS_DIR = "genesis"
+TRANSITIONS_DIR = "transitions"
 
 Source = Literal["file", "pinned", "first-use"]
 
@@ -107,6 +110,27 @@ def pin(url: str, genesis: Genesis) -> Path:
     temporary.write_text(json.dumps(known, indent=2, sort_keys=True) + "\n")
     temporary.replace(root / KNOWN_FILE)
     return copy
+
+
+def cached_transitions(genesis: Genesis) -> list[Any]:
+    """The transitions of this chain a past verification walked (checked again when used)."""
+    path = trust_dir() / TRANSITIONS_DIR / f"{genesis.hash().hex()}.json"
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    return doc if isinstance(doc, list) else []
+
+
+def remember_transitions(genesis: Genesis, steps: list[Any]) -> None:
+    """Keep `steps` (verified, from genesis on) if they reach further than the cached ones."""
+    if len(steps) <= len(cached_transitions(genesis)):
+        return
+    root = trust_dir() / TRANSITIONS_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    temporary = root / f"{genesis.hash().hex()}.json.tmp"
+    temporary.write_text(json.dumps(steps) + "\n")
+    temporary.replace(root / f"{genesis.hash().hex()}.json")
 
 
 def served(client: NodeClient) -> Genesis:

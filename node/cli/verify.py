@@ -12,6 +12,7 @@ import typer
 from ledger.errors import LedgerError, VerificationFailed
 from ledger.genesis import Genesis
 from ledger.provenance import VerifiedStory, join_pages, verify_bundle, verify_state
+from node.cli import trust
 from node.cli.common import (
     EXIT_NOT_VERIFIED,
     EXIT_UNKNOWN_DATASET,
@@ -190,11 +191,35 @@ def check_bundle(bundle: Any, genesis: Genesis, wanted: str | None, as_json: boo
     if wanted is not None and claimed != wanted:
         _not_verified(wanted, "wrong dataset", f"the bundle is about {claimed}", as_json)
     try:
-        return verify_bundle(bundle, genesis)
+        with_cached_transitions(bundle, genesis)
+        story = verify_bundle(bundle, genesis)
     except VerificationFailed as exc:
         _not_verified(claimed, exc.reason, exc.detail, as_json)
     except (LedgerError, KeyError, TypeError, ValueError, AttributeError) as exc:
         _not_verified(claimed, "malformed bundle", str(exc) or type(exc).__name__, as_json)
+    trust.remember_transitions(genesis, bundle["checkpoint"].get("transitions", []))
+    return story
+
+
+def with_cached_transitions(doc: Any, genesis: Genesis) -> None:
+    """A checkpoint that carries no validator-set transitions gets the cached ones below its
+    height (they are walked from genesis like any others, docs/PROTOCOL.md §19.4)."""
+    point = doc.get("checkpoint") if isinstance(doc, dict) else None
+    if not isinstance(point, dict) or "transitions" in point:
+        return
+    header = point.get("header")
+    height = header.get("height") if isinstance(header, dict) else None
+    if not isinstance(height, int):
+        return
+    steps = [s for s in trust.cached_transitions(genesis) if _below(s, height)]
+    if steps:
+        point["transitions"] = steps
+
+
+def _below(step: Any, height: int) -> bool:
+    return (
+        isinstance(step, dict) and isinstance(step.get("height"), int) and step["height"] <= height
+    )
 
 
 def verify(

@@ -2,17 +2,25 @@
 `AsyncNodeClient` (asyncio), with one definition of every call.
 
 Every non-2xx answer becomes a `ClientError` built from the RFC 9457 problem document; a
-404 is the `NotFound` subclass; a node that cannot be reached is `ClientError(0, ...)`.
+404 is the `NotFound` subclass; a node that cannot be reached is `ClientError(0, ...)`, and
+one whose certificate is not trusted `ClientError(0, "untrusted certificate", ...)`.
+
+An `https://` node is verified against the CA bundle `ca`, else `$SSL_CERT_FILE`, else the
+system's trust store (`node.client.tls`, docs/PROTOCOL.md §18).
 """
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 import httpx
+
+from node.client.tls import CaBundleError, client_context
 
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_WAIT_TIMEOUT = 90.0
@@ -71,6 +79,41 @@ def _with_event_id(call: Call, doc: Any) -> dict[str, Any]:
     return doc
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(chain) < 10:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _tls_error(base_url: str, exc: Exception) -> ClientError | None:
+    """A clear error for the TLS failures a person can fix: an untrusted certificate, or a
+    scheme that does not match what the node serves."""
+    text = " ".join(str(e) for e in _causes(exc))
+    if any(isinstance(e, ssl.SSLCertVerificationError) for e in _causes(exc)) or (
+        "CERTIFICATE_VERIFY_FAILED" in text
+    ):
+        return ClientError(
+            0,
+            "untrusted certificate",
+            f"the TLS certificate of {base_url} is not trusted ({exc}); give the CA bundle "
+            "that signed it (--ca FILE, or SSL_CERT_FILE)",
+        )
+    if base_url.startswith("https://") and any(
+        sign in text for sign in ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "record layer")
+    ):
+        return ClientError(
+            0, "unreachable", f"{base_url} does not speak TLS ({exc}); is it an http:// node?"
+        )
+    if base_url.startswith("http://") and isinstance(exc, httpx.RemoteProtocolError):
+        return ClientError(
+            0, "unreachable", f"{base_url} hung up ({exc}); if it serves HTTPS, use https://"
+        )
+    return None
+
+
 @dataclass(frozen=True)
 class Call:
     """One request of the API and how its JSON answer is checked."""
@@ -91,7 +134,9 @@ class Call:
     def transport_error(self, base_url: str, exc: Exception) -> ClientError:
         if isinstance(exc, httpx.TimeoutException):
             return ClientError(0, "timed out", f"no answer from the node at {base_url} ({exc})")
-        return ClientError(0, "unreachable", f"cannot reach the node at {base_url} ({exc})")
+        return _tls_error(base_url, exc) or ClientError(
+            0, "unreachable", f"cannot reach the node at {base_url} ({exc})"
+        )
 
     def result(self, response: httpx.Response) -> dict[str, Any]:
         if not response.is_success:
@@ -183,6 +228,11 @@ class _Api(Generic[Result]):
     def checkpoint(self) -> Result:
         return self._run(Call("GET", "/v1/checkpoint"))
 
+    def governance_proposals(self, status: str = "open") -> Result:
+        """Governance proposals ("open", "decided" or "all") with their approved power
+        (docs/PROTOCOL.md §19.2)."""
+        return self._run(Call("GET", "/v1/governance/proposals", params={"status": status}))
+
 
 def _base(base_url: str) -> str:
     return base_url.rstrip("/")
@@ -192,19 +242,34 @@ def _bad_url(base_url: str, exc: Exception) -> ClientError:
     return ClientError(0, "unreachable", f"bad node URL {base_url!r}: {exc}")
 
 
+def _verify(base_url: str, ca: str | Path | None) -> ssl.SSLContext:
+    """What an `https://` node's certificate is verified against. A plain `http://` client
+    gets a context that trusts nothing (it never follows a redirect, so it never uses it):
+    httpx would otherwise load a CA store for nothing, about 60 ms per client."""
+    if not base_url.lower().startswith("https://"):
+        return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        return client_context(ca)
+    except CaBundleError as exc:
+        raise ClientError(0, "bad CA bundle", str(exc)) from exc
+
+
 class NodeClient(_Api[dict[str, Any]]):
-    """The public API of one node at `base_url` (for example `http://127.0.0.1:8800`)."""
+    """The public API of one node at `base_url` (for example `http://127.0.0.1:8800`);
+    an `https://` node's certificate is verified against `ca` (see the module doc)."""
 
     def __init__(
         self,
         base_url: str,
         timeout: float = DEFAULT_TIMEOUT,
         wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
+        ca: str | Path | None = None,
     ) -> None:
         self.base_url = _base(base_url)
         self.wait_timeout = wait_timeout
+        verify = _verify(self.base_url, ca)
         try:
-            self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+            self._http = httpx.Client(base_url=self.base_url, timeout=timeout, verify=verify)
         except (httpx.InvalidURL, ValueError) as exc:
             raise _bad_url(base_url, exc) from exc
 
@@ -246,12 +311,16 @@ class AsyncNodeClient(_Api[Awaitable[dict[str, Any]]]):
         timeout: float = DEFAULT_TIMEOUT,
         wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
         connections: int = 10,
+        ca: str | Path | None = None,
     ) -> None:
         self.base_url = _base(base_url)
         self.wait_timeout = wait_timeout
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        verify = _verify(self.base_url, ca)
         try:
-            self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, limits=limits)
+            self._http = httpx.AsyncClient(
+                base_url=self.base_url, timeout=timeout, limits=limits, verify=verify
+            )
         except (httpx.InvalidURL, ValueError) as exc:
             raise _bad_url(base_url, exc) from exc
 

@@ -1,5 +1,6 @@
 """Local clusters: `cluster_up` creates a cluster if needed and starts its nodes until each
-has committed a block; `cluster_down` stops them all.
+has committed a block; `cluster_down` stops them all. A TLS cluster's nodes are polled over
+HTTPS, trusting the cluster's CA (`ca.pem`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from node.ops.homes import (
     DEFAULT_BASE_PORT,
     DEFAULT_NODES,
     ClusterError,
+    cluster_ca,
     cluster_homes,
     init_cluster,
     load_settings,
@@ -48,12 +50,14 @@ Echo = Callable[[str], None]
 
 @dataclass(frozen=True)
 class ClusterNode:
-    """One validator of a local cluster: its home, the URL to reach it, its pid if running."""
+    """One validator of a local cluster: its home, the URL to reach it, its pid if running,
+    and the CA bundle its certificate chains to (TLS clusters)."""
 
     name: str
     home: Path
     url: str
     pid: int | None
+    ca: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -73,9 +77,11 @@ def _height(node: ClusterNode, chain_id: str | None) -> int | None:
     Raises ClusterError if something else answers at its URL (another chain or node).
     """
     try:
-        with NodeClient(node.url, timeout=2.0) as client:
+        with NodeClient(node.url, timeout=2.0, ca=node.ca) as client:
             status = client.status()
-    except ClientError:
+    except ClientError as exc:
+        if exc.title in ("untrusted certificate", "bad CA bundle"):
+            raise ClusterError(f"{node.name} at {node.url}: {exc.describe()}") from exc
         return None
     if chain_id is not None and status.get("chain_id") != chain_id:
         raise ClusterError(
@@ -161,11 +167,13 @@ def cluster_up(
     detach: bool = False,
     wait_timeout: float = 60.0,
     echo: Echo = print,
+    tls: bool | None = None,
 ) -> ClusterInfo:
     """Create the cluster if `DIR/genesis.json` is missing, start every node not running.
 
-    With `detach`, return once every node has committed block 1. Otherwise stay in the
-    foreground until Ctrl-C (or SIGTERM), then stop the nodes this call started.
+    A new cluster serves TLS with `tls` (its own CA, `node.ops.tls`). With `detach`, return
+    once every node has committed block 1. Otherwise stay in the foreground until Ctrl-C (or
+    SIGTERM), then stop the nodes this call started.
     """
     cluster_dir = Path(cluster_dir).resolve()
     genesis_path = cluster_dir / GENESIS_FILE
@@ -176,6 +184,7 @@ def cluster_up(
             DEFAULT_NODES if nodes is None else nodes,
             DEFAULT_BASE_PORT if base_port is None else base_port,
             bool(open_admission),
+            tls=bool(tls),
         )
         echo(f"created chain {genesis.chain_id} in {cluster_dir}")
     else:
@@ -191,6 +200,10 @@ def cluster_up(
             echo("note: --base-port ignored: the existing nodes keep their configured ports")
         if open_admission is not None and open_admission != genesis.is_open:
             echo(f"note: --open ignored: the existing chain is {genesis.admission}")
+        if tls is not None and tls != (cluster_ca(cluster_dir) is not None):
+            kind = "TLS" if cluster_ca(cluster_dir) is not None else "plain HTTP"
+            echo(f"note: --tls ignored: the existing cluster is {kind}")
+    ca = cluster_ca(cluster_dir)
 
     started: list[str] = []
     started_homes: list[Path] = []
@@ -207,7 +220,7 @@ def cluster_up(
                 started.append(name)
                 started_homes.append(home)
                 echo(f"started {name} at {url} (pid {pid}, log {home / LOG_FILE})")
-            members.append(ClusterNode(name, home, url, pid))
+            members.append(ClusterNode(name, home, url, pid, ca if settings.tls else None))
     except BaseException:
         # Whatever went wrong (a busy port, Ctrl-C), nothing started here is left running.
         stop_nodes(started_homes)
@@ -229,6 +242,8 @@ def cluster_up(
         fingerprint = hashlib.sha256(genesis_path.read_bytes()).hexdigest()
         echo(f"genesis fingerprint {fingerprint} (SHA-256 of {genesis_path})")
         echo(f"explorer: {members[0].url}/explorer?genesis={fingerprint}")
+        if ca is not None:
+            echo(f"TLS: clients trust the cluster CA {ca} (--ca {ca}, or SSL_CERT_FILE)")
         if detach:
             return info
         echo("running in the foreground; press Ctrl-C to stop")

@@ -7,6 +7,10 @@ holds the same with a peer key (`peer_key.pem`) instead of a validator key.
 Every node has two ports: the public API and the peer protocol (`p2p_listen`). A genesis
 validator's `url` is its peer URL; nodes peer with each other's peer URLs, and the peer
 protocol admits only the validators' keys and the full-node keys listed in `peer_keys`.
+
+A TLS cluster (`tls=True`, docs/PROTOCOL.md §18) also holds its CA, `ca.pem` and
+`ca_key.pem` (`node.ops.tls`), and every home a certificate for its node key; the validators'
+URLs are then `https://`.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from ledger.errors import Malformed
 from ledger.genesis import OPEN, PERMISSIONED, ChainParams, Genesis
 from node.clock import now_ms
 from node.config import CONFIG_FILE, GENESIS_FILE, KEY_FILE, P2P_PORT_OFFSET, NodeSettings
+from node.ops.tls import CA_FILE, CA_KEY_FILE, CertificateAuthority, TlsSetupError, certify_home
 
 REGISTRAR_FILE = "registrar.pem"
 NODE_PREFIX = "node-"
@@ -43,21 +48,27 @@ def node_home(cluster_dir: str | Path, index: int) -> Path:
     return Path(cluster_dir) / f"{NODE_PREFIX}{index}"
 
 
-def _url(host: str, port: int) -> str:
+def _url(host: str, port: int, scheme: str = "http") -> str:
     host = "127.0.0.1" if host in WILDCARD_HOSTS else host
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
-    return f"http://{host}:{port}"
+    return f"{scheme}://{host}:{port}"
 
 
 def local_url(settings: NodeSettings) -> str:
     """The URL this machine uses to reach a node (a wildcard bind is reached via loopback)."""
-    return _url(settings.host, settings.port)
+    return _url(settings.host, settings.port, settings.scheme)
 
 
 def local_peer_url(settings: NodeSettings) -> str:
     """The URL this machine uses to reach a node's peer listener."""
-    return _url(*settings.p2p_address)
+    return _url(*settings.p2p_address, settings.scheme)
+
+
+def cluster_ca(cluster_dir: str | Path) -> Path | None:
+    """The CA certificate of a TLS cluster directory (what its clients trust), if any."""
+    path = Path(cluster_dir) / CA_FILE
+    return path if path.is_file() else None
 
 
 def _with_port(url: str, port: int) -> str:
@@ -80,7 +91,8 @@ def _advertised(template: str, index: int, port: int) -> str:
 
 
 def _existing_cluster_files(cluster_dir: Path) -> list[Path]:
-    found = [p for p in (cluster_dir / GENESIS_FILE, cluster_dir / REGISTRAR_FILE) if p.exists()]
+    top = (GENESIS_FILE, REGISTRAR_FILE, CA_FILE, CA_KEY_FILE)
+    found = [cluster_dir / name for name in top if (cluster_dir / name).exists()]
     if cluster_dir.is_dir():
         for home in sorted(cluster_dir.glob(f"{NODE_PREFIX}*")):
             found += [p for p in (home / KEY_FILE, home / CONFIG_FILE) if p.exists()]
@@ -94,6 +106,7 @@ def init_cluster(
     open_admission: bool = False,
     host: str | None = None,
     advertise: str | None = None,
+    tls: bool = False,
 ) -> Genesis:
     """Write a new chain's genesis, registrar key and one validator home per node.
 
@@ -103,7 +116,10 @@ def init_cluster(
     `base_port` (API) and `base_port + P2P_PORT_OFFSET` (peers) on all interfaces (default
     host 0.0.0.0), as containers on their own hosts do; a validator's peer URL is the
     advertised URL with the peer port. Genesis names the default chain params explicitly.
-    Refuses to overwrite an existing cluster's keys or genesis.
+    With `tls`, a new CA (`ca.pem`, `ca_key.pem`) certifies every node's key for its host
+    names (loopback, and the advertised host), every node serves HTTPS, and the validator URLs
+    are `https://` (an `--advertise` template must then be https). Refuses to overwrite an
+    existing cluster's keys or genesis.
     """
     cluster_dir = Path(cluster_dir).resolve()
     if not 1 <= nodes <= MAX_VALIDATORS:
@@ -123,15 +139,27 @@ def init_cluster(
     p2p_ports = [
         base_port + P2P_PORT_OFFSET if advertise else base_port + nodes + i for i in range(nodes)
     ]
+    scheme = "https" if tls else "http"
     if advertise:
         public = [_advertised(advertise, i, ports[i]) for i in range(nodes)]
         urls = [_with_port(url, p2p_ports[i]) for i, url in enumerate(public)]
+        if tls and not all(url.lower().startswith("https://") for url in public):
+            raise ClusterError(
+                f"with TLS the --advertise template must be https://, not {advertise!r}"
+            )
     else:
-        urls = [f"http://127.0.0.1:{port}" for port in p2p_ports]
+        urls = [f"{scheme}://127.0.0.1:{port}" for port in p2p_ports]
     if len(set(urls)) != nodes:
         raise ClusterError("every node needs its own URL: put {i} in the --advertise template")
 
     cluster_dir.mkdir(parents=True, exist_ok=True)
+    authority = None
+    if tls:
+        authority = CertificateAuthority.create(f"provledger cluster CA ({cluster_dir.name})")
+        try:
+            authority.save(cluster_dir)
+        except TlsSetupError as exc:
+            raise ClusterExists(str(exc)) from exc
     registrar = PrivateKey.generate()
     registrar.save(cluster_dir / REGISTRAR_FILE)
     keys = [PrivateKey.generate() for _ in range(nodes)]
@@ -161,6 +189,12 @@ def init_cluster(
             p2p_listen=f"{host}:{p2p_ports[i]}",
             peers=tuple(url for j, url in enumerate(urls) if j != i),
         )
+        if authority is not None:
+            advertised = urlsplit(urls[i]).hostname
+            extra = () if advertise is None or advertised is None else (advertised,)
+            settings = certify_home(
+                authority, cluster_dir / CA_FILE, settings, key.public_key, extra
+            )
         settings.save()
         genesis.save(settings.genesis_path)
     genesis.save(cluster_dir / GENESIS_FILE)
@@ -177,10 +211,11 @@ def init_full_node(
     p2p_port: int | None = None,
     key: PrivateKey | None = None,
 ) -> NodeSettings:
-    """Write the home of a full node: it follows the chain from `peers` (their peer URLs) but
-    does not vote. Its peer key (`key`, or a new one) is written here; the validators must
-    list its public key in their `peer_keys` before they answer it. It listens for peers on
-    `p2p_port` (default `port + 100`)."""
+    """Write the home of a full node: it follows the chain from `peers` (their peer URLs) and
+    votes only once governance makes its key a validator. Its node key (`key`, or a new one)
+    is written here; the validators answer it on the peer port once its key is in their
+    `peer_keys` or named by an open add-validator proposal (docs/PROTOCOL.md §19). It listens
+    for peers on `p2p_port` (default `port + 100`)."""
     home = Path(home).resolve()
     if not peers:
         raise ClusterError("a full node needs at least one peer URL to follow")
@@ -203,7 +238,7 @@ def init_full_node(
     )
     settings.save()
     genesis.save(settings.genesis_path)
-    (key or PrivateKey.generate()).save(settings.peer_key_path)
+    (key or PrivateKey.generate()).save(settings.key_path)
     return settings
 
 

@@ -12,6 +12,7 @@
 - `sync`: block sync from peers, believing heights only as far as verified commits prove.
 - `p2p`: outbound peer links, their requests signed by `peer_auth`.
 - `peer_auth`: signing and checking peer requests (strangers refused in O(1)).
+- `tls`: HTTPS on both listeners (TLS 1.3), the plain-HTTP warning, the trust in peers.
 - `evidence`: equivocation evidence, bounded and persisted in the home.
 - `readiness`: what `/readyz` judges: caught up and voting.
 - `signer_file`: the validator signer's crash-safe state file.

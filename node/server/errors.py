@@ -45,3 +45,7 @@ class PeerUnauthorized(NodeError):
 
 class PeerTooMany(NodeError):
     """A peer batch carrying more items than the protocol allows."""
+
+
+class Busy(NodeError):
+    """The node already serves as many snapshot or backup streams as it allows."""

@@ -14,9 +14,11 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Protocol
 
-from ledger.blocks import Block, Commit
+from ledger.blocks import Block, Commit, ValidatorSet
 from ledger.errors import Corruption, LedgerError, RuleViolation
-from ledger.genesis import Genesis
+from ledger.genesis import ChainParams, Genesis
+from ledger.governance import ACTIVATION_DELAY
+from ledger.rules import PARAMS_SCHEDULE
 from ledger.store import Execution, Store
 from node.server.admission import SignatureCache
 from node.server.mempool import Mempool
@@ -26,6 +28,7 @@ from node.server.mempool import Mempool
 # slack readiness allows a head block's time.
 MAX_CLOCK_DRIFT_MS = 30_000
 EXECUTION_CACHE = 16
+SET_CACHE = 8
 
 
 class CommitObserver(Protocol):
@@ -54,14 +57,14 @@ class BlockExecutor:
         self.genesis = genesis
         self.mempool = mempool
         self.clock = clock
-        # What this node puts in the blocks it builds (node-local, at most the chain's
-        # limits); what it accepts from others is the chain's limits (genesis params).
+        # What this node puts in the blocks it builds (node-local, at most the chain's limits
+        # in force); what it accepts from others is the chain's limits (genesis params, as
+        # governance changed them).
         params = genesis.chain_params
         self.block_max_events = min(block_max_events, params.block_max_events)
         self.block_max_bytes = min(block_max_bytes, params.block_max_bytes)
-        self._params = params
         self.signatures = signatures or SignatureCache()
-        self._validators_hash = genesis.validators.hash()
+        self._sets: dict[int, ValidatorSet] = {}
         self._executions: OrderedDict[bytes, Execution] = OrderedDict()
         self.observer: CommitObserver | None = None
 
@@ -69,6 +72,37 @@ class BlockExecutor:
         self._executions[block_hash] = execution
         while len(self._executions) > EXECUTION_CACHE:
             self._executions.popitem(last=False)
+
+    # --- the set in force at each height ---------------------------------------------------
+
+    def validators_at(self, height: int) -> ValidatorSet | None:
+        """The validator set of `height`, known for heights up to the head + 2 (a change is
+        in force two heights after the block that decides it); None beyond."""
+        if not 0 < height <= self.store.height + ACTIVATION_DELAY:
+            return None
+        found = self._sets.get(height)
+        if found is None:
+            if len(self._sets) >= SET_CACHE:
+                self._sets.clear()
+            found = self._sets[height] = self.store.rules.validators_at(self.store.state(), height)
+        return found
+
+    def params_at(self, height: int) -> ChainParams:
+        """The chain parameters in force at `height` (up to the head + 2)."""
+        return self.store.rules.params_at(self.store.state(), height)
+
+    def params_changed(self) -> bool:
+        """Whether governance has ever changed a chain parameter on this chain."""
+        return self.store.state().get(PARAMS_SCHEDULE) is not None
+
+    def _header_sets(self, height: int) -> tuple[ValidatorSet, bytes, bytes | None]:
+        """(set, its hash, the next height's set hash if it differs) for a header at `height`."""
+        current = self.validators_at(height)
+        following = self.validators_at(height + 1)
+        assert current is not None and following is not None, "the next height's sets are known"
+        current_hash = current.hash()
+        following_hash = following.hash()
+        return current, current_hash, None if following_hash == current_hash else following_hash
 
     # --- BlockSource ----------------------------------------------------------------------
 
@@ -79,12 +113,17 @@ class BlockExecutor:
         """Take pending events up to the block size; invalid ones are dropped by execution."""
         assert height == self.store.height + 1
         time = max(time, self.store.head_time + 1)
-        execution = self.store.execute(
-            self.mempool.take(self.block_max_events, self.block_max_bytes), height, time
-        )
+        max_events, max_bytes = self.block_max_events, self.block_max_bytes
+        if self.params_changed():
+            params = self.params_at(height)
+            max_events = min(max_events, params.block_max_events)
+            max_bytes = min(max_bytes, params.block_max_bytes)
+        candidates = self.mempool.take(max_events, max_bytes)
+        execution = self.store.execute(candidates, height, time)
         self.mempool.drop(execution.rejected)
+        _, validators, next_validators = self._header_sets(height)
         header = execution.header(
-            self.genesis.chain_id, self.store.head_hash, proposer, self._validators_hash
+            self.genesis.chain_id, self.store.head_hash, proposer, validators, next_validators
         )
         block = Block(header, tuple(e.envelope for e in execution.accepted))
         self._remember(header.block_hash, execution)
@@ -104,15 +143,19 @@ class BlockExecutor:
         cached = self._executions.get(header.block_hash)
         if cached is not None:
             return cached
+        if header.height != self.store.height + 1:
+            raise RuleViolation("block header does not extend this chain")
+        validators, validators_hash, next_validators = self._header_sets(header.height)
+        params = self.params_at(header.height)
         if (
             header.chain != self.genesis.chain_id
-            or header.height != self.store.height + 1
             or header.prev != self.store.head_hash
-            or header.validators != self._validators_hash
-            or self.genesis.validators.get(header.proposer) is None
+            or header.validators != validators_hash
+            or header.next_validators != next_validators
+            or validators.get(header.proposer) is None
             or header.time <= self.store.head_time
-            or len(block.events) > self._params.block_max_events
-            or sum(len(e) for e in block.events) > self._params.block_max_bytes
+            or len(block.events) > params.block_max_events
+            or sum(len(e) for e in block.events) > params.block_max_bytes
         ):
             raise RuleViolation("block header does not extend this chain")
         decoded = [
@@ -142,6 +185,7 @@ class BlockExecutor:
             appended = time.perf_counter() - started
             observer.block_stored(appended, self.clock() - block.header.time)
         self._executions.clear()
+        self._sets.clear()
         self.mempool.after_block(
             [e.event_id for e in execution.accepted], execution.state_writes, self.clock()
         )

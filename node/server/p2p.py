@@ -6,8 +6,10 @@ slow peer only fills (and then overflows) its own queues, never blocks the other
 sends back off exponentially. Consensus messages need no redelivery here: the consensus core
 retransmits its own latest messages on every tick.
 
-Every request is signed with this node's key (docs/PROTOCOL.md §15). A peer's answer is read
-as a stream and abandoned as soon as it exceeds `MAX_P2P_BODY`: it is never read whole first.
+Every request is signed with this node's key (docs/PROTOCOL.md §15). An `https://` peer is
+verified by `trust` (§18): a genesis validator's certificate must carry its node key. A peer's
+answer is read as a stream and abandoned as soon as it exceeds `MAX_P2P_BODY`: it is never
+read whole first.
 """
 
 from __future__ import annotations
@@ -15,16 +17,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import httpx
 
 from ledger import codec
-from ledger.blocks import Block, Commit, Header
+from ledger.blocks import Block, Commit, Header, Validator
 from ledger.crypto import PrivateKey
 from ledger.errors import LedgerError, Malformed
+from node.client.tls import PeerTrust
 from node.server.peer_auth import sign_request
 from node.wire import MAX_P2P_BODY, MSGPACK
 
@@ -34,6 +38,10 @@ MAX_BATCH_MESSAGES = 512
 # A receiver admits a batch in one go on its event loop; 256 events keep that under ~40 ms.
 MAX_BATCH_EVENTS = 256
 MAX_BACKOFF_S = 2.0
+# A client's single submissions reach the events queue one by one; the first of a batch
+# waits this long for company before it is sent (a full batch goes at once), so one POST
+# to each peer carries many events instead of one (issue 16).
+GOSSIP_LINGER_S = 0.005
 
 
 @dataclass
@@ -62,17 +70,24 @@ class PeerLink:
         key: PrivateKey | None = None,
         chain_id: str = "",
         clock: Callable[[], int] | None = None,
+        trust: PeerTrust | None = None,
+        gossip_linger_s: float = GOSSIP_LINGER_S,
     ) -> None:
         self.state = PeerState(url.rstrip("/"))
+        self.gossip_linger_s = gossip_linger_s
+        self._oldest_event_at = 0.0
         self.sender = sender
         self.key = key
         self.chain_id = chain_id
         self.clock = clock
+        limits = httpx.Limits(max_connections=4, max_keepalive_connections=4)
+        if transport is None and trust is not None:
+            transport = trust.transport(self.state.url, limits)
         self.client = httpx.AsyncClient(
             base_url=self.state.url,
             transport=transport,
             timeout=httpx.Timeout(timeout_s, connect=1.0),
-            limits=httpx.Limits(max_connections=4, max_keepalive_connections=4),
+            limits=limits,
             headers={"content-type": MSGPACK},
         )
         self._messages: deque[bytes] = deque(maxlen=queue_limit)
@@ -86,6 +101,8 @@ class PeerLink:
         self._messages_queued.set()
 
     def send_events(self, envelopes: list[bytes]) -> None:
+        if not self._events:
+            self._oldest_event_at = time.monotonic()
         self._events.extend(envelopes)
         self._events_queued.set()
 
@@ -130,8 +147,14 @@ class PeerLink:
 
     async def _flush_events(self) -> bool | None:
         """Send up to a batch of queued events; None when there were none. A failed batch
-        goes back to the front of the queue."""
+        goes back to the front of the queue. Short of a full batch, it first waits until the
+        oldest queued event has waited `gossip_linger_s`."""
+        if 0 < len(self._events) < MAX_BATCH_EVENTS:
+            linger = self._oldest_event_at + self.gossip_linger_s - time.monotonic()
+            if linger > 0:
+                await asyncio.sleep(linger)
         envelopes = _drain_queue(self._events, MAX_BATCH_EVENTS)
+        self._oldest_event_at = time.monotonic()
         if not envelopes:
             return None
         sent = await self._send("/p2p/events", {"from": self.sender, "events": envelopes})
@@ -242,7 +265,8 @@ class PeerLink:
 
 
 class Network:
-    """The static set of peers from configuration; every request signed with `key`."""
+    """The peers from configuration, plus the validators of the sets in force and next
+    (`follow`); every request signed with `key`."""
 
     def __init__(
         self,
@@ -252,15 +276,41 @@ class Network:
         key: PrivateKey | None = None,
         chain_id: str = "",
         clock: Callable[[], int] | None = None,
+        trust: PeerTrust | None = None,
     ) -> None:
-        self.links = [
-            PeerLink(url, sender, queue_limit, key=key, chain_id=chain_id, clock=clock)
-            for url in peer_urls
-        ]
+        self._trust = trust
+
+        def link(url: str) -> PeerLink:
+            return PeerLink(
+                url, sender, queue_limit, key=key, chain_id=chain_id, clock=clock, trust=self._trust
+            )
+
+        self._link = link
+        self._configured = tuple(dict.fromkeys(url.rstrip("/") for url in peer_urls))
+        self.links = [link(url) for url in self._configured]
+        self._started = False
 
     def start(self) -> None:
+        self._started = True
         for link in self.links:
             link.start()
+
+    def follow(self, validators: Iterable[Validator]) -> list[PeerLink]:
+        """Peer with the configured URLs and those of `validators` (the validator sets in force
+        and next, without this node), an `https://` one pinned to its key; returns the links
+        dropped, for the caller to close. `links` is replaced, never changed in place, so a
+        loop iterating it is safe."""
+        members = [v for v in validators if v.url]
+        if self._trust is not None:
+            self._trust = self._trust.with_validators(members)
+        wanted = dict.fromkeys((*self._configured, *(v.url.rstrip("/") for v in members)))
+        current = {link.state.url: link for link in self.links}
+        kept = [current[url] if url in current else self._link(url) for url in wanted]
+        for link in kept:
+            if link.state.url not in current and self._started:
+                link.start()
+        self.links = kept
+        return [link for url, link in current.items() if url not in wanted]
 
     async def close(self) -> None:
         await asyncio.gather(*(link.close() for link in self.links))

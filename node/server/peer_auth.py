@@ -6,9 +6,10 @@ A sender signs, with its node key, the canonical map
      "time": ms, "type": "p2p-request"}
 
 and sends the key, time, body digest and signature as headers. The receiver accepts a request
-only from a configured key (the genesis validators and the full-node keys its operator
-listed), within `PEER_AUTH_WINDOW_MS` of its own clock, not seen before, with a signature that
-verifies, and whose body hashes to the signed digest. Every check before the signature is a
+only from a known key (the validators of every set the chain has had, keys an open
+add-validator proposal names, and the full-node keys its operator listed), within
+`PEER_AUTH_WINDOW_MS` of its own clock, not seen before, with a signature that verifies,
+and whose body hashes to the signed digest. Every check before the signature is a
 few dictionary and string operations, so a stranger costs O(1) work and reads no body.
 """
 
@@ -95,6 +96,10 @@ class PeerAuthenticator:
         self.max_replay_entries = max_replay_entries
         self._seen: OrderedDict[str, int] = OrderedDict()
         self.rejected = 0
+
+    def allow(self, keys: Iterable[bytes]) -> None:
+        """Replace the keys accepted (the node's membership changed with governance)."""
+        self.allowed = frozenset(key.hex() for key in keys)
 
     def authenticate(self, method: str, target: str, headers: Mapping[str, str]) -> Credentials:
         """Who sent this request, or PeerUnauthorized; cheap checks before the signature."""

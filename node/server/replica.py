@@ -10,16 +10,16 @@ network with crashes, so both exercise exactly this code.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from consensus.core import ConsensusConfig, ConsensusCore, Input, Verifier
+from consensus.core import ConfigSchedule, ConsensusConfig, ConsensusCore, Input, Verifier
 from consensus.signer import Signer, SignerPersistence
 from ledger import crypto
 from ledger.crypto import PrivateKey
 from ledger.errors import LedgerError
 from ledger.events import SignedEvent
-from ledger.genesis import Genesis
+from ledger.genesis import ChainParams, Genesis
 from ledger.rules import Rules
 from ledger.store import Store
 from node.server.admission import Admission, SignatureCache
@@ -46,8 +46,15 @@ class ReplicaLimits:
 def chain_consensus_config(genesis: Genesis, idle_block_interval_ms: int) -> ConsensusConfig:
     """The consensus config every node of a chain shares: timeouts and timestamp bounds from
     the genesis params; the idle-block interval is the node's own."""
-    params = genesis.chain_params
-    return ConsensusConfig(
+    return with_chain_params(ConsensusConfig(), genesis.chain_params, idle_block_interval_ms)
+
+
+def with_chain_params(
+    config: ConsensusConfig, params: ChainParams, idle_block_interval_ms: int
+) -> ConsensusConfig:
+    """`config` with the timeouts and timestamp bounds of `params` (as governance set them)."""
+    return replace(
+        config,
         timeout_propose_ms=params.timeout_propose_ms,
         timeout_propose_delta_ms=params.timeout_propose_delta_ms,
         timeout_prevote_ms=params.timeout_vote_ms,
@@ -58,6 +65,19 @@ def chain_consensus_config(genesis: Genesis, idle_block_interval_ms: int) -> Con
         message_delay_ms=params.message_delay_ms,
         idle_block_interval_ms=idle_block_interval_ms,
     )
+
+
+def _config_schedule(executor: BlockExecutor) -> ConfigSchedule:
+    """Until governance changes a parameter, the config the replica was given stands (the
+    simulator's and tests' own timeouts included)."""
+
+    def config_at(height: int, current: ConsensusConfig) -> ConsensusConfig:
+        if not executor.params_changed():
+            return current
+        params = executor.params_at(height)
+        return with_chain_params(current, params, current.idle_block_interval_ms)
+
+    return config_at
 
 
 class Replica:
@@ -133,6 +153,8 @@ class Replica:
             self.executor,
             self.store.height + 1,
             verify=verify,
+            validators_at=self.executor.validators_at,
+            config_at=_config_schedule(self.executor),
         )
         self.driver = ConsensusDriver(self.core, self.executor, self.waiters, effects)
 

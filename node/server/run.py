@@ -28,6 +28,7 @@ from node import homelock
 from node.config import NodeSettings
 from node.server.http import create_app
 from node.server.service import NodeService
+from node.server.tls import TlsConfig, check_server_tls, ssl_options, warn_plain_http
 
 # A node allocates a few dozen short-lived, acyclic objects per event (freed by reference
 # counting), so the cycle collector's default of a pass every 700 allocations mostly walks
@@ -117,7 +118,7 @@ def bind_peer_socket(settings: NodeSettings) -> socket.socket:
 def server_config(settings: NodeSettings, app: object, *, peer: bool) -> uvicorn.Config:
     """The uvicorn configuration of one listener."""
     host, port = settings.p2p_address if peer else (settings.host, settings.port)
-    return uvicorn.Config(
+    return TlsConfig(  # HTTPS with the node's certificate when configured (PROTOCOL §18)
         app,  # type: ignore[arg-type]
         host=host,
         port=port,
@@ -128,6 +129,7 @@ def server_config(settings: NodeSettings, app: object, *, peer: bool) -> uvicorn
         timeout_keep_alive=KEEP_ALIVE_S,
         limit_concurrency=settings.max_peer_requests if peer else settings.max_public_requests,
         http=header_timeout_protocol(settings.header_timeout_s),
+        **ssl_options(settings),
     )
 
 
@@ -157,6 +159,8 @@ def run(settings: NodeSettings) -> None:
         level=logging.INFO, format=f"%(asctime)s {settings.name} %(name)s %(levelname)s %(message)s"
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    check_server_tls(settings)
+    warn_plain_http(settings)
     try:
         homelock.acquire(settings.home)  # held until the process exits
     except homelock.HomeLocked as exc:
@@ -178,7 +182,9 @@ def run(settings: NodeSettings) -> None:
         public = uvicorn.Server(server_config(settings, app, peer=False))
         peer = PeerServer(server_config(settings, app, peer=True))
         tune_garbage_collector()
-        asyncio.run(serve(service, public, peer, sock))
+        # uvloop (uvicorn's "auto" loop) when installed, as `uvicorn.run` would pick it.
+        with asyncio.Runner(loop_factory=public.config.get_loop_factory()) as runner:
+            runner.run(serve(service, public, peer, sock))
         if failures:
             raise SystemExit(f"{settings.name} stopped: its consensus failed: {failures[0]!r}")
     finally:

@@ -34,11 +34,13 @@ from node.server.driver import Committed, Dropped, Outcome
 from node.server.errors import CommitTimeout, MempoolFull, NotCaughtUp
 from node.server.evidence import EvidenceLog
 from node.server.inbox import ConsensusInbox
+from node.server.membership import Membership
 from node.server.p2p import Network
 from node.server.peer_auth import PeerAuthenticator
 from node.server.replica import Replica, ReplicaLimits, chain_consensus_config
 from node.server.signer_file import FileSignerPersistence
 from node.server.sync import CATCH_UP_LAG, BlockSync
+from node.server.tls import peer_trust
 from node.wire import MAX_P2P_BODY
 
 log = logging.getLogger("provledger.node")
@@ -118,10 +120,12 @@ class NodeService:
         self.genesis_fingerprint = crypto.sha256(self.genesis_bytes).hex()
         key = PrivateKey.load(settings.key_path) if settings.is_validator else None
         identity = key or _peer_identity(settings)
+        # The home's own key too: `node snapshot|backup` on a running home ask this node.
         self.peer_auth = PeerAuthenticator(
-            self.genesis.chain_id, peer_keys(settings, self.genesis), self.clock
+            self.genesis.chain_id,
+            peer_keys(settings, self.genesis) | {identity.public_key},
+            self.clock,
         )
-        self._validator_keys = frozenset(v.public_key for v in self.genesis.validators.validators)
         self.signer_file = FileSignerPersistence(settings.signer_state_path)
         self.evidence_log = EvidenceLog(settings.evidence_path)
         self.replica = Replica(
@@ -145,6 +149,15 @@ class NodeService:
             identity,
             self.genesis.chain_id,
             self.clock,
+            trust=peer_trust(settings, self.genesis),
+        )
+        self.membership = Membership(
+            self.store,
+            self.replica.executor,
+            self.network,
+            self.peer_auth,
+            peer_keys(settings, self.genesis),
+            identity.public_key,
         )
         self.sync = BlockSync(self)
         self.stats = NodeStats(evidence=len(self.evidence_log))
@@ -179,6 +192,7 @@ class NodeService:
     async def start(self) -> None:
         assert not self._tasks, "a node service starts once; make a new one to restart"
         self.network.start()
+        self.membership.refresh(force=True)
         self._tasks = [
             asyncio.create_task(self._consensus_loop(), name="consensus"),
             asyncio.create_task(self._ticker(), name="ticker"),
@@ -277,6 +291,7 @@ class NodeService:
         self.stats.events_committed += len(block.events)
         self.height_changed.set()
         self.height_changed = asyncio.Event()
+        self.membership.refresh(execution.state_writes)
         if len(self.mempool):
             self.put(cc.EventsAvailable(now=self.clock()))
 
@@ -316,7 +331,7 @@ class NodeService:
                 fresh.append(envelope)
             elif not isinstance(outcome, Conflict | MempoolFull):
                 self.stats.peer_messages_rejected += 1
-        self._admitted(fresh, was_empty, relay=peer not in self._validator_keys)
+        self._admitted(fresh, was_empty, relay=peer not in self.membership.validator_keys)
 
     async def _admit(self, envelopes: list[bytes]) -> list[SignedEvent | Exception]:
         """`Admission.admit` in slices, letting the event loop run between them, so a large
@@ -419,7 +434,7 @@ class NodeService:
             "tree_size": self.store.tree_size,
             "root_hash": self.store.root().hex(),
             "block_hash": self.store.head_hash.hex() if self.store.height else None,
-            "validator": self.public_key is not None,
+            "validator": self.core.is_validator,
             "public_key": self.public_key.hex() if self.public_key else None,
             "mempool_size": len(self.mempool),
             "catching_up": self.catching_up,

@@ -4,9 +4,11 @@ consensus as `CommitReceived`.
 A peer's claimed height is only a hint. The height this node believes the chain has reached
 (`best_peer_height`, which makes it answer 503 while far behind) is the highest one a
 verified commit proves: a block fetched for the next height, or the head header and commit a
-peer sends with its status, checked against the genesis validators (the set is fixed, so a
-commit certificate for height H proves H exists). A peer lying about its height changes
-nothing; a peer serving bad data is skipped.
+peer sends with its status, checked against the validator set this node knows for its next
+height (a commit certificate for height H by that set proves H exists; after a set change
+this node has not reached, such a claim proves nothing and sync simply goes on block by
+block, each checked against the set in force at its height). A peer lying about its height
+changes nothing; a peer serving bad data is skipped.
 """
 
 from __future__ import annotations
@@ -89,8 +91,10 @@ class BlockSync:
             return
         if header.height != height:
             return
+        validators = service.replica.executor.validators_at(service.store.height + 1)
+        assert validators is not None, "the next height's set is known"
         try:
-            verify_checkpoint(header, commit, service.genesis.chain_id, service.genesis.validators)
+            verify_checkpoint(header, commit, service.genesis.chain_id, validators)
         except (LedgerError, TypeError, ValueError):
             service.stats.peer_messages_rejected += 1
             return
@@ -104,8 +108,11 @@ class BlockSync:
             return False
         if header.prev != service.store.head_hash:
             return False
+        validators = service.replica.executor.validators_at(height)
+        if validators is None:
+            return False
         try:
-            commit.verify(service.genesis.chain_id, service.genesis.validators)
+            commit.verify(service.genesis.chain_id, validators)
         except VerificationFailed:
             service.stats.peer_messages_rejected += 1
             return False

@@ -90,7 +90,9 @@ class LocalCluster:
             return True
         return pid != 0
 
-    def add_full_node(self) -> int:
+    def add_full_node(self, key: crypto.PrivateKey | None = None) -> int:
+        """A full node following every validator; with `key`, one the validators were not
+        told of (they answer it once a proposal names it, issue 13)."""
         index = len(self.homes)
         assert index == self.nodes, "one full node per cluster (two ports are reserved)"
         home = self.root / f"full-{index}"
@@ -101,7 +103,7 @@ class LocalCluster:
             self.peer_urls,
             port=port,
             p2p_port=port + 1,
-            key=self.full_node_key,
+            key=key or self.full_node_key,
         )
         self.homes.append(home)
         self.urls.append(f"http://127.0.0.1:{port}")

@@ -200,7 +200,11 @@ def big_block(height: int, tag: str, time: int) -> Block:
     return Block(replace(block.header, events_root=events_root(events)), events)
 
 
-@pytest.mark.parametrize("seed", SEEDS)
+# The first seed runs in the fast tier; the others are `slow` (./scripts/test runs them).
+@pytest.mark.parametrize(
+    "seed",
+    [s if s == SEEDS[0] else pytest.param(s, marks=pytest.mark.slow) for s in SEEDS],
+)
 def test_agreement_liveness_and_bounded_memory_under_byzantine_floods(seed: int) -> None:
     net = Network(seed)
     net.run()

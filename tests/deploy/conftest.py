@@ -17,6 +17,8 @@ K8S = DOCKER / "k8s"
 BASE = K8S / "base"
 EXAMPLE = K8S / "overlays" / "example-4-orgs"
 MONITORING = K8S / "monitoring"
+TLS_COMPONENT = K8S / "components" / "tls"
+TLS_MONITORING = K8S / "components" / "tls-monitoring"
 
 
 def kubectl() -> str:
@@ -25,13 +27,43 @@ def kubectl() -> str:
     return found
 
 
-def render(directory: Path) -> list[dict[str, Any]]:
-    """`kubectl kustomize DIR`, parsed; fails the test with kubectl's message."""
-    done = subprocess.run(
+def kustomize(directory: Path) -> subprocess.CompletedProcess[str]:
+    """`kubectl kustomize DIR`, as it ran."""
+    return subprocess.run(
         [kubectl(), "kustomize", str(directory)], capture_output=True, text=True, timeout=120
     )
+
+
+def render(directory: Path) -> list[dict[str, Any]]:
+    """`kubectl kustomize DIR`, parsed; fails the test with kubectl's message."""
+    done = kustomize(directory)
     assert done.returncode == 0, done.stderr
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+def copy_tree(tmp_path: Path) -> Path:
+    """A copy of docker/k8s to change, as an operator would; returns its root."""
+    tree = tmp_path / "k8s"
+    shutil.copytree(K8S, tree)
+    return tree
+
+
+def without_tls(tree: Path) -> Path:
+    """Drop the `components` entries (TLS: components/tls per organisation, tls-monitoring
+    for the ServiceMonitor) from the example overlay of `tree`: the same four organisations
+    serving plain HTTP. Returns the overlay's directory."""
+    overlay = tree / EXAMPLE.relative_to(K8S)
+    dropped = []
+    for path in sorted(overlay.rglob("kustomization.yaml")):
+        doc = yaml.safe_load(path.read_text())
+        components = doc.pop("components", None)
+        if components is not None:
+            dropped.extend(components)
+            path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    assert sorted(dropped) == sorted(
+        ["../../components/tls-monitoring", *["../../../components/tls"] * 4]
+    ), dropped
+    return overlay
 
 
 def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -19,25 +20,33 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from ledger.crypto import PrivateKey
+from ledger.genesis import Genesis
+from node.client.tls import certificate_key
 from node.config import NodeSettings
 from node.ops import container as entry
 from node.ops.container import ContainerError, prepare_home
 from node.ops.homes import init_cluster
+from node.server.tls import check_server_tls
 from tests.deploy.conftest import (
     DOCKER,
     EXAMPLE,
     K8S,
     container,
+    copy_tree,
     named,
     of_kind,
     pod_environ,
     render,
+    without_tls,
 )
 from tests.node.conftest import free_port
 
 ADVERTISE = "http://org-{i}-node-p2p:8900"
+TLS_ADVERTISE = "https://org-{i}-node-p2p:8900"
 ENTRYPOINT = DOCKER / "entrypoint.sh"
 START_TIMEOUT_S = 30.0
 
@@ -198,12 +207,15 @@ def test_the_entrypoint_script_renders_and_reports_refusals(tmp_path: Path, chai
     assert run_entrypoint(environ_for(tmp_path, chain, 3), "bogus").returncode == 2
 
 
-@pytest.fixture
-def started(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    """`entrypoint.sh` (start) for a one-validator chain on free loopback ports."""
+def solo_environ(tmp_path: Path, tls: bool) -> tuple[dict[str, str], int]:
+    """The entry point's environment for a one-validator chain on free loopback ports, and
+    the API port. With `tls`, the chain is made by `cluster init --tls` and the settings are
+    the TLS component's, with its mounted paths (/etc/provledger/tls) moved to the Secret's
+    files in the cluster directory."""
     cluster = tmp_path / "solo"
     api, p2p = free_port(), free_port()
-    init_cluster(cluster, 1, advertise=f"http://127.0.0.1:{p2p}")
+    scheme = "https" if tls else "http"
+    init_cluster(cluster, 1, advertise=f"{scheme}://127.0.0.1:{p2p}", tls=tls)
     environ = {
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
         "PROVLEDGER_NAME": "solo",
@@ -214,6 +226,23 @@ def started(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
         "PROVLEDGER_PORT": str(api),
         "PROVLEDGER_P2P_PORT": str(p2p),
     }
+    if tls:
+        component = pod_environ(named(render(EXAMPLE), "StatefulSet", "org-0-node"))
+        secret = {"tls.crt": cluster / "node-0" / "tls_cert.pem", "ca.crt": cluster / "ca.pem"}
+        settings = json.loads(component["PROVLEDGER_SETTINGS"])
+        environ["PROVLEDGER_SETTINGS"] = json.dumps(
+            {name: str(secret[Path(path).name]) for name, path in settings.items()}
+        )
+    return environ, api
+
+
+@pytest.fixture(params=[False, True], ids=["http", "tls"])
+def started(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """`entrypoint.sh` (start) for a one-validator chain on free loopback ports, serving
+    plain HTTP or, with the TLS component's settings, HTTPS."""
+    environ, api = solo_environ(tmp_path, tls=request.param)
     log = (tmp_path / "node.out").open("w")
     process = subprocess.Popen(
         ["sh", str(ENTRYPOINT)], env=environ, stdout=log, stderr=subprocess.STDOUT, text=True
@@ -231,55 +260,186 @@ def started(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
 
 
 def test_start_execs_the_daemon_which_becomes_ready(
-    started: tuple[subprocess.Popen[str], int],
+    request: pytest.FixtureRequest, tmp_path: Path, started: tuple[subprocess.Popen[str], int]
 ) -> None:
     process, api = started
+    tls = request.node.callspec.params["started"]
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{api}"
+    verify: ssl.SSLContext | bool = (
+        ssl.create_default_context(cafile=str(tmp_path / "solo" / "ca.pem")) if tls else True
+    )
     deadline = time.monotonic() + START_TIMEOUT_S
     status = None
     while status != 200:
         assert process.poll() is None, f"the node exited with {process.returncode}"
         assert time.monotonic() < deadline, f"/readyz never answered 200 (last {status})"
         try:
-            status = httpx.get(f"http://127.0.0.1:{api}/readyz", timeout=2).status_code
+            status = httpx.get(f"{url}/readyz", timeout=2, verify=verify).status_code
         except httpx.TransportError:
             status = None
         time.sleep(0.1)
+    if tls:
+        assert_served_like_the_manifests_expect(api, tmp_path / "solo" / "ca.pem")
     # The shell and the entry module replaced themselves: this pid is the daemon itself.
     cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")
     assert b"node.server" in cmdline, cmdline
 
 
-def test_every_organisation_of_the_rendered_overlay_gets_a_home(tmp_path: Path) -> None:
-    """The overlay's own pod environment, with a fresh genesis and keys: each organisation's
+def scrape_metrics(api: int, context: ssl.SSLContext, server_name: str) -> httpx.Response:
+    """GET /metrics from 127.0.0.1 (a pod's address) as `server_name`, on a new connection."""
+    with httpx.Client(verify=context, timeout=5) as client:
+        return client.get(
+            f"https://127.0.0.1:{api}/metrics", extensions={"sni_hostname": server_name}
+        )
+
+
+def assert_served_like_the_manifests_expect(api: int, ca: Path) -> None:
+    """A node with the TLS component's settings: the ServiceMonitor's scrape (the pod's
+    address, the CA of the Secret provledger-tls-ca, server name localhost, TLS 1.3 at least)
+    reads /metrics; a client that does not trust the CA, and plain HTTP, get nothing."""
+    scrape = ssl.create_default_context(cafile=str(ca))
+    scrape.minimum_version = ssl.TLSVersion.TLSv1_3
+    metrics = scrape_metrics(api, scrape, "localhost")
+    # The server name is checked: one the certificate lacks is refused.
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        scrape_metrics(api, scrape, "org-9-node-p2p")
+    assert metrics.status_code == 200 and "provledger_" in metrics.text
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        httpx.get(f"https://127.0.0.1:{api}/healthz", verify=ssl.create_default_context())
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{api}/healthz", timeout=5)
+
+
+def mount(mounts: Path, path: str, data: bytes) -> Path:
+    """Write `data` where the pod sees `path`, moved under `mounts`."""
+    target = mounts / path.lstrip("/")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    return target
+
+
+def pod_home(
+    docs: list[dict[str, Any]], chain: Path, i: int, mounts: Path, tls_from: int | None = None
+) -> tuple[dict[str, str], NodeSettings]:
+    """Organisation i's pod as the kubelet makes it from the rendered manifests (paths moved
+    under `mounts`): the genesis ConfigMap, its key Secret and, where the manifest requires
+    the TLS Secret, its keys (tls.crt: the certificate of node `tls_from`, default i;
+    ca.crt: the cluster CA) at their mount paths. Returns the pod's environment and the
+    settings its entry point renders."""
+    statefulset = named(docs, "StatefulSet", f"org-{i}-node")
+    environ = pod_environ(statefulset)
+    (configmap,) = [c for c in of_kind(docs, "ConfigMap") if "genesis.json" in c["data"]]
+    genesis = mount(
+        mounts, environ["PROVLEDGER_GENESIS"], configmap["data"]["genesis.json"].encode()
+    )
+    key = mount(
+        mounts, environ["PROVLEDGER_KEY"], (chain / f"node-{i}" / "node_key.pem").read_bytes()
+    )
+    volumes = {v["name"]: v for v in statefulset["spec"]["template"]["spec"]["volumes"]}
+    mounted = {m["name"]: m["mountPath"] for m in container(statefulset)["volumeMounts"]}
+    tls_secret = volumes["tls"]["secret"]
+    if not tls_secret["optional"]:
+        files = {
+            "tls.crt": chain / f"node-{i if tls_from is None else tls_from}" / "tls_cert.pem",
+            "ca.crt": chain / "ca.pem",
+        }
+        for item in tls_secret["items"]:
+            mount(mounts, f"{mounted['tls']}/{item['path']}", files[item["key"]].read_bytes())
+    settings = {
+        name: str(mounts / value.lstrip("/")) if name.startswith("tls_") else value
+        for name, value in json.loads(environ.get("PROVLEDGER_SETTINGS", "{}")).items()
+    }
+    home = mounts / environ["PROVLEDGER_HOME"].lstrip("/")
+    moved = {
+        **environ,
+        "PROVLEDGER_GENESIS": str(genesis),
+        "PROVLEDGER_KEY": str(key),
+        "PROVLEDGER_HOME": str(home),
+        "PROVLEDGER_SETTINGS": json.dumps(settings),
+    }
+    return environ, prepare_home(moved)
+
+
+def overlay_with(tmp_path: Path, chain: Path, tls: bool) -> list[dict[str, Any]]:
+    """The example overlay (TLS) or the same without the TLS components, with `chain`'s
+    genesis, rendered."""
+    tree = copy_tree(tmp_path)
+    overlay = without_tls(tree) if not tls else tree / EXAMPLE.relative_to(K8S)
+    shutil.copy(chain / "genesis.json", overlay / "genesis.json")
+    return render(overlay)
+
+
+def test_every_organisation_of_the_plain_overlay_gets_a_home(tmp_path: Path) -> None:
+    """Without the TLS components, with a fresh plain genesis and keys: each organisation's
     entry point makes a validator home peering with the other three peer Services."""
-    tree = tmp_path / "k8s"
-    shutil.copytree(K8S, tree)
     chain = tmp_path / "cluster"
     init_cluster(chain, 4, advertise=ADVERTISE)
-    overlay = tree / EXAMPLE.relative_to(K8S)
-    shutil.copy(chain / "genesis.json", overlay / "genesis.json")
-    docs = render(overlay)
-    (configmap,) = [c for c in of_kind(docs, "ConfigMap") if "genesis.json" in c["data"]]
+    docs = overlay_with(tmp_path, chain, tls=False)
     for i in range(4):
-        environ = pod_environ(named(docs, "StatefulSet", f"org-{i}-node"))
-        mounts = tmp_path / f"mounts-{i}"
-        genesis = mounts / environ["PROVLEDGER_GENESIS"].lstrip("/")
-        genesis.parent.mkdir(parents=True)
-        genesis.write_text(configmap["data"]["genesis.json"])
-        key = mounts / environ["PROVLEDGER_KEY"].lstrip("/")
-        key.parent.mkdir(parents=True)
-        shutil.copy(chain / f"node-{i}" / "node_key.pem", key)
-        home = mounts / environ["PROVLEDGER_HOME"].lstrip("/")
-        settings = prepare_home(
-            {
-                **environ,
-                "PROVLEDGER_GENESIS": str(genesis),
-                "PROVLEDGER_KEY": str(key),
-                "PROVLEDGER_HOME": str(home),
-            }
-        )
+        _, settings = pod_home(docs, chain, i, tmp_path / f"mounts-{i}")
         assert settings.is_validator and settings.name == f"org-{i}"
         assert settings.peers == tuple(ADVERTISE.format(i=j) for j in range(4) if j != i)
+        assert not NodeSettings.load(settings.home).tls
+
+
+def test_every_organisation_of_the_tls_overlay_serves_a_certificate_for_its_node_key(
+    tmp_path: Path,
+) -> None:
+    """`cluster init --tls --advertise https://org-{i}-node-p2p:8900` and the Secrets the
+    overlay documents: each organisation's home serves its mounted tls.crt with its node key
+    (the pair loads, as at start), the certificate chains to ca.crt, carries the key genesis
+    pins and names the peer Service its peers reach it by, and the peers are https://."""
+    chain = tmp_path / "cluster"
+    init_cluster(chain, 4, advertise=TLS_ADVERTISE, tls=True)
+    docs = overlay_with(tmp_path, chain, tls=True)
+    genesis = Genesis.load(chain / "genesis.json")
+    authority = x509.load_pem_x509_certificate((chain / "ca.pem").read_bytes())
+    for i in range(4):
+        mounts = tmp_path / f"mounts-{i}"
+        environ, rendered = pod_home(docs, chain, i, mounts)
+        settings = NodeSettings.load(rendered.home)  # refuses a TLS file that is not there
+        assert settings.is_validator and settings.tls and settings.scheme == "https"
+        assert settings.tls_cert_path == mounts / "etc/provledger/tls/tls.crt"
+        assert settings.tls_ca_path == mounts / "etc/provledger/tls/ca.crt"
+        assert settings.tls_key_path == settings.home / "node_key.pem"
+        check_server_tls(settings)
+        certificate = x509.load_pem_x509_certificate(settings.tls_cert_path.read_bytes())
+        certificate.verify_directly_issued_by(authority)
+        der = certificate.public_bytes(serialization.Encoding.DER)
+        assert certificate_key(der) == genesis.validators.validators[i].public_key
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        hosts = names.value.get_values_for_type(x509.DNSName)
+        assert f"org-{i}-node-p2p" in hosts and "localhost" in hosts
+        assert environ["PROVLEDGER_ADVERTISE"] == genesis.validators.validators[i].url
+        assert settings.peers == tuple(TLS_ADVERTISE.format(i=j) for j in range(4) if j != i)
+
+
+def test_a_tls_secret_with_another_organisations_certificate_stops_the_node(
+    tmp_path: Path,
+) -> None:
+    chain = tmp_path / "cluster"
+    init_cluster(chain, 4, advertise=TLS_ADVERTISE, tls=True)
+    docs = overlay_with(tmp_path, chain, tls=True)
+    _, rendered = pod_home(docs, chain, 0, tmp_path / "mounts", tls_from=1)
+    with pytest.raises(SystemExit, match="cannot serve TLS"):
+        check_server_tls(NodeSettings.load(rendered.home))
+
+
+@pytest.mark.parametrize(("tls_overlay", "tls_genesis"), [(True, False), (False, True)])
+def test_an_overlay_and_a_genesis_that_disagree_on_tls_are_refused(
+    tmp_path: Path, tls_overlay: bool, tls_genesis: bool
+) -> None:
+    """The component on with an http:// genesis, or off with an https:// one: the entry
+    point refuses to start (peers would not reach the node) and writes no key."""
+    chain = tmp_path / "cluster"
+    init_cluster(chain, 4, advertise=TLS_ADVERTISE if tls_genesis else ADVERTISE, tls=tls_genesis)
+    docs = overlay_with(tmp_path, chain, tls=tls_overlay)
+    if not tls_genesis:  # a TLS Secret made some other way: the refusal comes before its use
+        for made in (chain / "node-2" / "tls_cert.pem", chain / "ca.pem"):
+            made.write_bytes(b"not read")
+    with pytest.raises(ContainerError, match=r"PROVLEDGER_ADVERTISE=.* but genesis gives"):
+        pod_home(docs, chain, 2, tmp_path / "mounts")
+    assert not (tmp_path / "mounts" / "node" / "config.json").exists()
 
 
 def dockerfile() -> dict[str, Any]:

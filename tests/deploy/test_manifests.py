@@ -1,7 +1,9 @@
 """The Kubernetes manifests of docker/k8s render with `kubectl kustomize`, validate offline
 against the Kubernetes schemas (kubernetes-validate ships them), and say what an operator
 expects: one StatefulSet per organisation, its volume, genesis, key, probes, Services, the
-overlay's settings, and a ServiceMonitor and dashboard for the node's real metrics."""
+overlay's settings, and a ServiceMonitor and dashboard for the node's real metrics. The
+example overlay serves TLS through components/tls (and tls-monitoring); without those
+components the same overlay, like the base, is plain HTTP with nothing TLS set."""
 
 from __future__ import annotations
 
@@ -26,16 +28,21 @@ from tests.deploy.conftest import (
     K8S,
     MONITORING,
     container,
+    copy_tree,
+    kustomize,
     named,
     of_kind,
     pod_environ,
     render,
+    without_tls,
 )
 
 # The oldest Kubernetes minor still commonly run, and the newest the package knows.
 KUBERNETES_VERSIONS = ("1.29", kubernetes_validate.latest_version())
 ORGS = [f"org-{i}" for i in range(4)]
 CRD_KINDS = {"ServiceMonitor"}
+PROBES = ("startupProbe", "livenessProbe", "readinessProbe")
+TLS_FILES = {"tls_cert": "tls.crt", "tls_ca": "ca.crt"}
 
 
 @pytest.fixture(scope="module")
@@ -162,9 +169,10 @@ def test_probes_readiness_is_caught_up_and_voting_liveness_is_healthz(
 ) -> None:
     for statefulset in of_kind(example, "StatefulSet"):
         node = container(statefulset)
-        assert node["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "api"}
-        assert node["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "api"}
-        assert node["startupProbe"]["httpGet"]["path"] == "/healthz"
+        https = {"port": "api", "scheme": "HTTPS"}
+        assert node["readinessProbe"]["httpGet"] == {"path": "/readyz", **https}
+        assert node["livenessProbe"]["httpGet"] == {"path": "/healthz", **https}
+        assert node["startupProbe"]["httpGet"] == {"path": "/healthz", **https}
 
 
 def service_reaches(service: dict[str, Any], statefulset: dict[str, Any]) -> bool:
@@ -173,11 +181,12 @@ def service_reaches(service: dict[str, Any], statefulset: dict[str, Any]) -> boo
 
 
 def test_each_genesis_url_is_its_organisations_peer_service(example: list[dict[str, Any]]) -> None:
-    """Genesis names http://org-I-node-p2p:8900; that Service exists, reaches only org I's pod
-    even before it is ready, and org I advertises exactly that URL."""
+    """Genesis names https://org-I-node-p2p:8900; that Service exists, reaches only org I's
+    pod even before it is ready, and org I advertises exactly that URL."""
     genesis = Genesis.load(EXAMPLE / "genesis.json")
     for i, validator in enumerate(genesis.validators.validators):
         url = urlsplit(validator.url)
+        assert url.scheme == "https"
         service = named(example, "Service", str(url.hostname))
         assert service["spec"]["publishNotReadyAddresses"] is True
         (port,) = service["spec"]["ports"]
@@ -239,8 +248,7 @@ def test_an_operator_can_change_the_number_of_organisations_and_the_storage_clas
     tmp_path: Path,
 ) -> None:
     """Copy the tree, add a fifth organisation and its genesis, change the storage class."""
-    tree = tmp_path / "k8s"
-    shutil.copytree(K8S, tree)
+    tree = copy_tree(tmp_path)
     overlay = tree / "overlays" / "example-4-orgs"
     org3 = (overlay / "org-3" / "kustomization.yaml").read_text()
     (overlay / "org-4").mkdir()
@@ -248,7 +256,7 @@ def test_an_operator_can_change_the_number_of_organisations_and_the_storage_clas
     text = (overlay / "kustomization.yaml").read_text()
     text = text.replace("  - org-3\n", "  - org-3\n  - org-4\n").replace("fast-ssd", "standard")
     (overlay / "kustomization.yaml").write_text(text)
-    init_cluster(tmp_path / "cluster", 5, advertise="http://org-{i}-node-p2p:8900")
+    init_cluster(tmp_path / "cluster", 5, advertise="https://org-{i}-node-p2p:8900", tls=True)
     shutil.copy(tmp_path / "cluster" / "genesis.json", overlay / "genesis.json")
     docs = render(overlay)
     validate_all(docs)
@@ -257,4 +265,118 @@ def test_an_operator_can_change_the_number_of_organisations_and_the_storage_clas
     claims = [s["spec"]["volumeClaimTemplates"][0]["spec"] for s in statefulsets]
     assert {c["storageClassName"] for c in claims} == {"standard"}
     org4 = named(docs, "StatefulSet", "org-4-node")
-    assert pod_environ(org4)["PROVLEDGER_ADVERTISE"] == "http://org-4-node-p2p:8900"
+    assert pod_environ(org4)["PROVLEDGER_ADVERTISE"] == "https://org-4-node-p2p:8900"
+    volumes = {v["name"]: v for v in org4["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["tls"]["secret"]["secretName"] == "org-4-tls"
+
+
+def tls_settings(statefulset: dict[str, Any]) -> dict[str, Any]:
+    """The settings PROVLEDGER_SETTINGS gives the entry point (none: {})."""
+    doc = json.loads(pod_environ(statefulset).get("PROVLEDGER_SETTINGS", "{}"))
+    assert isinstance(doc, dict)
+    return doc
+
+
+def test_with_the_tls_component_each_node_serves_its_mounted_secret_over_https(
+    example: list[dict[str, Any]],
+) -> None:
+    """Per organisation: the Secret org-N-tls is required and mounted with exactly tls.crt and
+    ca.crt; the settings the entry point renders from the pod's environment name those
+    files (the served key stays the node key, which peers pin); the probes speak HTTPS; the
+    node advertises its https:// genesis URL."""
+    genesis = Genesis.load(EXAMPLE / "genesis.json")
+    for i, org in enumerate(ORGS):
+        statefulset = named(example, "StatefulSet", f"{org}-node")
+        node = container(statefulset)
+        for probe in PROBES:
+            assert node[probe]["httpGet"]["scheme"] == "HTTPS", probe
+        volumes = {v["name"]: v for v in statefulset["spec"]["template"]["spec"]["volumes"]}
+        secret = volumes["tls"]["secret"]
+        assert secret["secretName"] == f"{org}-tls"
+        assert secret["optional"] is False
+        assert {item["key"]: item["path"] for item in secret["items"]} == {
+            "tls.crt": "tls.crt",
+            "ca.crt": "ca.crt",
+        }
+        (mount,) = [m for m in node["volumeMounts"] if m["name"] == "tls"]
+        assert mount["readOnly"] is True
+        mounted = Path(mount["mountPath"])
+        assert tls_settings(statefulset) == {
+            name: str(mounted / file) for name, file in TLS_FILES.items()
+        }
+        environ = pod_environ(statefulset)
+        settings = entry.render_settings(entry.ContainerEnv.from_environ(environ), ())
+        assert settings.tls and settings.scheme == "https"
+        assert settings.tls_cert_path == mounted / "tls.crt"
+        assert settings.tls_ca_path == mounted / "ca.crt"
+        assert settings.tls_key == ""  # the node key (test_container.py serves with it)
+        assert environ["PROVLEDGER_ADVERTISE"] == genesis.validators.validators[i].url
+        assert environ["PROVLEDGER_ADVERTISE"] == f"https://{org}-node-p2p:8900"
+
+
+def test_with_tls_monitoring_the_service_monitor_scrapes_https_verified_by_the_ca(
+    example: list[dict[str, Any]],
+) -> None:
+    (monitor,) = of_kind(example, "ServiceMonitor")
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["scheme"] == "https"
+    assert endpoint["tlsConfig"] == {
+        "ca": {"secret": {"name": "provledger-tls-ca", "key": "ca.crt"}},
+        # A pod IP is in no certificate; every certificate `cluster init --tls` makes names
+        # localhost (tests/deploy/test_container.py scrapes a node this way).
+        "serverName": "localhost",
+        "minVersion": "TLS13",
+    }
+    assert "insecureSkipVerify" not in endpoint["tlsConfig"]
+    check_service_monitor(monitor)
+
+
+@pytest.fixture(scope="module")
+def plain_example(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    return render(without_tls(copy_tree(tmp_path_factory.mktemp("plain"))))
+
+
+@pytest.mark.parametrize("which", ["base", "overlay without the components"])
+def test_without_the_tls_component_nothing_tls_is_set(
+    which: str, plain_example: list[dict[str, Any]]
+) -> None:
+    docs = render(BASE) if which == "base" else plain_example
+    validate_all(docs)
+    statefulsets = of_kind(docs, "StatefulSet")
+    assert len(statefulsets) == (1 if which == "base" else len(ORGS))
+    for statefulset in statefulsets:
+        node = container(statefulset)
+        for probe in PROBES:
+            assert node[probe]["httpGet"].get("scheme", "HTTP") == "HTTP", probe
+        environ = pod_environ(statefulset)
+        assert "PROVLEDGER_SETTINGS" not in environ
+        assert environ["PROVLEDGER_ADVERTISE"].startswith("http://")
+        settings = entry.render_settings(entry.ContainerEnv.from_environ(environ), ())
+        assert not settings.tls and settings.scheme == "http"
+        assert (settings.tls_cert, settings.tls_key, settings.tls_ca) == ("", "", "")
+        volumes = {v["name"]: v for v in statefulset["spec"]["template"]["spec"]["volumes"]}
+        assert volumes["tls"]["secret"]["optional"] is True  # mounted if present, unused
+        text = json.dumps(statefulset).lower()
+        assert "https" not in text and "tls_" not in text
+    for monitor in of_kind(docs, "ServiceMonitor"):
+        (endpoint,) = monitor["spec"]["endpoints"]
+        assert "scheme" not in endpoint and "tlsConfig" not in endpoint
+
+
+def test_the_tls_component_refuses_a_base_whose_environment_moved(tmp_path: Path) -> None:
+    """The component rewrites PROVLEDGER_ADVERTISE by position (a merge would move it before
+    PROVLEDGER_ORG, which it expands); if the base's order changes the build fails instead
+    of rewriting another variable."""
+    tree = copy_tree(tmp_path)
+    statefulset = tree / "base" / "statefulset.yaml"
+    text = statefulset.read_text()
+    moved = "            - name: PROVLEDGER_ROLE\n              value: validator\n"
+    assert moved in text
+    # PROVLEDGER_ROLE moves to the end of the list: PROVLEDGER_ADVERTISE is then 8th, not 9th.
+    probe = "          startupProbe:"
+    statefulset.write_text(text.replace(moved, "").replace(probe, moved + probe, 1))
+    assert pod_environ(named(render(tree / "base"), "StatefulSet", "node"))
+    done = kustomize(tree / EXAMPLE.relative_to(K8S))
+    assert done.returncode != 0
+    assert "components/tls" in done.stderr, done.stderr
+    assert "env/9/name failed" in done.stderr, done.stderr

@@ -5,7 +5,7 @@ whose requests are answered from the packaged explorer files and from test fixtu
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,46 @@ def serve_assets(route: Route) -> None:
         )
     else:
         route.fulfill(status=404, body="{}", content_type="application/json")
+
+
+Rewrite = Callable[[str, bytes], bytes]
+"""`rewrite(path_and_query, body)`: what the page gets instead of a node's answer."""
+
+HOP_HEADERS = {"content-length", "content-encoding", "transfer-encoding", "connection"}
+
+
+def forward_to(
+    client: Any,
+    *,
+    rewrite: Callable[[str], str] | None = None,
+    answers: Mapping[str, Rewrite] | None = None,
+    seen: list[str] | None = None,
+) -> Callable[[Route], None]:
+    """A route handler that answers every request of the page from an in-process app
+    (`client`: a `fastapi.testclient.TestClient`), so the real explorer files and API routes
+    serve the page without a listening socket.
+
+    `rewrite` changes a request's path and query before it is sent (e.g. a smaller page
+    `limit`); `answers` maps a path prefix to a function that rewrites the node's answer body
+    (e.g. a forged transition); `seen` collects every path asked for."""
+
+    def handle(route: Route) -> None:
+        request = route.request
+        path = request.url.removeprefix(ORIGIN)
+        if seen is not None:
+            seen.append(path)
+        sent = rewrite(path) if rewrite is not None else path
+        response = client.request(
+            request.method, sent, headers={"accept": request.headers.get("accept", "*/*")}
+        )
+        body = response.content
+        for prefix, change in (answers or {}).items():
+            if path.startswith(prefix) and response.status_code == 200:
+                body = change(path, body)
+        headers = {k: v for k, v in response.headers.items() if k.lower() not in HOP_HEADERS}
+        route.fulfill(status=response.status_code, body=body, headers=headers)
+
+    return handle
 
 
 @pytest.fixture(scope="module")

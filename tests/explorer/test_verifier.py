@@ -15,13 +15,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger import codec
+from ledger import codec, provenance
 from ledger.crypto import CURVE_ORDER, PrivateKey
 from ledger.errors import LedgerError, VerificationFailed
+from ledger.events import Admit, Register, Rotate
 from ledger.genesis import Genesis
+from ledger.governance import rotation_message
 from ledger.provenance import verify_bundle
+from ledger.store import Store
 from node.ops.homes import init_cluster
 from tests.explorer.story import Story
+from tests.ledger.helpers import ChainBuilder, make_genesis, make_key
 from tests.node.conftest import RunningNode, running_node
 
 Run = Callable[[str, Any], Any]
@@ -94,7 +98,7 @@ def python_verdict(bundle: Any, genesis_text: str) -> dict[str, Any]:
         "children": [c.hex() for c in s.children],
         "owner": s.owner.hex(),
         "height": s.checkpoint.height,
-        "signers": 1,
+        "signers": len(bundle["checkpoint"]["commit"]["signatures"]),
     }
 
 
@@ -184,7 +188,6 @@ TAMPERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "state missing": lambda b: b.pop("state"),
     "dataset state proof": _set(("state", "dataset", "proof", "siblings", 0), lambda h: _flip(h)),
     "dataset record changed": _set(("state", "dataset", "value"), lambda v: _flip(v, -3)),
-    "grant state proof left out": _drop_grant_proof,
     "grant state proof": _set(("state", "grants", 0, "proof", "siblings", 0), lambda h: _flip(h)),
 }
 
@@ -197,6 +200,16 @@ def test_tampered_bundles_fail_in_the_browser_as_in_python(
     TAMPERS[tamper](bundle)
     expected = python_verdict(bundle, chain.genesis_text)
     assert expected["ok"] is False, tamper
+    assert js_verdict(verifier, bundle, chain.genesis_text) == expected
+
+
+def test_a_grant_state_proof_left_out_verifies_alike_in_both(verifier: Run, chain: Chain) -> None:
+    """A grant's status follows from the complete story (docs/PROTOCOL.md §9.3), so its
+    proof is optional: both verifiers accept the bundle without it, with the same grants."""
+    bundle = copy.deepcopy(chain.bundles["raw"])
+    _drop_grant_proof(bundle)
+    expected = python_verdict(bundle, chain.genesis_text)
+    assert expected["ok"] is True
     assert js_verdict(verifier, bundle, chain.genesis_text) == expected
 
 
@@ -363,3 +376,32 @@ def test_high_s_twins_are_refused_in_the_page(verifier: Run) -> None:
     high = good[:32] + (CURVE_ORDER - s).to_bytes(32, "big")
     result = verifier(JS_BAD_SIGNATURES, [key.public_key.hex(), good.hex(), high.hex()])
     assert result == ["ok", "signature out of range or not low-S"]
+
+
+def test_a_story_registered_by_a_rotated_in_key_verifies_alike_in_both(
+    verifier: Run, tmp_path: Path
+) -> None:
+    """The record's owner is the identity; `state.origin_signer` proves which identity the
+    origin's signer acts for (docs/PROTOCOL.md §19.3). Left out, both refuse alike."""
+    keys, registrar, genesis = make_genesis(4, seed=5_170)
+    old, new = make_key(seed=5_180), make_key(seed=5_181)
+    dataset = bytes(range(2, 34))
+    with Store(tmp_path / "rotated", genesis) as store:
+        builder = ChainBuilder(store, keys)
+        admit = builder.ev(registrar, Admit, subject=old.public_key, role="participant", name="o")
+        builder.append([admit])
+        message = rotation_message(genesis.chain_id, old.public_key, new.public_key)
+        rotate = builder.ev(
+            old, Rotate, subject=old.public_key, to=new.public_key, possession=new.sign(message)
+        )
+        builder.append([rotate])
+        builder.append([builder.ev(new, Register, dataset=dataset, meta={}, open=False)])
+        bundle = provenance.proof_bundle(store, dataset)
+    genesis_text = json.dumps(genesis.to_json())
+    expected = python_verdict(bundle, genesis_text)
+    assert expected["ok"] is True
+    assert js_verdict(verifier, bundle, genesis_text) == expected
+    assert bundle is not None
+    del bundle["state"]["origin_signer"]
+    assert python_verdict(bundle, genesis_text) == {"ok": False, "reason": "no origin"}
+    assert js_verdict(verifier, bundle, genesis_text) == {"ok": False, "reason": "no origin"}

@@ -198,14 +198,21 @@ class ChainBuilder:
         )
 
     def seal(self, execution: Execution) -> tuple[Block, Commit]:
+        """The block, naming the set in force (and the next one's when governance changes it),
+        with a commit by those of `keys` in the set."""
+        state = self.store.state()
+        current = self.store.rules.validators_at(state, execution.height)
+        following = self.store.rules.validators_at(state, execution.height + 1)
         header = execution.header(
             self.chain_id,
             self.store.head_hash,
             self.proposer,
-            self.store.genesis.validators.hash(),
+            current.hash(),
+            None if following == current else following.hash(),
         )
         block = Block(header, tuple(e.envelope for e in execution.accepted))
-        commit = sign_commit(self.keys, self.chain_id, header.height, 0, header.block_hash)
+        signers = [k for k in self.keys if current.get(k.public_key) is not None]
+        commit = sign_commit(signers, self.chain_id, header.height, 0, header.block_hash)
         return block, commit
 
     def append(

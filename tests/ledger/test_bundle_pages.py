@@ -45,23 +45,53 @@ def test_entry_bytes_are_compact_json() -> None:
     assert size({"a": [1, 2]}) == len('{"a":[1,2]}') == 11
 
 
+def with_grant_proofs(world: World, whole: dict, events: list[dict]) -> int:
+    """The bytes events take in a page: each entry, and the state proof of a grant it makes."""
+    proofs = {g["key"]: g for g in whole["state"]["grants"]}
+    total = 0
+    for entry in events:
+        total += size(entry)
+        if entry["type"] == "grant":
+            total += size(proofs[(b"sg" + bytes.fromhex(entry["id"])).hex()])
+    return total
+
+
 def test_the_first_page_budget_counts_its_state_proofs(world: World, whole: dict) -> None:
-    state, events = size(whole["state"]), [size(e) for e in whole["events"]]
-    exact = state + events[0] + events[1]
+    state = size({**whole["state"], "grants": []})
+    events = whole["events"]
+    exact = state + with_grant_proofs(world, whole, events[:2])
     assert [e["id"] for e in page(world, max_bytes=exact)["events"]] == [
-        e["id"] for e in whole["events"][:2]
+        e["id"] for e in events[:2]
     ]
     assert len(page(world, max_bytes=exact - 1)["events"]) == 1
     # without the state proofs' share, the two events alone would fit in fewer bytes
-    assert len(page(world, max_bytes=events[0] + events[1])["events"]) == 1
+    assert len(page(world, max_bytes=size(events[0]) + size(events[1]))["events"]) == 1
     assert len(page(world, max_bytes=1)["events"]) == 1  # always at least one event
+
+
+def test_the_first_page_carries_the_proofs_of_its_own_grants_only(
+    world: World, whole: dict
+) -> None:
+    """No page costs more than its own events: grants made on later pages get no proof (their
+    status follows from the complete story)."""
+    height = whole["checkpoint"]["header"]["height"]
+    pages = [page(world, limit=1)]
+    while pages[-1]["page"]["next"] is not None:
+        pages.append(page(world, after=pages[-1]["page"]["next"], height=height, limit=1))
+    assert all("grants" not in p and "state" not in p for p in pages[1:])
+    made = [
+        (b"sg" + bytes.fromhex(e["id"])).hex() for e in pages[0]["events"] if e["type"] == "grant"
+    ]
+    assert [g["key"] for g in pages[0]["state"]["grants"]] == made
+    joined = provenance.join_pages(pages)
+    story = provenance.verify_bundle(joined, world.genesis)
+    assert len(story.grants) == 2
 
 
 def test_a_later_page_budget_counts_only_its_events(world: World, whole: dict) -> None:
     height = whole["checkpoint"]["header"]["height"]
     after = whole["events"][2]["leaf_index"]
-    sizes = [size(e) for e in whole["events"][3:6]]
-    exact = sum(sizes)
+    exact = sum(size(e) for e in whole["events"][3:6])
     later = page(world, after=after, height=height, max_bytes=exact)
     assert later["events"] == whole["events"][3:6]
     assert later["page"] == {"after": after, "next": whole["events"][5]["leaf_index"]}

@@ -16,14 +16,19 @@ from ledger.crypto import CURVE_ORDER, HALF_ORDER, PrivateKey
 from ledger.errors import BadSignature, Malformed, TooLarge
 from ledger.events import (
     Admit,
+    Approve,
     Attest,
     Derive,
     Destroy,
     EventBody,
     Grant,
+    Propose,
     Register,
+    Reinstate,
     Revoke,
+    Rotate,
     SignedEvent,
+    Suspend,
     Transfer,
     Use,
 )
@@ -76,6 +81,25 @@ BODIES: dict[str, Callable[[], EventBody]] = {
     ),
     "destroy": lambda: body_of(Destroy, dataset=D1),
     "attest": lambda: body_of(Attest, dataset=D1, claim="quality:ok", meta={"score": 97}),
+    "propose": lambda: body_of(
+        Propose,
+        change={
+            "name": "Org E",
+            "op": "add-validator",
+            "power": 10,
+            "public_key": OTHER.public_key,
+            "url": "http://127.0.0.1:8904",
+        },
+    ),
+    "propose-param": lambda: body_of(
+        Propose, change={"name": "time_window_ms", "op": "set-param", "value": 300_000}
+    ),
+    "approve": lambda: body_of(Approve, proposal=GRANT_ID),
+    "suspend": lambda: body_of(Suspend, subject=OTHER.public_key),
+    "reinstate": lambda: body_of(Reinstate, subject=OTHER.public_key),
+    "rotate": lambda: body_of(
+        Rotate, subject=KEY.public_key, to=OTHER.public_key, possession=bytes(range(64))
+    ),
 }
 
 
@@ -93,7 +117,7 @@ def valid_map(name: str) -> dict[str, Any]:
     return BODIES[name]().to_map()
 
 
-def test_all_nine_types_are_covered() -> None:
+def test_all_fourteen_types_are_covered() -> None:
     covered = {BODIES[name]().TYPE for name in BODIES}
     assert (
         covered
@@ -108,8 +132,49 @@ def test_all_nine_types_are_covered() -> None:
             "derive",
             "destroy",
             "attest",
+            "propose",
+            "approve",
+            "suspend",
+            "reinstate",
+            "rotate",
         }
     )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"op": "add-validator", "public_key": bytes(33), "name": "x", "url": "", "power": 1},
+        {"op": "remove-validator"},
+        {"op": "remove-validator", "public_key": b"", "power": 3},
+        {"op": "set-power", "public_key": bytes(33), "power": 0},
+        {"op": "set-param", "name": "", "value": 1},
+        {"op": "set-param", "name": "time_window_ms", "value": -1},
+        {"op": "grow", "public_key": bytes(33)},
+        [],
+    ],
+)
+def test_a_malformed_change_is_refused(change: Any) -> None:
+    doc = valid_map("propose")
+    doc["change"] = change
+    with pytest.raises(Malformed):
+        events.decode_envelope(sign_map(doc), chain_id=CHAIN_ID)
+
+
+def test_a_change_map_out_of_canonical_order_is_refused() -> None:
+    body = BODIES["propose-param"]()
+    doc = body.to_map()
+    doc["change"] = dict(reversed(list(doc["change"].items())))
+    packed = msgpack.packb(dict(sorted(doc.items())), use_bin_type=True)
+    with pytest.raises(Malformed, match="canonical"):
+        events.decode_envelope(envelope_of(packed, KEY.sign(packed)), chain_id=CHAIN_ID)
+
+
+def test_possession_must_be_a_64_byte_signature() -> None:
+    doc = valid_map("rotate")
+    doc["possession"] = bytes(63)
+    with pytest.raises(Malformed, match="possession"):
+        events.decode_envelope(sign_map(doc), chain_id=CHAIN_ID)
 
 
 @pytest.mark.parametrize("name", sorted(BODIES))

@@ -136,12 +136,14 @@ def test_tile_slots_of_one_tile_are_its_creation_order() -> None:
     assert list(created_nodes(0, 32)) == creation_order(32)
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(st.integers(0, 3_000), st.integers(0, 3_000))
 def test_created_nodes_are_the_new_nodes_in_creation_order(a: int, b: int) -> None:
     old, new = min(a, b), max(a, b)
     created = list(created_nodes(old, new))
-    assert created == [n for n in creation_order(new) if n not in set(all_nodes(old))]
+    existing = set(all_nodes(old))
+    assert created == [n for n in creation_order(new) if n not in existing]
     assert len(created) == perfect_node_count(new) - perfect_node_count(old)
     assert perfect_node_count(new) == len(all_nodes(new))
 
@@ -207,6 +209,7 @@ def test_full_tiles_and_a_second_stratum() -> None:
     assert tile_hash(tiles.tiles[(1, 0)], 2) == merkle.root_from_leaf_hashes(leaves[:64])
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.integers(0, 80), max_size=8), st.binary(max_size=4))
 def test_tile_store_gives_the_reference_at_every_past_size(batches: list[int], salt: bytes) -> None:

@@ -15,7 +15,18 @@ import os
 import msgpack
 import pytest
 
-from ledger import blocks, codec, crypto, events, genesis, merkle, provenance, rules, smt
+from ledger import (
+    blocks,
+    codec,
+    crypto,
+    events,
+    genesis,
+    governance,
+    merkle,
+    provenance,
+    rules,
+    smt,
+)
 from ledger.blocks import Validator, ValidatorSet
 from ledger.errors import Malformed, RuleViolation, TooLarge
 from ledger.events import Register, Use
@@ -145,7 +156,7 @@ def test_event_constants_are_pinned() -> None:
 
 
 def test_event_type_names_are_pinned() -> None:
-    """docs/PROTOCOL.md: the nine event types and their wire names."""
+    """docs/PROTOCOL.md §3.4, §19.1: the fourteen event types and their wire names."""
     assert sorted(events.EVENT_TYPES) == sorted(
         [
             "admit",
@@ -157,6 +168,11 @@ def test_event_type_names_are_pinned() -> None:
             "derive",
             "destroy",
             "attest",
+            "propose",
+            "approve",
+            "suspend",
+            "reinstate",
+            "rotate",
         ]
     )
 
@@ -239,7 +255,26 @@ def test_rules_state_layout_is_pinned() -> None:
     assert rules.EVENT == b"se"
     assert rules.GRANT_SLOT == b"sI"
     assert rules.SIGNED == b"sa"
-    assert {b"sp", b"sd", b"sg", b"sh", b"sa"} == rules.AUTHENTICATED
+    assert {
+        b"sp",
+        b"sd",
+        b"sg",
+        b"sh",
+        b"sa",
+        b"sP",
+        b"sV",
+        b"sC",
+        b"sR",
+        b"sT",
+    } == rules.AUTHENTICATED
+    assert rules.PROPOSAL == b"sP"
+    assert rules.VALIDATOR_SCHEDULE == b"sV"
+    assert rules.PARAMS_SCHEDULE == b"sC"
+    assert rules.REGISTRAR_SCHEDULE == b"sR"
+    assert rules.TRANSITION == b"sT"
+    assert rules.proposal_key(b"P") == b"sPP"
+    assert rules.registrar_schedule_key(b"K") == b"sRK"
+    assert rules.transition_key(258) == b"sT\x00\x00\x00\x00\x00\x00\x01\x02"
     assert rules.HISTORY_PREFIX == b"\x04"
     assert bytes(32) == rules.EMPTY_HISTORY
     assert rules.grant_slot_key(b"D", b"K", 258) == b"sIDK\x00\x00\x01\x02"
@@ -286,6 +321,27 @@ def test_rules_apply_writes_exactly_these_records() -> None:
     use = ev(registrar, Use, time=T0, chain=chain.chain_id, dataset=dataset, purpose="p")
     Rules(chain).apply(state, use, BlockContext(height=5, time=T0, leaf_index=8))
     assert codec.decode(state.writes[b"sd" + dataset])["counts"] == {"register": 1, "use": 1}
+
+
+def test_governance_constants_are_pinned() -> None:
+    """docs/PROTOCOL.md §19.2: a decided change is in force from h + 2; a proposal can be
+    approved for 7 days (604,800,000 ms) after its block time; the change ops."""
+    assert governance.ACTIVATION_DELAY == 2
+    assert governance.PROPOSAL_TTL_MS == 604_800_000
+    assert governance.MAX_NAME == 64
+    assert governance.MAX_URL == 256
+    assert sorted(governance.CHANGE_FIELDS) == [
+        "add-registrar",
+        "add-validator",
+        "remove-registrar",
+        "remove-validator",
+        "set-param",
+        "set-power",
+    ]
+    assert rules.PROPOSAL_OPEN == "open"
+    assert rules.PROPOSAL_DECIDED == "decided"
+    assert rules.PARTICIPANT_SUSPENDED == "suspended"
+    assert rules.PARTICIPANT_ROTATED == "rotated"
 
 
 # --- blocks, votes and validator sets --------------------------------------------------------
@@ -389,8 +445,8 @@ def test_provenance_constants_are_pinned() -> None:
     """docs/PROTOCOL.md: proof bundle format version 2; lineage walks at most 16 steps."""
     assert provenance.BUNDLE_VERSION == 2
     assert provenance.MAX_LINEAGE_DEPTH == 16
-    assert provenance.MAX_PAGE_BYTES == 1_048_576
-    assert provenance.MAX_PAGE_EVENTS == 1_000
+    assert provenance.MAX_PAGE_BYTES == 262_144
+    assert provenance.MAX_PAGE_EVENTS == 256
     assert set(provenance.STATE_KINDS) == {"participant", "dataset", "grant", "commitment"}
 
 

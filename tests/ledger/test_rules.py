@@ -179,7 +179,7 @@ def test_admit_by_genesis_registrar(w: World) -> None:
     assert not w.rules.is_admitted(w.state, dave.public_key)
     event = w.admit(dave, name="Dave Ltd")
     assert w.rules.is_admitted(w.state, dave.public_key)
-    assert not w.rules.is_registrar(w.state, dave.public_key)
+    assert not w.rules.is_registrar(w.state, dave.public_key, 1)
     doc = w.state.get_doc(rules.participant_key(dave.public_key))
     assert doc == {
         "name": "Dave Ltd",
@@ -222,7 +222,7 @@ def test_admitted_registrar_can_admit(w: World) -> None:
     second = make_key(seed=701)
     dave = make_key(seed=702)
     w.admit(second, role="registrar", name="Reg 2")
-    assert w.rules.is_registrar(w.state, second.public_key)
+    assert w.rules.is_registrar(w.state, second.public_key, 1)
     w.admit(dave, by=second)
     assert w.rules.is_admitted(w.state, dave.public_key)
     # a participant admitted by the second registrar cannot admit
@@ -866,7 +866,7 @@ def test_genesis_registrar_admitted_on_fresh_chain() -> None:
     r = Rules(genesis)
     state = StateOverlay({}.get)
     assert r.is_admitted(state, registrar.public_key)
-    assert r.is_registrar(state, registrar.public_key)
+    assert r.is_registrar(state, registrar.public_key, 1)
     assert not r.is_admitted(state, keys[0].public_key)
 
 

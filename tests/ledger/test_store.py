@@ -519,7 +519,7 @@ def rewrite_meta(path: Path, **changes: Any) -> None:
         db.close()
 
 
-@pytest.mark.parametrize("version", [None, 0, 1, 3, "2", True])
+@pytest.mark.parametrize("version", [None, 0, 1, 4, "3", True])
 def test_store_of_another_format_is_refused(env: Env, version: object) -> None:
     fill(env, [3])
     env.store.close()
@@ -536,7 +536,7 @@ def test_store_of_another_format_is_refused(env: Env, version: object) -> None:
 
 def test_new_store_records_its_format(env: Env) -> None:
     meta = codec.decode_map(env.store.db.get(META))
-    assert meta["format"] == FORMAT_VERSION == 2
+    assert meta["format"] == FORMAT_VERSION == 3
     fill(env, [1])
     assert codec.decode_map(env.store.db.get(META))["format"] == FORMAT_VERSION
 

@@ -159,11 +159,15 @@ def test_init_full_node(tmp_path: Path) -> None:
     home = tmp_path / "full"
     peers = ["http://127.0.0.1:8800/", "http://127.0.0.1:8801"]
     settings = init_full_node(home, cluster / "genesis.json", peers, port=8900, host="0.0.0.0")
-    assert not (home / "node_key.pem").exists()
-    assert (home / "peer_key.pem").exists()  # its identity on the peer protocol
+    # Every node has a node key (issue 13): a full node votes once governance adds it.
+    assert (home / "node_key.pem").exists()
+    assert not (home / "peer_key.pem").exists()
+    assert not any(
+        v.public_key == PrivateKey.load(home / "node_key.pem").public_key
+        for v in genesis.validators.validators
+    )
     loaded = NodeSettings.load(home)
-    assert not loaded.is_validator
-    assert loaded.identity_key_path == home / "peer_key.pem"
+    assert loaded.identity_key_path == home / "node_key.pem"
     assert loaded.p2p_address == ("0.0.0.0", 9000)
     assert loaded.peers == ("http://127.0.0.1:8800", "http://127.0.0.1:8801")
     assert (loaded.port, loaded.host, loaded.name) == (8900, "0.0.0.0", "full")
@@ -185,7 +189,8 @@ def test_node_init_command(tmp_path: Path) -> None:
     result = runner.invoke(app, [*args, "--peer", "http://127.0.0.1:8800", "--port", "8950"])
     assert result.exit_code == 0, result.output
     assert NodeSettings.load(home).port == 8950
-    assert not (home / "node_key.pem").exists()
+    node_key = PrivateKey.load(home / "node_key.pem").public_key.hex()
+    assert f"its node key is {node_key}" in result.output
     assert runner.invoke(app, [*args, "--peer", "http://127.0.0.1:8800"]).exit_code == 2
     assert runner.invoke(app, args).exit_code == 2
 

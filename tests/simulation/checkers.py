@@ -1,9 +1,11 @@
 """The checkers: what must hold in every run, judged on what the real replicas did and stored.
 
 - agreement: no two honest nodes commit different blocks at one height;
-- validity: each block an honest node stores extends its chain, carries a commit with a
-  quorum of valid precommit signatures from the genesis validators, holds the events its
-  header commits to, each validly signed, and repeats no event already on the chain;
+- validity: each block an honest node stores extends its chain, names the validator set in
+  force at its height and the next (worked out independently from the committed governance
+  events, `ValidatorSetModel`), carries a commit with a quorum of valid precommit signatures
+  from that set, holds the events its header commits to, each validly signed, and repeats no
+  event already on the chain;
 - no honest double-sign: an honest validator never signs two different messages for one
   (height, round, step), across crashes too;
 - refused blocks: no honest validator votes for a block its executor must refuse;
@@ -21,13 +23,23 @@ Each raises SimulationFailure, whose message starts with `seed N:` so that N can
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from consensus import ConsensusConfig, Evidence, Step
 from consensus.core import MESSAGE_OVERHEAD, MIN_SENDER_BUFFER
 from ledger import crypto
-from ledger.blocks import PRECOMMIT, Block, Commit, Header, Vote, vote_sign_bytes
+from ledger.blocks import (
+    PRECOMMIT,
+    Block,
+    Commit,
+    Header,
+    Validator,
+    ValidatorSet,
+    Vote,
+    vote_sign_bytes,
+)
 from ledger.errors import BadSignature, LedgerError, VerificationFailed
-from ledger.events import decode_envelope
+from ledger.events import Approve, Propose, decode_envelope
 from ledger.genesis import Genesis
 from ledger.store import Store
 from tests.simulation.world import cached_verify
@@ -75,13 +87,73 @@ class DoubleSignChecker:
             )
 
 
+class ValidatorSetModel:
+    """The validator set in force at each height, worked out independently of the rules from
+    the committed blocks' governance events (docs/PROTOCOL.md §19): a proposal is decided in
+    the block where its approvers (the proposer included) first hold more than 2/3 of the
+    power in force there, and its change holds from two heights later. New members are
+    appended; removals and power changes keep the order. The simulated validators approve
+    with their node keys."""
+
+    def __init__(self, genesis: Genesis) -> None:
+        self.genesis = genesis
+        self.observed = 0
+        self.sets: dict[int, ValidatorSet] = {1: genesis.validators, 2: genesis.validators}
+        self.proposals: dict[bytes, tuple[dict[str, Any], set[bytes]]] = {}
+        self.decided: list[tuple[int, dict[str, Any]]] = []
+
+    def at(self, height: int) -> ValidatorSet:
+        assert height <= self.observed + 2, "the set of a height is known two blocks ahead"
+        return self.sets[height]
+
+    def observe(self, height: int, block: Block) -> None:
+        """Take in the block of `height` (called once per height, in order)."""
+        assert height == self.observed + 1
+        validators = self.sets[height]
+        following = self.sets[height + 1]
+        for envelope in block.events:
+            event = decode_envelope(envelope, verify=False)
+            body = event.body
+            if isinstance(body, Propose):
+                self.proposals[event.event_id] = (body.change, {body.actor})
+                proposal_id = event.event_id
+            elif isinstance(body, Approve):
+                self.proposals[body.proposal][1].add(body.actor)
+                proposal_id = body.proposal
+            else:
+                continue
+            change, approvers = self.proposals[proposal_id]
+            if validators.has_quorum(validators.power_of(frozenset(approvers))):
+                following = _apply(following, change)
+                self.decided.append((height, change))
+                del self.proposals[proposal_id]
+        self.sets[height + 2] = following
+        self.observed = height
+
+
+def _apply(validators: ValidatorSet, change: dict[str, Any]) -> ValidatorSet:
+    members = list(validators.validators)
+    key = change.get("public_key")
+    if change["op"] == "add-validator":
+        members.append(Validator(change["name"], key, change["power"], change["url"]))
+    elif change["op"] == "remove-validator":
+        members = [v for v in members if v.public_key != key]
+    elif change["op"] == "set-power":
+        members = [
+            Validator(v.name, v.public_key, change["power"], v.url) if v.public_key == key else v
+            for v in members
+        ]
+    return ValidatorSet(tuple(members))
+
+
 class ValidityChecker:
-    """Every block an honest node stores is a valid, certified extension of its chain."""
+    """Every block an honest node stores is a valid, certified extension of its chain, whose
+    header names (and whose commit is signed by) the set in force at its height."""
 
     def __init__(self, seed: int, genesis: Genesis) -> None:
         self.seed = seed
         self.genesis = genesis
-        self.validators_hash = genesis.validators.hash()
+        self.sets = ValidatorSetModel(genesis)
         self.event_heights: dict[str, dict[bytes, int]] = {}
         """Per node (a chain of its own until agreement says otherwise): where each event is."""
 
@@ -99,27 +171,32 @@ class ValidityChecker:
         if block is None or commit is None:
             raise fail("the store does not hold it")
         header = block.header
+        validators = self.sets.at(height)
+        following = self.sets.at(height + 1)
         if (
             header.height != height
             or header.prev != prev
             or header.chain != self.genesis.chain_id
-            or header.validators != self.validators_hash
+            or header.validators != validators.hash()
         ):
-            raise fail("it does not extend the chain")
+            raise fail("it does not extend the chain with the validator set in force")
+        if header.next_set_hash != following.hash():
+            raise fail("its header does not name the next height's validator set")
         if not block.events_match_header():
             raise fail("its events are not the ones its header commits to")
         if commit.block_hash != block.block_hash or commit.height != height:
             raise fail("the commit is for another block")
-        self._check_commit(commit, fail)
+        self._check_commit(commit, validators, fail)
         self._check_events(self.event_heights.setdefault(node, {}), height, block, fail)
+        if height == self.sets.observed + 1:
+            self.sets.observe(height, block)
 
     @property
     def events(self) -> int:
         """How many distinct events the honest nodes committed."""
         return len({e for heights in self.event_heights.values() for e in heights})
 
-    def _check_commit(self, commit: Commit, fail: Fail) -> None:
-        validators = self.genesis.validators
+    def _check_commit(self, commit: Commit, validators: ValidatorSet, fail: Fail) -> None:
         message = vote_sign_bytes(
             self.genesis.chain_id, commit.height, commit.round, PRECOMMIT, commit.block_hash
         )
@@ -343,6 +420,7 @@ __all__ = [
     "MemoryChecker",
     "RefusedBlockChecker",
     "SimulationFailure",
+    "ValidatorSetModel",
     "ValidityChecker",
     "charged_bytes",
     "check_liveness",

@@ -1,7 +1,9 @@
 """Run simulator seeds: `--seed N` replays one verbosely, `--seeds K` runs K and summarises.
 
 python -m tests.simulation.run --seed 17
-python -m tests.simulation.run --seeds 500 [--start 0] [--validators 7]
+python -m tests.simulation.run --seeds 500 [--start 0] [--validators 7] [--governed]
+
+`--governed` runs `Scenario.governed` (validator set changes mid-run) instead of `random`.
 
 Each seed runs real replicas (LevelDB stores in a temporary directory, see `sim.py`).
 """
@@ -14,11 +16,16 @@ import time
 
 from tests.simulation.checkers import SimulationFailure
 from tests.simulation.scenario import Scenario
-from tests.simulation.sim import Result, Simulation, run_seed
+from tests.simulation.sim import Result, Simulation
 
 
-def replay(seed: int, validators: int | None) -> int:
-    scenario = Scenario.random(seed, validators)
+def scenario_of(seed: int, validators: int | None, governed: bool) -> Scenario:
+    maker = Scenario.governed if governed else Scenario.random
+    return maker(seed, validators)
+
+
+def replay(seed: int, validators: int | None, governed: bool = False) -> int:
+    scenario = scenario_of(seed, validators, governed)
     try:
         result = Simulation(scenario, log=print).run()
     except SimulationFailure as exc:
@@ -44,12 +51,12 @@ def memory_line(result: Result) -> str:
     return "memory peak/bound: " + ", ".join(f"{k} {peak.get(k, 0)}/{bound[k]}" for k in keys)
 
 
-def sweep(start: int, count: int, validators: int | None) -> int:
+def sweep(start: int, count: int, validators: int | None, governed: bool = False) -> int:
     began = time.perf_counter()
     failures: list[str] = []
     for seed in range(start, start + count):
         try:
-            run_seed(seed, validators=validators)
+            Simulation(scenario_of(seed, validators, governed)).run()
         except SimulationFailure as exc:
             failures.append(str(exc))
             print(f"FAILED {exc}", flush=True)
@@ -68,10 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     group.add_argument("--seeds", type=int, help="run this many seeds and print a summary")
     parser.add_argument("--start", type=int, default=0, help="first seed of --seeds")
     parser.add_argument("--validators", type=int, choices=(4, 7), help="force the set size")
+    parser.add_argument("--governed", action="store_true", help="change the set mid-run")
     args = parser.parse_args(argv)
     if args.seed is not None:
-        return replay(args.seed, args.validators)
-    return sweep(args.start, args.seeds, args.validators)
+        return replay(args.seed, args.validators, args.governed)
+    return sweep(args.start, args.seeds, args.validators, args.governed)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ tests.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 
@@ -27,6 +28,22 @@ class CrashPlan:
     node: int
     at: int
     back: int
+
+
+ADD = "add"
+REMOVE = "remove"
+POWER = "power"
+
+
+@dataclass(frozen=True)
+class GovernanceStep:
+    """One governance change, proposed `after_ms` after the previous one was decided (or the
+    run started): add node `node` as a validator, remove it, or give it `power`."""
+
+    op: str
+    node: int
+    power: int = 1
+    after_ms: int = 500
 
 
 @dataclass(frozen=True)
@@ -58,6 +75,9 @@ class Scenario:
     honest_cut: tuple[tuple[int, int], ...] = ()
     end_at: int = 0
     clock_skew_ms: int = 0
+    joiners: int = 0
+    """Honest nodes beyond the genesis validators: full nodes that governance may add."""
+    governance: tuple[GovernanceStep, ...] = ()
 
     @property
     def honest_count(self) -> int:
@@ -86,6 +106,24 @@ class Scenario:
             idle_block_interval_ms=rng.choice((0, 1000, 3000)),
             clock_skew_ms=rng.choice((0, MAX_SKEW_MS // 2, MAX_SKEW_MS)),
         )
+
+    @classmethod
+    def governed(cls, seed: int, validators: int | None = None) -> Scenario:
+        """`random(seed)` with one joining full node and, while the faults last, three changes:
+        the joiner is added, an honest genesis validator's power is doubled, another honest
+        genesis validator is removed (it follows on as a full node)."""
+        base = cls.random(seed, validators)
+        rng = random.Random(f"governance-{seed}")
+        n = base.validators
+        joiner = n
+        raised, removed = rng.sample(range(base.honest_count), 2)
+        steps = (
+            GovernanceStep(ADD, joiner, 1, rng.randint(100, 1500)),
+            GovernanceStep(POWER, raised, 2, rng.randint(100, 1500)),
+            GovernanceStep(REMOVE, removed, 1, rng.randint(100, 1500)),
+        )
+        heal_at = max(base.heal_at, rng.randint(4000, 9000))
+        return dataclasses.replace(base, joiners=1, governance=steps, heal_at=heal_at)
 
     @classmethod
     def fork(cls, seed: int) -> Scenario:
@@ -120,4 +158,4 @@ class Scenario:
         )
 
 
-__all__ = ["MAX_SKEW_MS", "CrashPlan", "Scenario"]
+__all__ = ["ADD", "MAX_SKEW_MS", "POWER", "REMOVE", "CrashPlan", "GovernanceStep", "Scenario"]

@@ -43,7 +43,8 @@ from consensus import Evidence, MemorySignerPersistence, Message, Proposal, Step
 from consensus import core as cc
 from consensus.messages import VOTE_STEP, decode_message, encode_message
 from ledger.blocks import Block, Vote
-from ledger.events import NONCE_SIZE, Register, SignedEvent, sign_event
+from ledger.events import NONCE_SIZE, Approve, Propose, Register, SignedEvent, sign_event
+from ledger.rules import proposal_key
 from ledger.store import Execution, Store
 from node.server.replica import Replica, chain_consensus_config
 from tests.simulation.byzantine import (
@@ -70,7 +71,7 @@ from tests.simulation.checkers import (
     check_store_agreement,
 )
 from tests.simulation.network import Address, Network
-from tests.simulation.scenario import CrashPlan, Scenario
+from tests.simulation.scenario import ADD, POWER, REMOVE, CrashPlan, GovernanceStep, Scenario
 from tests.simulation.world import (
     CHAIN_ID,
     CLIENTS,
@@ -95,6 +96,10 @@ RETRY = 0.05
 CONFLICT = 0.1
 """The share of transactions that register one of the RECENT last datasets again."""
 RECENT = 16
+FOLLOW_UP_MS = 500
+"""How often the open governance proposal is looked up (and approvals resent)."""
+GOVERNANCE_SETTLE = 3
+"""Heights past the last change's effective height every honest node must commit."""
 MID_STEP_CRASH = 0.5
 """The share of crashes that happen in the middle of a step: at the node's next effect,
 which is lost with every output after it (a signed message never sent, a timer never armed,
@@ -215,6 +220,26 @@ class Heal:
     """The partition heals (faults stop at the heal time whether or not there is one)."""
 
 
+@dataclass(frozen=True)
+class GovernanceDue:
+    """The scenario's next governance change is proposed."""
+
+
+@dataclass(frozen=True)
+class GovernanceFollowUp:
+    """The open proposal is looked up: approvals are sent, or the next change is due."""
+
+
+@dataclass
+class PendingProposal:
+    """The change in flight: its propose envelope and the approvals signed so far."""
+
+    step: GovernanceStep
+    proposal_id: bytes
+    envelope: bytes
+    approvals: dict[bytes, bytes]
+
+
 Event = (
     Deliver
     | TimerFired
@@ -227,6 +252,8 @@ Event = (
     | Crash
     | Restart
     | Heal
+    | GovernanceDue
+    | GovernanceFollowUp
 )
 
 
@@ -400,6 +427,8 @@ class Result:
     """The most any honest core held, per footprint key (and `bytes`, the charged total)."""
     memory_bound: dict[str, int]
     """The bound at the highest round a checked core reached."""
+    governance_decided: tuple[tuple[int, str], ...] = ()
+    """(height, op) of each governance change decided, in order."""
 
 
 # -- the simulation -------------------------------------------------------------------------------
@@ -425,7 +454,7 @@ class Simulation:
         self.data_dir = data_dir
         self.root = Path()
         n = scenario.validators
-        self.n = n
+        self.n = n + scenario.joiners
         self.genesis = sim_genesis(n)
         self.queue: list[tuple[int, int, Event]] = []
         self.seq = 0
@@ -440,6 +469,7 @@ class Simulation:
         self.refused_admissions = 0
         self.restarts: list[Restarted] = []
         roles = [HONEST] * scenario.honest_count + list(scenario.byzantine)
+        roles += [HONEST] * scenario.joiners
         self.roles = roles
         self.groups: list[list[Node]] = []
         for i, role in enumerate(roles):
@@ -460,11 +490,17 @@ class Simulation:
         self.validity = ValidityChecker(self.seed, self.genesis)
         self.refused = RefusedBlockChecker(self.seed)
         self.config = sim_config(scenario)
-        self.memory = MemoryChecker(self.seed, self.config, n)
+        self.memory = MemoryChecker(self.seed, self.config, self.n)
         self.byzantine_keys = {sim_key(i).public_key for i, r in enumerate(roles) if r != HONEST}
         if scenario.clock_skew_ms:
             for node in self.nodes:
                 node.skew = self.rng.randint(-scenario.clock_skew_ms, scenario.clock_skew_ms)
+        self.plan = list(scenario.governance)
+        self.pending: PendingProposal | None = None
+        self.governance_until = 0
+        """Every honest node must reach this height: a few blocks past the last change's
+        effective height, so that the new set is seen deciding."""
+        self.key_index = {sim_key(i).public_key: i for i in range(self.n)}
         self.evidence_checker = EvidenceChecker(
             self.seed,
             self.genesis,
@@ -518,6 +554,8 @@ class Simulation:
             if node.role in FLOODS:
                 self.push(self.rng.randint(0, FLOOD_MS), Flood(node))
         self.push(self.rng.randint(0, scenario.tx_gap_ms), NewTransaction())
+        if self.plan:
+            self.push(self.plan[0].after_ms, GovernanceDue())
         end = scenario.end_at or scenario.heal_at + scenario.liveness_budget_ms
         while self.queue:
             time, _, event = heapq.heappop(self.queue)
@@ -534,7 +572,12 @@ class Simulation:
             if self.target is None:
                 self.on_heal()
             assert self.target is not None
-            check_liveness(self.seed, self.heights(), self.target, end)
+            check_liveness(self.seed, self.heights(), max(self.target, self.governance_until), end)
+            if self.plan:
+                raise SimulationFailure(
+                    f"seed {self.seed}: liveness violated: governance change {self.plan[0]} "
+                    f"was not decided by t={end} ms"
+                )
         return Result(
             scenario,
             self.heights(),
@@ -550,6 +593,7 @@ class Simulation:
             tuple(self.restarts),
             dict(self.memory.peak),
             self.memory.bound(),
+            tuple((height, change["op"]) for height, change in self.validity.sets.decided),
         )
 
     def guarded(self, action: Callable[[], None], what: Callable[[], str]) -> None:
@@ -612,6 +656,10 @@ class Simulation:
                     self.restarts.append(Restarted(node.name, self.now, node.height))
             case Heal():
                 self.trace("the partition heals")
+            case GovernanceDue():
+                self.propose_next()
+            case GovernanceFollowUp():
+                self.follow_up()
 
     def schedule_faults(self) -> None:
         scenario = self.scenario
@@ -643,7 +691,11 @@ class Simulation:
         }
 
     def done(self) -> bool:
-        return self.target is not None and all(n.height >= self.target for n in self.honest)
+        return (
+            self.target is not None
+            and not self.plan
+            and all(n.height >= max(self.target, self.governance_until) for n in self.honest)
+        )
 
     def on_heal(self) -> None:
         self.target = max(n.height for n in self.honest) + self.scenario.heights_after_heal
@@ -863,11 +915,95 @@ class Simulation:
             envelope = sign_event(client, body).envelope
             self.recent_envelopes.append(envelope)
             self.recent_datasets.append(body.dataset)
+        self.send_to_all(envelope)
+        gap = max(1, int(self.rng.expovariate(1 / self.scenario.tx_gap_ms)))
+        self.push(gap, NewTransaction())
+
+    def send_to_all(self, envelope: bytes) -> None:
         for node in self.nodes:
             arrival = TransactionArrives(node, node.incarnation, envelope)
             self.push(self.rng.randint(1, TX_ARRIVAL_MS), arrival)
-        gap = max(1, int(self.rng.expovariate(1 / self.scenario.tx_gap_ms)))
-        self.push(gap, NewTransaction())
+
+    # -- governance ---------------------------------------------------------------------------
+
+    def reference(self) -> Node | None:
+        """The honest node that is up with the highest store (what the operators look at)."""
+        up = [node for node in self.honest if node.replica is not None]
+        return max(up, key=lambda node: node.store.height) if up else None
+
+    def propose_next(self) -> None:
+        """An honest validator of the sets in force and next proposes the plan's next change,
+        signed with its node key and sent to every node as a transaction."""
+        ref = self.reference()
+        if ref is None:
+            self.push(FOLLOW_UP_MS, GovernanceDue())
+            return
+        step = self.plan[0]
+        store = ref.store
+        state = store.rules
+        now_set = state.validators_at(store.state(), store.height + 1)
+        next_set = state.validators_at(store.state(), store.height + 2)
+        proposer = next(
+            i
+            for i in range(self.n)
+            if self.roles[i] == HONEST
+            and now_set.get(sim_key(i).public_key) is not None
+            and next_set.get(sim_key(i).public_key) is not None
+        )
+        body = Propose(
+            chain=CHAIN_ID,
+            actor=sim_key(proposer).public_key,
+            time=self.wall(),
+            nonce=self.rng.randbytes(NONCE_SIZE),
+            change=governance_change(step),
+        )
+        event = sign_event(sim_key(proposer), body)
+        self.pending = PendingProposal(step, event.event_id, event.envelope, {})
+        self.trace(f"n{proposer} proposes {step.op} n{step.node} ({event.event_id.hex()[:12]})")
+        self.send_to_all(event.envelope)
+        self.push(FOLLOW_UP_MS, GovernanceFollowUp())
+
+    def follow_up(self) -> None:
+        """Resend the proposal until it is on the chain, then every missing honest approval
+        (the operators of the set in force approve) until it is decided."""
+        pending = self.pending
+        ref = self.reference()
+        if pending is None:
+            return
+        self.push(FOLLOW_UP_MS, GovernanceFollowUp())
+        if ref is None:
+            return
+        store = ref.store
+        doc = store.state().get_doc(proposal_key(pending.proposal_id))
+        if doc is None:
+            self.send_to_all(pending.envelope)
+            return
+        if doc["status"] != "open":
+            self.trace(f"{pending.step.op} n{pending.step.node} decided at height {doc['decided']}")
+            self.plan.pop(0)
+            self.pending = None
+            self.governance_until = doc["effective"] + GOVERNANCE_SETTLE
+            if self.plan:
+                self.push(self.plan[0].after_ms, GovernanceDue())
+            return
+        members = store.rules.validators_at(store.state(), store.height + 1)
+        for member in members.validators:
+            index = self.key_index[member.public_key]
+            if self.roles[index] != HONEST or member.public_key in doc["approvals"]:
+                continue
+            envelope = pending.approvals.get(member.public_key)
+            if envelope is None:
+                body = Approve(
+                    chain=CHAIN_ID,
+                    actor=member.public_key,
+                    time=self.wall(),
+                    nonce=self.rng.randbytes(NONCE_SIZE),
+                    proposal=pending.proposal_id,
+                )
+                envelope = pending.approvals[member.public_key] = sign_event(
+                    sim_key(index), body
+                ).envelope
+            self.send_to_all(envelope)
 
     def transaction_arrives(self, node: Node, incarnation: int, envelope: bytes) -> None:
         replica = node.current(incarnation)
@@ -879,6 +1015,23 @@ class Simulation:
             self.refused_admissions += 1
         elif was_empty:
             node.feed(cc.EventsAvailable(node.now()))
+
+
+def governance_change(step: GovernanceStep) -> dict[str, object]:
+    """The `change` map of a scenario's governance step."""
+    key = sim_key(step.node).public_key
+    if step.op == ADD:
+        return {
+            "name": f"n{step.node}",
+            "op": "add-validator",
+            "power": step.power,
+            "public_key": key,
+            "url": "",
+        }
+    if step.op == REMOVE:
+        return {"op": "remove-validator", "public_key": key}
+    assert step.op == POWER
+    return {"op": "set-power", "power": step.power, "public_key": key}
 
 
 def signer(message: Message) -> bytes:

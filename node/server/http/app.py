@@ -1,7 +1,8 @@
 """`create_app(service)`: the FastAPI app of one node, from its routers and middleware.
 
 The app starts the node service with its lifespan and stops it after; routes find it at
-`app.state.service`. The body guard runs in front of every route as middleware.
+`app.state.service`. The body guard runs in front of every route as middleware, and behind
+it `fast_events.FastSubmit` answers the common `POST /v1/events` without FastAPI's routing.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from node.server.http import explorer, lineage, peer, public
+from node.server.http.fast_events import FastSubmit
 from node.server.http.guard import BodyGuard
 from node.server.http.problems import install_handlers
 from node.server.metrics import Metrics
@@ -45,6 +47,8 @@ def create_app(service: NodeService) -> FastAPI:
     app.include_router(peer.router)
     app.include_router(lineage.router)
     app.include_router(explorer.router)
+    # Inside the guard: the hot route's common requests skip FastAPI's machinery.
+    app.add_middleware(FastSubmit)
     app.add_middleware(
         BodyGuard,
         metrics=metrics,

@@ -12,11 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
 
 from ledger import codec
 from ledger.errors import Malformed
+from node.server.backup import serve_backup
 from node.server.errors import NotFound, PeerTooMany
 from node.server.http.public import MAX_INDEX, node_of
+from node.server.snapshot import serve_snapshot
 from node.wire import MAX_P2P_BODY, MAX_PEER_MESSAGES, MAX_PUBLIC_BATCH, MSGPACK
 
 router = APIRouter(prefix="/p2p", include_in_schema=False)
@@ -84,3 +87,20 @@ async def p2p_block(request: Request, height: int) -> Response:
         codec.encode({"block": block.to_wire(), "commit": commit.to_wire()}),
         media_type=MSGPACK,
     )
+
+
+@router.get("/snapshot")
+async def p2p_snapshot(request: Request) -> StreamingResponse:
+    """A snapshot of this node's head (docs/PROTOCOL.md §20), streamed from a LevelDB
+    snapshot; one at a time (503 `busy` otherwise)."""
+    chunks = serve_snapshot(node_of(request).store)
+    return StreamingResponse(chunks, media_type="application/octet-stream")
+
+
+@router.get("/backup")
+async def p2p_backup(request: Request) -> StreamingResponse:
+    """This node's whole store from one LevelDB snapshot, as a backup without the home's
+    files (§20); one at a time (503 `busy` otherwise)."""
+    node = node_of(request)
+    chunks = serve_backup(node.store.db, node.genesis.chain_id)
+    return StreamingResponse(chunks, media_type="application/octet-stream")

@@ -22,11 +22,13 @@ from ledger.errors import (
     LedgerError,
     Malformed,
     NotAdmitted,
+    Pruned,
     RuleViolation,
     TooLarge,
     VerificationFailed,
 )
 from node.server.errors import (
+    Busy,
     CommitTimeout,
     ConsensusStopped,
     MempoolFull,
@@ -65,6 +67,7 @@ _STATUS: tuple[tuple[type[Exception], int, str, str], ...] = (
     (VerificationFailed, 422, "verification-failed", "Verification failed"),
     (Corruption, 500, "corruption", "Storage corruption"),
     (NotFound, 404, "not-found", "Not found"),
+    (Pruned, 410, "pruned", "Pruned: older history lives on archive nodes"),
     (PeerUnauthorized, 401, "peer-unauthorized", "Not an authenticated peer"),
     (PeerTooMany, 413, "too-large", "Payload too large"),
     (MempoolFull, 429, "mempool-full", "Mempool full"),
@@ -72,6 +75,7 @@ _STATUS: tuple[tuple[type[Exception], int, str, str], ...] = (
     (NotCaughtUp, 503, "not-caught-up", "Node is not caught up"),
     (ConsensusStopped, 503, "consensus-stopped", "Consensus stopped"),
     (NotReady, 503, "not-ready", "Node is not ready"),
+    (Busy, 503, "busy", "Busy"),
     (CommitTimeout, 504, "commit-timeout", "Not committed in time"),
 )
 

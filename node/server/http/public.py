@@ -13,10 +13,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from consensus.messages import Evidence
-from ledger import codec, provenance
+from ledger import codec, provenance, transitions
 from ledger.errors import Malformed
 from ledger.rules import participant_key
 from ledger.store import ChainView
+from node.server import proposals as governance_view
 from node.server.errors import ConsensusStopped, NotFound, NotReady
 from node.server.http.encoding import (
     BatchRequest,
@@ -279,21 +280,56 @@ async def get_genesis(request: Request) -> Response:
     return Response(service.genesis_bytes, media_type=JSON)
 
 
-@router.get("/v1/validators", tags=["node"])
+@router.get("/v1/validators", tags=["node", "governance"])
 async def get_validators(request: Request) -> Response:
-    """The validator set with each validator's reachability from this node."""
+    """The validator set in force at the next height, each validator's reachability from this
+    node, and the set scheduled for the height after when governance changed it."""
     service = node_of(request)
     reachable = {p.url: p for p in service.network.peers}
+    height = service.store.height + 1
+    current, following = service.membership.sets_ahead()
     validators = []
-    for v in service.genesis.validators.validators:
+    for v in current.validators:
         doc = v.to_json()
         peer = reachable.get(v.url.rstrip("/"))
         doc["reachable"] = (
             True if v.public_key == service.public_key else bool(peer and peer.reachable)
         )
         validators.append(doc)
-    total = service.genesis.validators.total_power
-    return reply(request, {"validators": validators, "total_power": total})
+    answer: dict[str, Any] = {
+        "height": height,
+        "validators": validators,
+        "total_power": current.total_power,
+        "hash": current.hash().hex(),
+    }
+    if following != current:
+        answer["next"] = {"height": height + 1, "validators": following.to_json()}
+    return reply(request, answer)
+
+
+@router.get("/v1/validators/history", tags=["governance", "proofs"])
+async def get_validator_history(request: Request) -> Response:
+    """Every validator-set transition from genesis to the head, each with the header and
+    commit that certify it (docs/PROTOCOL.md §19.4), for verifiers to cache."""
+    service = node_of(request)
+    store = service.store
+    return reply(
+        request,
+        {
+            "chain_id": service.genesis.chain_id,
+            "height": store.height,
+            "transitions": transitions.transitions_json(store),
+        },
+    )
+
+
+@router.get("/v1/governance/proposals", tags=["governance"])
+async def get_proposals(
+    request: Request, status: Annotated[str, Query(pattern="^(open|decided|all)$")] = "open"
+) -> Response:
+    """Governance proposals (open ones by default) with the power that approved them."""
+    service = node_of(request)
+    return reply(request, governance_view.proposals(service.store, status))
 
 
 @router.get("/v1/evidence", tags=["node"])

@@ -16,6 +16,7 @@ const MAX_NAME_LOOKUPS = 50;
 const LATEST_BLOCKS = 10;
 const PAGE_EVENTS = 50;
 const MAX_DEPTH = 4;
+const GOVERNANCE_TYPES = new Set(["propose", "approve", "suspend", "reinstate", "rotate"]);
 const utf8 = new TextEncoder();
 
 const params = new URLSearchParams(location.search);
@@ -81,13 +82,33 @@ function verdict(status, headline, detail, reason = "") {
   );
 }
 
+/** Which set signed a checkpoint: genesis's, or the one reached through the transitions. */
+function signingSet(checkpoint) {
+  if (!checkpoint.transitionCount) return `of the pinned genesis ${trust.trusted.chainId}`;
+  const count = checkpoint.transitionCount;
+  return (
+    `of the set in force since height ${checkpoint.setSince} ` +
+    `(${count} validator-set transition${count === 1 ? "" : "s"} from the pinned genesis ${trust.trusted.chainId} checked)`
+  );
+}
+
 function verifiedLine(checkpoint) {
   const height = Number(checkpoint.header.height);
   return (
     `Verified against checkpoint ${height} (block ${short(toHex(checkpoint.blockHash), 16)}), ` +
     `signed by ${checkpoint.count} of ${checkpoint.validatorCount} validators ` +
-    `(power ${checkpoint.power} of ${checkpoint.totalPower}) of the pinned genesis ${trust.trusted.chainId}.`
+    `(power ${checkpoint.power} of ${checkpoint.totalPower}) ${signingSet(checkpoint)}.`
   );
+}
+
+/** Names of a set reached through verified transitions: vouched for by a quorum, not the node. */
+function learnNames(checkpoint) {
+  if (!checkpoint.transitionCount) return;
+  for (const v of checkpoint.set.validators) {
+    const hex = toHex(v.publicKey);
+    const known = names.get(hex);
+    if (!known || known.source === "node") names.set(hex, { name: v.name, source: "validator set" });
+  }
 }
 
 function failed(err) {
@@ -249,6 +270,49 @@ function titleOf(story) {
   return typeof title === "string" && title ? title : short(toHex(story.dataset), 16);
 }
 
+/** A governance change (§19.1) in words; its keys as links. */
+async function changeText(change) {
+  const get = (k) => (change instanceof Map ? change.get(k) : undefined);
+  const key = get("public_key");
+  const who = key instanceof Uint8Array ? await keyLabel(key) : "?";
+  switch (get("op")) {
+    case "add-validator":
+      return ["add validator ", `“${get("name")}” `, who, ` with power ${get("power")}`, get("url") ? ` at ${get("url")}` : ""];
+    case "remove-validator":
+      return ["remove validator ", who];
+    case "set-power":
+      return ["set the power of validator ", who, ` to ${get("power")}`];
+    case "add-registrar":
+      return ["make ", who, " a registrar"];
+    case "remove-registrar":
+      return ["remove registrar ", who];
+    case "set-param":
+      return [`set ${get("name")} to ${get("value")}`];
+    default:
+      return [`a ${String(get("op"))} change`];
+  }
+}
+
+/** What an event of any type does, in words (a decoded, checked body). */
+async function actionOf(b) {
+  switch (b.type) {
+    case "admit":
+      return ["admitted ", await keyLabel(b.subject), ` as ${b.role} “${b.name}”`];
+    case "propose":
+      return ["proposed: ", ...(await changeText(b.change))];
+    case "approve":
+      return ["approved proposal ", h("a", { href: eventLink(toHex(b.proposal)), class: "hash" }, short(toHex(b.proposal)))];
+    case "suspend":
+      return ["suspended ", await keyLabel(b.subject)];
+    case "reinstate":
+      return ["reinstated ", await keyLabel(b.subject)];
+    case "rotate":
+      return ["rotated ", await keyLabel(b.subject), " to ", await keyLabel(b.to)];
+    default:
+      return b.dataset instanceof Uint8Array ? ["on ", h("a", { href: datasetLink(toHex(b.dataset)), class: "hash" }, short(toHex(b.dataset)))] : [];
+  }
+}
+
 async function describe(p, story) {
   const b = p.event.body;
   const here = toHex(story.dataset);
@@ -273,7 +337,7 @@ async function describe(p, story) {
     case "attest":
       return [`attests “${b.claim}”`, metaText(b.meta) ? ` — ${metaText(b.meta)}` : ""];
     default:
-      return [b.type];
+      return actionOf(b);
   }
 }
 
@@ -402,13 +466,14 @@ async function datasetPage(hex) {
     main().append(failed(err), h("p", {}, "Nothing of the node's answer is shown, since it does not verify."));
     return undefined;
   }
+  learnNames(story.checkpoint);
   main().querySelector("h1").textContent = titleOf(story);
   main().append(
     verdict("verified", "Verified", verifiedLine(story.checkpoint), "verified"),
     story.completeness
-      ? h("p", { class: "complete", id: "completeness" }, `Complete: these ${story.completeness.events} events are the dataset's whole committed history at the checkpoint, and its status and grants are proven by state proofs.`)
+      ? h("p", { class: "complete", id: "completeness" }, `Complete: these ${story.completeness.events} events are the dataset's whole committed history at the checkpoint, its status is proven by a state proof, and each grant's status follows from that complete story (and from its state proof, where the node sent one).`)
       : h("p", { class: "muted", id: "completeness" }, "This bundle (version 1) proves each event listed, but not that none was left out."),
-    h("p", { class: "muted" }, "Names marked * are what the node reports (not proven); validators' and genesis registrars' names come from the pinned genesis."),
+    h("p", { class: "muted" }, "Names marked * are what the node reports (not proven); validators' and genesis registrars' names come from the pinned genesis, or from a validator set the checked transitions lead to."),
   );
   const o = story.origin;
   main().append(
@@ -463,11 +528,11 @@ function bodyRows(body) {
       if (v instanceof Uint8Array) {
         const hex = toHex(v);
         if (k === "dataset") shown = h("a", { href: datasetLink(hex), class: "hash" }, hex);
-        else if (k === "grant") shown = h("a", { href: eventLink(hex), class: "hash" }, hex);
+        else if (k === "grant" || k === "proposal") shown = h("a", { href: eventLink(hex), class: "hash" }, hex);
         else if (v.length === 33) shown = h("a", { href: keyLink(hex), class: "hash" }, hex);
         else shown = h("span", { class: "hash" }, hex);
       } else if (k === "inputs") shown = v.map((i) => h("a", { href: datasetLink(toHex(i)), class: "hash" }, short(toHex(i)), " "));
-      else if (k === "meta") shown = metaText(v) || "—";
+      else if (k === "meta" || k === "change") shown = metaText(v) || "—";
       else if (k === "time" || k === "expires") shown = `${isoTime(v)} (${v})`;
       else shown = Array.isArray(v) ? v.join(", ") : String(v);
       return [k, shown];
@@ -487,12 +552,31 @@ async function eventPage(id) {
     return void main().append(failed(err));
   }
   const b = proven.event.body;
+  learnNames(proven.checkpoint);
   main().querySelector("h1").textContent = `Event: ${b.type}`;
   main().append(
     verdict("verified", "Verified", `Signed by its actor, and included at leaf ${proven.leafIndex}. ${verifiedLine(proven.checkpoint)}`, "verified"),
-    table([["type", b.type], ["actor", await keyLabel(b.actor)], ...bodyRows(b), ["leaf index", String(proven.leafIndex)], ["block (node-reported)", h("a", { href: blockLink(event.height) }, String(event.height))]]),
+    table([
+      ["type", b.type],
+      ["actor", await keyLabel(b.actor)],
+      GOVERNANCE_TYPES.has(b.type) ? ["what", h("span", { id: "action" }, await actionOf(b))] : null,
+      ...bodyRows(b),
+      ["leaf index", String(proven.leafIndex)],
+      ["block (node-reported)", h("a", { href: blockLink(event.height) }, String(event.height))],
+    ]),
   );
   return undefined;
+}
+
+/**
+ * The transitions (§19.4) a block's checkpoint needs: those the node serves with an effective
+ * height at most `height`. Entries that are not plainly above it are kept, so the walk judges
+ * them; a node without the history route serves none.
+ */
+async function transitionsUpTo(height) {
+  const history = await getOptional("/v1/validators/history");
+  const all = history && Array.isArray(history.transitions) ? history.transitions : [];
+  return all.filter((t) => !(t && Number.isSafeInteger(t.height) && t.height > height));
 }
 
 async function blockPage(height) {
@@ -502,16 +586,27 @@ async function blockPage(height) {
   if (!trust.trusted) return void main().append(unpinned());
   let proven;
   try {
-    proven = await verifyBlock(block, trust.trusted);
+    proven = await verifyBlock(block, trust.trusted, await transitionsUpTo(height));
     if (Number(proven.checkpoint.header.height) !== height) throw new VerificationFailed("wrong block", `the node sent block ${proven.checkpoint.header.height}`);
   } catch (err) {
     return void main().append(failed(err));
   }
+  learnNames(proven.checkpoint);
   const hd = proven.checkpoint.header;
   const first = Number(hd.tree_size) - proven.events.length;
   const rows = [];
   for (const [i, e] of proven.events.entries()) {
-    rows.push(h("tr", {}, h("td", {}, String(first + i)), h("td", {}, h("span", { class: `badge ${e.body.type}` }, e.body.type)), h("td", {}, await keyLabel(e.body.actor)), h("td", {}, h("a", { href: eventLink(toHex(e.id)), class: "hash" }, short(toHex(e.id), 16)))));
+    rows.push(
+      h(
+        "tr",
+        { "data-type": e.body.type },
+        h("td", {}, String(first + i)),
+        h("td", {}, h("span", { class: `badge ${e.body.type}` }, e.body.type)),
+        h("td", {}, await keyLabel(e.body.actor)),
+        h("td", { class: "action" }, await actionOf(e.body)),
+        h("td", {}, h("a", { href: eventLink(toHex(e.id)), class: "hash" }, short(toHex(e.id), 16))),
+      ),
+    );
   }
   main().append(
     verdict("verified", "Verified", `${verifiedLine(proven.checkpoint)} Its ${proven.events.length} events hash to the header's events_root and carry valid signatures.`, "verified"),
@@ -523,9 +618,10 @@ async function blockPage(height) {
       ["tree", `size ${hd.tree_size}, root ${toHex(hd.tree_root)}`],
       ["state root", h("span", { class: "hash" }, toHex(hd.state_root))],
       ["commit", `round ${proven.checkpoint.commit.round}, ${proven.checkpoint.count} signatures`],
+      hd.next_validators ? ["next validator set", h("span", { class: "hash", id: "next-validators" }, `${toHex(hd.next_validators)} (in force from height ${height + 1})`)] : null,
     ]),
     h("h2", {}, "Events"),
-    proven.events.length ? h("table", { class: "events" }, h("thead", {}, h("tr", {}, ["leaf", "type", "actor", "event"].map((t) => h("th", {}, t)))), h("tbody", {}, rows)) : h("p", { class: "muted" }, "An empty block."),
+    proven.events.length ? h("table", { class: "events" }, h("thead", {}, h("tr", {}, ["leaf", "type", "actor", "what", "event"].map((t) => h("th", {}, t)))), h("tbody", {}, rows)) : h("p", { class: "muted" }, "An empty block."),
     h("p", {}, h("a", { href: blockLink(height + 1) }, "next block →")),
   );
   return undefined;
@@ -537,7 +633,7 @@ async function participantPage(key) {
   const known = trust.trusted ? names.get(key) : null;
   main().append(
     table([
-      ["name", known && known.source === "genesis" ? `${known.name} (genesis)` : who ? `${who.name}* (node-reported)` : "not admitted"],
+      ["name", known && known.source !== "node" ? `${known.name} (${known.source})` : who ? `${who.name}* (node-reported)` : "not admitted"],
       ["role", who ? who.role : "—"],
     ]),
   );
@@ -548,15 +644,19 @@ async function participantPage(key) {
     const page = await getJson(`/v1/participants/${key}/events?after=${after}&limit=${PAGE_EVENTS}`);
     for (const e of page.events) {
       let mark = "";
+      let action = typeof e.dataset === "string" && HEX64.test(e.dataset) ? [" on ", h("a", { href: datasetLink(e.dataset), class: "hash" }, short(e.dataset))] : "";
       if (trust.trusted) {
         try {
           const decoded = await decodeEnvelope(fromHex(e.envelope), trust.trusted.chainId);
-          mark = toHex(decoded.body.actor) === key && toHex(decoded.id) === e.id ? "signed ✓" : "not this key's event";
+          const mine = toHex(decoded.body.actor) === key && toHex(decoded.id) === e.id;
+          mark = mine ? "signed ✓" : "not this key's event";
+          if (mine) action = [" ", h("span", { class: "action" }, await actionOf(decoded.body))];
         } catch (err) {
           mark = `bad event: ${err.message}`;
         }
       }
-      list.append(h("li", { "data-event": e.id }, h("span", { class: "when" }, isoTime(e.time)), h("span", { class: `badge ${e.type}` }, e.type), " ", h("a", { href: eventLink(e.id), class: "hash" }, short(e.id, 16)), e.dataset ? [" on ", h("a", { href: datasetLink(e.dataset), class: "hash" }, short(e.dataset))] : "", ` leaf ${e.leaf_index} `, h("span", { class: "muted" }, mark)));
+      const type = String(e.type);
+      list.append(h("li", { "data-event": e.id, "data-type": type }, h("span", { class: "when" }, isoTime(e.time)), h("span", { class: `badge ${type}` }, type), " ", h("a", { href: eventLink(e.id), class: "hash" }, short(String(e.id), 16)), action, ` leaf ${e.leaf_index} `, h("span", { class: "muted" }, mark)));
     }
     more.hidden = page.next === null;
     if (page.next !== null) after = page.next;
@@ -575,6 +675,7 @@ async function chainPage() {
   else {
     try {
       checkpoint = await verifyCheckpoint(point, trust.trusted);
+      learnNames(checkpoint);
       main().append(verdict("verified", "Checkpoint verified", verifiedLine(checkpoint), "verified"));
     } catch (err) {
       main().append(failed(err));

@@ -4,9 +4,14 @@
 // trusted except what the pinned genesis' validators signed.
 //
 // A bundle is checked by the verifier registered for its `version` (BUNDLE_VERIFIERS):
-// version 2 adds the dataset record's and grants' state proofs against the header's
-// `state_root` and completeness (the events are exactly the record's history commitment);
-// version 1 (no completeness) is still read, for saved bundles.
+// version 2 adds the dataset record's state proof against the header's `state_root` and
+// completeness (the events are exactly the record's history commitment), and checks the
+// grants' state proofs it carries; version 1 (no completeness) is still read, for saved
+// bundles.
+//
+// A checkpoint signed by a validator set that governance changed since genesis carries the
+// `transitions` that lead there (§19.4): each one is checked against the set trusted so far,
+// from genesis's on, exactly as ledger/transitions.py `walk` does.
 
 import { Malformed, TooLarge, bytesEqual, decode, decodeUncanonical, encode } from "./msgpack.js";
 import {
@@ -27,6 +32,7 @@ export const BUNDLE_VERSION = 2;
 export const INCOMPLETE = "incomplete: the node omitted events";
 const DATASET_PREFIX = Uint8Array.of(0x73, 0x64); // "sd"
 const GRANT_PREFIX = Uint8Array.of(0x73, 0x67); // "sg"
+const PARTICIPANT_PREFIX = Uint8Array.of(0x73, 0x70); // "sp"
 const HISTORY_PREFIX = Uint8Array.of(0x04);
 export const MAX_PAGES = 1000;
 export const MAX_ENVELOPE_BYTES = 16384;
@@ -41,6 +47,13 @@ export const HEADER_FIELDS = [
   "chain", "events_root", "height", "prev", "proposer",
   "state_root", "time", "tree_root", "tree_size", "validators",
 ];
+export const NEXT_VALIDATORS = "next_validators";
+export const MAX_TRANSITIONS = 4096;
+/** A change decided in block h is in force from h + 2: the first header naming a new set is 2. */
+export const ACTIVATION_DELAY = 2;
+export const MAX_CHANGE_NAME = 64;
+export const MAX_CHANGE_URL = 256;
+const MAX_UINT64_SIGNED = 1n << 63n;
 export const EVENT_TYPES = {
   admit: { required: ["subject", "role", "name"], optional: [] },
   register: { required: ["dataset", "meta", "open"], optional: [] },
@@ -51,6 +64,20 @@ export const EVENT_TYPES = {
   derive: { required: ["dataset", "inputs", "meta"], optional: [] },
   destroy: { required: ["dataset"], optional: [] },
   attest: { required: ["dataset", "claim", "meta"], optional: [] },
+  propose: { required: ["change"], optional: [] },
+  approve: { required: ["proposal"], optional: [] },
+  suspend: { required: ["subject"], optional: [] },
+  reinstate: { required: ["subject"], optional: [] },
+  rotate: { required: ["subject", "to", "possession"], optional: [] },
+};
+/** The fields of each governance change besides `op` (§19.1). */
+export const CHANGE_FIELDS = {
+  "add-validator": ["name", "power", "public_key", "url"],
+  "remove-validator": ["public_key"],
+  "set-power": ["power", "public_key"],
+  "add-registrar": ["public_key"],
+  "remove-registrar": ["public_key"],
+  "set-param": ["name", "value"],
 };
 const COMMON_FIELDS = ["chain", "actor", "time", "nonce"];
 
@@ -126,6 +153,44 @@ function list(value, name, item) {
   return items;
 }
 
+function boundedText(value, name, limit, allowEmpty) {
+  if (typeof value !== "string" || codePoints(value) > limit || (!value && !allowEmpty)) {
+    throw new Malformed(`${name} must be text of ${allowEmpty ? 0 : 1}..${limit} characters`);
+  }
+  return value;
+}
+
+const CHANGE_CHECKS = {
+  public_key: (v) => {
+    if (!isBytes(v)) throw new Malformed("change public_key must be bytes");
+    return pubkey(v, "change public_key");
+  },
+  name: (v) => boundedText(v, "change name", MAX_CHANGE_NAME, false),
+  url: (v) => boundedText(v, "change url", MAX_CHANGE_URL, true),
+  power: (v) => {
+    if (!isInt(v) || v <= 0 || v > MAX_POWER) throw new Malformed(`validator power must be an integer in 1..${MAX_POWER}`);
+    return v;
+  },
+  value: (v) => {
+    if (!isUint(v) || BigInt(v) >= MAX_UINT64_SIGNED) throw new Malformed("change value must be a non-negative 64-bit integer");
+    return v;
+  },
+};
+
+/** A `change` map (§19.1), checked strictly: its op, exactly that op's fields, well typed. */
+export function parseChange(value) {
+  if (!(value instanceof Map)) throw new Malformed("change must be a map");
+  const op = value.get("op");
+  const allowed = typeof op === "string" && Object.hasOwn(CHANGE_FIELDS, op) ? CHANGE_FIELDS[op] : null;
+  if (allowed === null) throw new Malformed(`change op must be one of ${Object.keys(CHANGE_FIELDS).sort().join(", ")}`);
+  const given = [...value.keys()].filter((k) => k !== "op").sort();
+  if (given.length !== allowed.length || given.some((k, i) => k !== allowed[i])) {
+    throw new Malformed(`a ${op} change has exactly the fields ${allowed.join(", ")}`);
+  }
+  for (const name of allowed) CHANGE_CHECKS[name](value.get(name));
+  return value;
+}
+
 const FIELD_CHECKS = {
   chain: (v) => text(v, "chain"),
   actor: (v) => pubkey(v, "actor"),
@@ -151,6 +216,12 @@ const FIELD_CHECKS = {
   purpose: (v) => text(v, "purpose"),
   inputs: (v) => list(v, "inputs", hash32),
   claim: (v) => text(v, "claim"),
+  change: parseChange,
+  proposal: (v) => hash32(v, "proposal"),
+  possession: (v) => {
+    if (!isBytes(v) || v.length !== SIGNATURE_SIZE) throw new Malformed(`possession must be a ${SIGNATURE_SIZE}-byte signature r||s`);
+    return v;
+  },
 };
 
 /** A body map checked field by field (§3.6 step 5): a plain object of its fields. */
@@ -222,15 +293,41 @@ function genesisKey(hex, what) {
 }
 
 function genesisValidator(doc) {
-  if (typeof doc !== "object" || doc === null) throw new Malformed("bad validator entry");
+  if (typeof doc !== "object" || doc === null || Array.isArray(doc)) throw new Malformed("bad validator entry");
   const publicKey = genesisKey(doc.public_key, "validator public_key");
   const { power, name } = doc;
   const url = doc.url === undefined ? "" : doc.url;
+  const operator = doc.operator === undefined ? null : genesisKey(doc.operator, "validator operator");
   if (!Number.isInteger(power) || power <= 0 || power > MAX_POWER) {
     throw new Malformed(`validator power must be an integer in 1..${MAX_POWER}`);
   }
   if (typeof name !== "string" || typeof url !== "string") throw new Malformed("validator name and url must be text");
-  return { name, publicKey, power, url };
+  return { name, publicKey, power, url, operator };
+}
+
+/**
+ * A validator set from its JSON form (genesis's `validators`, §8.1, or a transition's,
+ * §19.4): {validators, byKey, totalPower, hash}, `hash` as §8.3 (each member's map with
+ * `operator` only when it has one).
+ */
+export async function parseValidatorSet(doc) {
+  if (!Array.isArray(doc) || !doc.length || doc.length > MAX_VALIDATORS) {
+    throw new Malformed(`a validator set has 1..${MAX_VALIDATORS} members`);
+  }
+  const validators = doc.map(genesisValidator);
+  const byKey = new Map(validators.map((v) => [toHex(v.publicKey), v]));
+  if (byKey.size !== validators.length) throw new Malformed("a validator appears twice in the set");
+  const committed = validators.map((v) => {
+    const member = new Map([["name", v.name], ["power", v.power], ["public_key", v.publicKey]]);
+    if (v.operator !== null) member.set("operator", v.operator);
+    return member;
+  });
+  return {
+    validators,
+    byKey,
+    totalPower: validators.reduce((n, v) => n + v.power, 0),
+    hash: await sha256(encode(committed)),
+  };
 }
 
 /**
@@ -256,28 +353,19 @@ export async function parseGenesis(bytes) {
   }
   const admission = doc.admission === undefined ? "permissioned" : doc.admission;
   if (admission !== "permissioned" && admission !== "open") throw new Malformed("admission must be permissioned or open");
-  if (!Array.isArray(doc.validators) || !doc.validators.length || doc.validators.length > MAX_VALIDATORS) {
-    throw new Malformed(`a validator set has 1..${MAX_VALIDATORS} members`);
-  }
-  const validators = doc.validators.map(genesisValidator);
-  if (new Set(validators.map((v) => toHex(v.publicKey))).size !== validators.length) {
-    throw new Malformed("a validator appears twice in the set");
-  }
+  const validatorSet = await parseValidatorSet(doc.validators);
   if (!Array.isArray(doc.registrars) || !doc.registrars.length) throw new Malformed("genesis names at least one registrar");
   const registrars = doc.registrars.map((r) => genesisKey(r, "registrar"));
-  const validatorsHash = await sha256(
-    encode(validators.map((v) => new Map([["name", v.name], ["power", v.power], ["public_key", v.publicKey]]))),
-  );
-  const byKey = new Map(validators.map((v) => [toHex(v.publicKey), v]));
   return {
     chainId,
     genesisTime,
     admission,
-    validators,
+    validatorSet,
+    validators: validatorSet.validators,
     registrars,
-    validatorsHash,
-    byKey,
-    totalPower: validators.reduce((n, v) => n + v.power, 0),
+    validatorsHash: validatorSet.hash,
+    byKey: validatorSet.byKey,
+    totalPower: validatorSet.totalPower,
     fingerprint: toHex(await sha256(bytes)),
     bytes,
   };
@@ -289,9 +377,9 @@ export async function parseGenesis(bytes) {
 export function decodeHeader(bytes) {
   const doc = decode(bytes);
   if (!(doc instanceof Map)) throw new Malformed("expected a map");
-  const keys = [...doc.keys()].sort();
+  const keys = [...doc.keys()].filter((k) => k !== NEXT_VALIDATORS).sort();
   if (keys.length !== HEADER_FIELDS.length || keys.some((k, i) => k !== HEADER_FIELDS[i])) {
-    throw new Malformed(`a header has exactly the fields ${HEADER_FIELDS.join(", ")}`);
+    throw new Malformed(`a header has exactly the fields ${HEADER_FIELDS.join(", ")} (and ${NEXT_VALIDATORS} when the validator set changes)`);
   }
   const header = {};
   for (const name of ["height", "time", "tree_size"]) header[name] = uint(doc.get(name), `field '${name}'`);
@@ -301,6 +389,12 @@ export function decodeHeader(bytes) {
   header.proposer = doc.get("proposer");
   for (const name of ["prev", "events_root", "tree_root", "state_root", "validators"]) {
     header[name] = hash32(doc.get(name), `field '${name}'`);
+  }
+  if (doc.has(NEXT_VALIDATORS)) {
+    header.next_validators = hash32(doc.get(NEXT_VALIDATORS), `field '${NEXT_VALIDATORS}'`);
+    if (bytesEqual(header.next_validators, header.validators)) {
+      throw new Malformed("a header names next_validators only when the set changes");
+    }
   }
   return header;
 }
@@ -340,15 +434,15 @@ export function precommitSignBytes(chainId, height, round, blockHash) {
   );
 }
 
-/** §7.6: every signature, distinct signers, more than 2/3 of the power. */
-export async function verifyCommit(commit, genesis) {
-  const message = precommitSignBytes(genesis.chainId, commit.height, commit.round, commit.blockHash);
+/** §7.6 against the validator set `set`: every signature, distinct signers, more than 2/3 of the power. */
+export async function verifyCommit(commit, chainId, set) {
+  const message = precommitSignBytes(chainId, commit.height, commit.round, commit.blockHash);
   const signers = new Set();
   let power = 0;
   for (const entry of commit.signatures) {
     const hex = toHex(entry.validator);
     if (signers.has(hex)) throw new VerificationFailed("commit invalid", "a validator signed twice");
-    const member = genesis.byKey.get(hex);
+    const member = set.byKey.get(hex);
     if (!member) throw new VerificationFailed("commit invalid", "signature from a non-validator");
     try {
       await verifySignature(entry.validator, message, entry.signature);
@@ -359,10 +453,24 @@ export async function verifyCommit(commit, genesis) {
     signers.add(hex);
     power += member.power;
   }
-  if (!(3 * power > 2 * genesis.totalPower)) {
-    throw new VerificationFailed("insufficient voting power", `${power} of ${genesis.totalPower} is not more than 2/3`);
+  if (!(3 * power > 2 * set.totalPower)) {
+    throw new VerificationFailed("insufficient voting power", `${power} of ${set.totalPower} is not more than 2/3`);
   }
   return { signers: [...signers], power, count: signers.size };
+}
+
+/** §7.7: `commit` certifies the header (bytes hashing to `blockHash`) for this chain and `set`. */
+async function verifySigned(header, blockHash, commit, chainId, set) {
+  if (header.chain !== chainId) {
+    throw new VerificationFailed("wrong chain", `${JSON.stringify(header.chain)} is not ${JSON.stringify(chainId)}`);
+  }
+  if (!bytesEqual(header.validators, set.hash)) {
+    throw new VerificationFailed("wrong validator set", "header names another validator set");
+  }
+  if (commit.height !== Number(header.height) || !bytesEqual(commit.blockHash, blockHash)) {
+    throw new VerificationFailed("commit mismatch", "commit is for another block");
+  }
+  return verifyCommit(commit, chainId, set);
 }
 
 function asCheckpointPart(parse) {
@@ -374,9 +482,63 @@ function asCheckpointPart(parse) {
   }
 }
 
+/** One transition's JSON form (§19.4) parsed: {header, blockHash, commit, set}. */
+async function parseTransition(doc) {
+  const bad = (detail) => new VerificationFailed("malformed transition", detail);
+  if (typeof doc !== "object" || doc === null || Array.isArray(doc)) throw bad("a transition is an object");
+  let header;
+  let headerBytes;
+  let commit;
+  let set;
+  try {
+    headerBytes = fromHex(doc.header_bytes);
+    if (headerBytes === null) throw new Malformed("header_bytes is not hex");
+    header = decodeHeader(headerBytes);
+    commit = parseCommit(doc.commit);
+    set = await parseValidatorSet(doc.validators);
+  } catch (err) {
+    if (err instanceof Malformed) throw bad(err.message);
+    throw err;
+  }
+  if (typeof doc.height !== "number" || doc.height !== Number(header.height) + 1) {
+    throw bad("height is not the header's height + 1");
+  }
+  return { header, blockHash: await sha256(headerBytes), commit, set };
+}
+
 /**
- * A checkpoint `{header_bytes, commit}` against the genesis (§7.7, §9.3 steps 3-4): the
- * decoded header, its block hash and the signers.
+ * Walk `transitions` (§19.4) from genesis's set to the one that signs heights from the last
+ * transition below `below` (the checkpoint's height) on: {set, since, count}, `since` the
+ * height from which that set is in force (0: genesis's). Header heights strictly increase
+ * from at least ACTIVATION_DELAY; more than MAX_TRANSITIONS are refused before any is parsed.
+ */
+export async function walkTransitions(genesis, transitions, below) {
+  if (transitions.length > MAX_TRANSITIONS) {
+    throw new VerificationFailed("too many transitions", `more than ${MAX_TRANSITIONS}`);
+  }
+  let trusted = genesis.validatorSet;
+  let last = 0;
+  for (const doc of transitions) {
+    const step = await parseTransition(doc);
+    const height = Number(step.header.height);
+    if (height < ACTIVATION_DELAY || height <= last || height >= below) {
+      throw new VerificationFailed("bad validator-set transition", `transition at header ${height} is out of order or not below ${below}`);
+    }
+    await verifySigned(step.header, step.blockHash, step.commit, genesis.chainId, trusted);
+    if (!step.header.next_validators || !bytesEqual(step.header.next_validators, step.set.hash)) {
+      throw new VerificationFailed("bad validator-set transition", `the set given for height ${height + 1} is not the one header ${height} names`);
+    }
+    trusted = step.set;
+    last = height;
+  }
+  return { set: trusted, since: last === 0 ? 0 : last + 1, count: transitions.length };
+}
+
+/**
+ * A checkpoint `{header_bytes, commit, [transitions]}` against the genesis (§7.7, §9.3
+ * steps 3-4, §19.4): the decoded header, its block hash, the signers and the set that
+ * signed it (`set`, in force since height `setSince`, reached through `transitionCount`
+ * transitions; genesis's when there are none).
  */
 export async function verifyCheckpoint(point, genesis) {
   if (typeof point !== "object" || point === null || Array.isArray(point)) {
@@ -390,18 +552,23 @@ export async function verifyCheckpoint(point, genesis) {
     throw new VerificationFailed("malformed bundle", "missing or mistyped 'commit'");
   }
   const commit = asCheckpointPart(() => parseCommit(point.commit));
+  const steps = point.transitions === undefined ? [] : point.transitions;
+  if (!Array.isArray(steps)) throw new VerificationFailed("malformed checkpoint", "transitions is a list");
+  const walked = await walkTransitions(genesis, steps, Number(header.height));
   const blockHash = await sha256(headerBytes);
-  if (header.chain !== genesis.chainId) {
-    throw new VerificationFailed("wrong chain", `${JSON.stringify(header.chain)} is not ${JSON.stringify(genesis.chainId)}`);
-  }
-  if (!bytesEqual(header.validators, genesis.validatorsHash)) {
-    throw new VerificationFailed("wrong validator set", "header names another validator set");
-  }
-  if (commit.height !== Number(header.height) || !bytesEqual(commit.blockHash, blockHash)) {
-    throw new VerificationFailed("commit mismatch", "commit is for another block");
-  }
-  const signed = await verifyCommit(commit, genesis);
-  return { header, headerBytes, blockHash, commit, ...signed, validatorCount: genesis.validators.length, totalPower: genesis.totalPower };
+  const signed = await verifySigned(header, blockHash, commit, genesis.chainId, walked.set);
+  return {
+    header,
+    headerBytes,
+    blockHash,
+    commit,
+    ...signed,
+    set: walked.set,
+    setSince: walked.since,
+    transitionCount: walked.count,
+    validatorCount: walked.set.validators.length,
+    totalPower: walked.set.totalPower,
+  };
 }
 
 // --- bundles (§9) ------------------------------------------------------------------------
@@ -532,7 +699,21 @@ async function checkComplete(record, proven, height) {
   }
 }
 
-function checkStory(proven, dataset, record) {
+/**
+ * The identity the origin's signer acts for (§19.3): itself, unless `state.origin_signer`
+ * proves against the checkpoint that the key was rotated in for another identity.
+ */
+async function originIdentity(state, proven, header) {
+  if (!proven.length) throw new VerificationFailed("no origin", "the bundle has no events");
+  const actor = proven[0].event.body.actor;
+  if (state.origin_signer === undefined) return actor;
+  const record = await provenEntry(state.origin_signer, concat(PARTICIPANT_PREFIX, actor), header.state_root, "the origin signer's record");
+  const identity = record === null ? null : record.get("identity");
+  if (!isBytes(identity)) throw new VerificationFailed("no origin", "the origin signer's record names no identity");
+  return identity;
+}
+
+function checkStory(proven, dataset, record, owner) {
   const grantIds = new Set();
   let last = -1;
   proven.forEach((p, position) => {
@@ -551,11 +732,17 @@ function checkStory(proven, dataset, record) {
   }
   const recordOrigin = record.get("origin");
   const recordOwner = record.get("owner");
-  if (!isBytes(recordOrigin) || !bytesEqual(recordOrigin, origin.id) || !isBytes(recordOwner) || !bytesEqual(recordOwner, origin.body.actor)) {
+  if (!isBytes(recordOrigin) || !bytesEqual(recordOrigin, origin.id) || !isBytes(recordOwner) || !bytesEqual(recordOwner, owner)) {
     throw new VerificationFailed("no origin", "the dataset record names another origin");
   }
 }
 
+/**
+ * Each grant of the story with its status at the checkpoint: revoked by the story's
+ * revocation of it, expired by its body's `expires` against the checkpoint time. A state proof
+ * given for a grant must verify and agree; none is required (the story is complete, so it
+ * holds every revocation), as in ledger/provenance.py `_proven_grants`.
+ */
 async function provenGrants(entries, proven, dataset, header) {
   const byKey = new Map();
   entries.forEach((entry, number) => byKey.set(toHex(hexOf(field(entry, "key", isString), `grant proof ${number} key`)), entry));
@@ -565,24 +752,27 @@ async function provenGrants(entries, proven, dataset, header) {
   for (const p of proven) {
     if (p.event.body.type !== "grant") continue;
     const key = concat(GRANT_PREFIX, p.event.id);
-    const what = `grant ${toHex(p.event.id)}`;
     const entry = byKey.get(toHex(key));
     byKey.delete(toHex(key));
-    if (entry === undefined) throw new VerificationFailed("incomplete: a grant's state proof is missing", what);
-    const record = await provenEntry(entry, key, header.state_root, what);
-    const recordDataset = record && record.get("dataset");
-    if (record === null || !isBytes(recordDataset) || !bytesEqual(recordDataset, dataset)) {
-      throw new VerificationFailed("grant state mismatch", `${what} is not a grant of the dataset`);
-    }
     const revokedBy = revocations.get(toHex(p.event.id)) || null;
-    const revoked = record.has("revoked") ? record.get("revoked") : null;
-    const same = revokedBy === null ? revoked === null : isBytes(revoked) && bytesEqual(revoked, revokedBy.event.id);
-    if (!same) throw new VerificationFailed("grant state mismatch", `${what}: revocation differs`);
-    const expires = record.get("expires");
-    statuses.set(toHex(p.event.id), { revokedBy, expired: isInt(expires) && typeof expires !== "boolean" && expires <= header.time });
+    if (entry !== undefined) await checkGrantProof(entry, key, header, dataset, revokedBy);
+    const expires = p.event.body.expires;
+    statuses.set(toHex(p.event.id), { revokedBy, expired: expires !== undefined && expires <= header.time });
   }
   if (byKey.size) throw new VerificationFailed("malformed bundle", "a state proof for a grant not in the story");
   return statuses;
+}
+
+async function checkGrantProof(entry, key, header, dataset, revokedBy) {
+  const what = `grant ${toHex(key.subarray(GRANT_PREFIX.length))}`;
+  const record = await provenEntry(entry, key, header.state_root, what);
+  const recordDataset = record && record.get("dataset");
+  if (record === null || !isBytes(recordDataset) || !bytesEqual(recordDataset, dataset)) {
+    throw new VerificationFailed("grant state mismatch", `${what} is not a grant of the dataset`);
+  }
+  const revoked = record.has("revoked") ? record.get("revoked") : null;
+  const same = revokedBy === null ? revoked === null : isBytes(revoked) && bytesEqual(revoked, revokedBy.event.id);
+  if (!same) throw new VerificationFailed("grant state mismatch", `${what}: revocation differs`);
 }
 
 /** §9.3 for bundles of version 2 (pages joined): state proofs and completeness. */
@@ -607,25 +797,36 @@ async function verifyBundleV2(bundle, genesis) {
     proven.push({ event, leafIndex });
   }
   await checkComplete(record, proven, header.height);
-  checkStory(proven, dataset, record);
+  checkStory(proven, dataset, record, await originIdentity(state, proven, header));
   const grants = await provenGrants(field(state, "grants", Array.isArray), proven, dataset, header);
   const status = record.get("status");
-  return buildStory(dataset, checkpoint, proven, { complete: true, events: proven.length, status: typeof status === "string" ? status : "unknown", grants });
+  return buildStory(dataset, checkpoint, proven, { complete: true, events: proven.length, status: typeof status === "string" ? status : "unknown", grants, owner: record.get("owner") });
 }
 
-/** The pages of a bundle joined into one: the first page with every page's events. */
+/**
+ * The pages of a bundle joined into one (§9.1): the first page with every page's events, and
+ * every later page's grant state proofs (its `grants`) added to `state.grants`, as
+ * ledger/provenance.py `join_pages` does.
+ */
 export function joinPages(pages) {
   const first = pages[0];
+  if (typeof first !== "object" || first === null || Array.isArray(first)) throw new VerificationFailed("malformed bundle", "no first page");
   const point = first.checkpoint && first.checkpoint.header_bytes;
+  const state = field(first, "state", (v) => typeof v === "object" && v !== null && !Array.isArray(v));
+  const grants = [...field(state, "grants", Array.isArray)];
   const events = [];
   pages.forEach((page, number) => {
-    if (!page.checkpoint || page.checkpoint.header_bytes !== point) {
+    if (typeof page !== "object" || page === null || !page.checkpoint || page.checkpoint.header_bytes !== point) {
       throw new VerificationFailed("malformed bundle", `page ${number + 1} is against another checkpoint`);
     }
     if (!Array.isArray(page.events)) throw new VerificationFailed("malformed bundle", `page ${number + 1} has no events list`);
     events.push(...page.events);
+    if (number > 0 && page.grants !== undefined) {
+      if (!Array.isArray(page.grants)) throw new VerificationFailed("malformed bundle", `page ${number + 1}: missing or mistyped 'grants'`);
+      grants.push(...page.grants);
+    }
   });
-  return { ...first, events, page: { after: -1, next: null } };
+  return { ...first, state: { ...state, grants }, events, page: { after: -1, next: null } };
 }
 
 export const BUNDLE_VERIFIERS = { 1: verifyBundleV1, 2: verifyBundleV2 };
@@ -658,7 +859,9 @@ export function buildStory(dataset, checkpoint, proven, completeness) {
       return { ...p, revokedBy, expired, status: revokedBy ? "revoked" : expired ? "expired" : "live" };
     });
   const origin = proven[0];
-  const owner = origin.event.body.actor;
+  // The owner's identity: the proven record's (a key the owner rotated to may have signed
+  // the origin, §19.3), else the origin's signer.
+  const owner = completeness && isBytes(completeness.owner) ? completeness.owner : origin.event.body.actor;
   const ofType = (t) => proven.filter((p) => p.event.body.type === t);
   const children = ofType("derive")
     .map((p) => p.event.body.dataset)
@@ -704,9 +907,15 @@ export async function verifyEventProof(eventId, proof, genesis) {
   return { event, leafIndex, checkpoint };
 }
 
-/** A block (GET /v1/blocks/{h}): its commit, and that its events hash to `events_root`. */
-export async function verifyBlock(block, genesis) {
-  const checkpoint = await verifyCheckpoint({ header_bytes: block.header_bytes, commit: block.commit }, genesis);
+/**
+ * A block (GET /v1/blocks/{h}): its commit, and that its events hash to `events_root`. A
+ * block's JSON carries no transitions: `transitions` are those the node serves at
+ * GET /v1/validators/history with an effective height at most the block's (§19.4).
+ */
+export async function verifyBlock(block, genesis, transitions = []) {
+  const point = { header_bytes: block.header_bytes, commit: block.commit };
+  if (transitions.length) point.transitions = transitions;
+  const checkpoint = await verifyCheckpoint(point, genesis);
   const events = field(block, "events", Array.isArray);
   const envelopes = events.map((e, i) => hexOf(field(e, "envelope", isString), `event ${i} envelope`));
   const leaves = [];

@@ -1,0 +1,335 @@
+"""The single-submit load generator of `scripts/bench cluster --single`: one JSON
+`POST /v1/events` per event over keep-alive HTTP/1.1 connections, lean enough that the
+nodes, not this client, set the pace.
+
+httpx's pool costs more per request than the nodes do on a shared 2-core machine (~270
+trivial requests/s with 32 connections), so the benchmark speaks HTTP/1.1 itself: every
+request is built as bytes before the clock starts, each connection writes one and reads
+the status line, headers and a `content-length` body back. Its own CPU time is measured
+and reported beside the nodes' (`client_share`): a figure the client capped is flagged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import uvloop
+
+T = TypeVar("T")
+
+MAX_HEAD_BYTES = 64 * 1024
+CLIENT_SHARE_BOUND = 0.15
+"""The load client may use at most this share of the CPU the run used (its own plus the
+nodes'); above it the figure may measure the client, and the report says so."""
+CLIENT_CORE_BOUND = 0.5
+"""...and at most this share of its one core (it is one thread: near 1.0 it would be the
+bottleneck whatever the nodes do)."""
+MAX_OPEN_LOOP_CONNECTIONS = 512
+"""The open-loop latency run opens a connection per request in flight, up to this many in
+all; past it a request waits for a free one (and that wait counts in its latency)."""
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine on uvloop (the nodes' loop too), like `asyncio.run`."""
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
+def submit_request(url: str, envelope: bytes, *, wait: bool = False) -> bytes:
+    """The whole HTTP/1.1 request submitting one envelope as JSON, as bytes."""
+    parts = urlsplit(url)
+    body = json.dumps({"envelope": envelope.hex()}, separators=(",", ":")).encode()
+    target = "/v1/events?wait=commit" if wait else "/v1/events"
+    head = (
+        f"POST {target} HTTP/1.1\r\nhost: {parts.netloc}\r\n"
+        f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+class HttpError(Exception):
+    """The server answered something this client cannot read, or closed the connection."""
+
+
+def parse_head(head: bytes) -> tuple[int, int, bool]:
+    """Status, content length and whether the server will close, from a response head."""
+    lines = head.split(b"\r\n")
+    status_line = lines[0].split(b" ", 2)
+    if (
+        len(status_line) < 2
+        or not status_line[0].startswith(b"HTTP/1.")
+        or not (status_line[1].isdigit())
+    ):
+        raise HttpError(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
+    length = 0
+    close = False
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            value = value.strip()
+            if not value.isdigit():
+                raise HttpError(f"bad content-length {value[:20]!r}")
+            length = int(value)
+        elif name == b"connection" and value.strip().lower() == b"close":
+            close = True
+        elif name == b"transfer-encoding":
+            raise HttpError("chunked answers are not expected here")
+    return int(status_line[1]), length, close
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection: one request at a time."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.closed = False
+
+    @classmethod
+    async def open(cls, url: str) -> Connection:
+        parts = urlsplit(url)
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        return cls(reader, writer)
+
+    async def exchange(self, request: bytes) -> tuple[int, bytes]:
+        """Send one request; its status and body."""
+        self.writer.write(request)
+        try:
+            head = await self.reader.readuntil(b"\r\n\r\n")
+            status, length, close = parse_head(head)
+            body = await self.reader.readexactly(length) if length else b""
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError) as exc:
+            self.close()
+            raise HttpError(f"connection lost: {exc!r}") from exc
+        if close:
+            self.close()
+        return status, body
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.writer.close()
+
+
+@dataclass
+class FloodResult:
+    """What a closed-loop flood did: per-status counts, retries, timings and CPU."""
+
+    statuses: dict[str, int] = field(default_factory=dict)
+    retried: int = 0
+    submit_s: float = 0.0
+    client_cpu_s: float = 0.0
+
+
+async def flood(
+    urls: list[str],
+    requests: list[list[bytes]],
+    connections: int,
+    retry_pause_s: float = 0.05,
+) -> FloodResult:
+    """Submit every request as fast as the nodes answer, `connections` keep-alive
+    connections spread round-robin over `urls` (`requests[i]` holds the request bytes of
+    one event, one per url). A 429 or 503 is offered again after a pause, as a
+    well-behaved client would; any other answer is counted by status.
+    """
+    result = FloodResult()
+    pending = list(range(len(requests)))
+    pending.reverse()
+
+    async def worker(index: int) -> None:
+        node = index % len(urls)
+        conn = await Connection.open(urls[node])
+        try:
+            while pending:
+                item = pending.pop()
+                while True:
+                    if conn.closed:
+                        conn = await Connection.open(urls[node])
+                    try:
+                        status, _ = await conn.exchange(requests[item][node])
+                    except HttpError:
+                        result.statuses["lost-connection"] = (
+                            result.statuses.get("lost-connection", 0) + 1
+                        )
+                        break
+                    if status in (429, 503):
+                        result.retried += 1
+                        await asyncio.sleep(retry_pause_s)
+                        continue
+                    key = str(status)
+                    result.statuses[key] = result.statuses.get(key, 0) + 1
+                    break
+        finally:
+            conn.close()
+
+    cpu, started = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(worker(i) for i in range(connections)))
+    result.submit_s = time.perf_counter() - started
+    result.client_cpu_s = time.process_time() - cpu
+    return result
+
+
+class ConnectionPool:
+    """Connections to several nodes for open-loop load: an idle one is reused, else a new
+    one is opened while fewer than `limit` are open in all, else the request waits."""
+
+    def __init__(
+        self, urls: list[str], limit: int = MAX_OPEN_LOOP_CONNECTIONS, opener: Any = None
+    ) -> None:
+        self.urls = urls
+        self.limit = limit
+        self.open_count = 0
+        self.peak = 0
+        self._opener: Callable[[str], Coroutine[Any, Any, Connection]] = opener or Connection.open
+        self._idle: list[list[Connection]] = [[] for _ in urls]
+        self._free = asyncio.Condition()
+
+    async def acquire(self, node: int) -> Connection:
+        async with self._free:
+            while True:
+                idle = self._idle[node]
+                while idle:
+                    conn = idle.pop()
+                    if not conn.closed:
+                        return conn
+                    self.open_count -= 1
+                if self.open_count < self.limit:
+                    self.open_count += 1
+                    self.peak = max(self.peak, self.open_count)
+                    break
+                if not self._evict_idle():
+                    await self._free.wait()
+        try:
+            return await self._opener(self.urls[node])
+        except BaseException:
+            async with self._free:
+                self.open_count -= 1
+                self._free.notify()
+            raise
+
+    def _evict_idle(self) -> bool:
+        """Close an idle connection to another node to make room; False if none."""
+        for idle in self._idle:
+            if idle:
+                idle.pop().close()
+                self.open_count -= 1
+                return True
+        return False
+
+    async def release(self, node: int, conn: Connection) -> None:
+        async with self._free:
+            if conn.closed:
+                self.open_count -= 1
+            else:
+                self._idle[node].append(conn)
+            self._free.notify()
+
+    def close(self) -> None:
+        for idle in self._idle:
+            while idle:
+                idle.pop().close()
+
+
+async def latency_at_rate(
+    urls: list[str], requests: list[list[bytes]], rate: float
+) -> dict[str, Any]:
+    """Open loop: request i is due at start + i / rate on node i mod len(urls), with
+    `?wait=commit`; its latency runs from when it was due (so a request held up by the
+    client counts too) until the node answered that the event is committed."""
+    pool = ConnectionPool(urls)
+    latencies: list[float] = []
+    statuses: dict[str, int] = {}
+
+    async def one(index: int, due: float) -> None:
+        node = index % len(urls)
+        conn = await pool.acquire(node)
+        try:
+            status, body = await conn.exchange(requests[index][node])
+        except HttpError:
+            statuses["lost-connection"] = statuses.get("lost-connection", 0) + 1
+            return
+        finally:
+            await pool.release(node, conn)
+        if status == 200 and b'"committed"' in body:
+            latencies.append(time.perf_counter() - due)
+        else:
+            statuses[str(status)] = statuses.get(str(status), 0) + 1
+
+    tasks = []
+    begin = time.perf_counter()
+    try:
+        for index in range(len(requests)):
+            due = begin + index / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(index, due)))
+        await asyncio.gather(*tasks)
+    finally:
+        pool.close()
+    return {
+        "rate": round(rate, 1),
+        "events": len(requests),
+        "failures": len(requests) - len(latencies),
+        "failure_statuses": statuses,
+        "peak_connections": pool.peak,
+        **percentiles(latencies),
+    }
+
+
+def percentiles(latencies: list[float]) -> dict[str, float]:
+    """p50, p95, p99 and mean in ms (nearest rank)."""
+    if not latencies:
+        return {}
+    ordered = sorted(latencies)
+
+    def pct(p: float) -> float:
+        return round(1000 * ordered[min(len(ordered) - 1, int(p * len(ordered)))], 1)
+
+    return {
+        "p50_ms": pct(0.50),
+        "p95_ms": pct(0.95),
+        "p99_ms": pct(0.99),
+        "mean_ms": round(1000 * sum(ordered) / len(ordered), 1),
+    }
+
+
+def client_share(client_cpu_s: float, nodes_cpu_s: float, wall_s: float) -> dict[str, Any]:
+    """How much of the run's CPU the load client took, against its bounds.
+
+    `machine_share` is the client's part of all the CPU the run used (client plus nodes);
+    `core_share` how busy its one thread was. Both under their bounds means the client was
+    not the bottleneck; otherwise `ok` is False and the report flags the figure.
+    """
+    total = client_cpu_s + nodes_cpu_s
+    machine = client_cpu_s / total if total > 0 else 0.0
+    core = client_cpu_s / wall_s if wall_s > 0 else 0.0
+    return {
+        "client_cpu_s": round(client_cpu_s, 3),
+        "nodes_cpu_s": round(nodes_cpu_s, 3),
+        "machine_share": round(machine, 3),
+        "core_share": round(core, 3),
+        "machine_bound": CLIENT_SHARE_BOUND,
+        "core_bound": CLIENT_CORE_BOUND,
+        "ok": machine <= CLIENT_SHARE_BOUND and core <= CLIENT_CORE_BOUND,
+    }
+
+
+def describe_client_share(share: dict[str, Any]) -> str:
+    """One line for the report."""
+    verdict = (
+        "within bounds: the nodes set the pace"
+        if share["ok"]
+        else "OVER BOUND: this figure may measure the load client"
+    )
+    return (
+        f"{share['machine_share']:.1%} of the run's CPU (bound {share['machine_bound']:.0%}), "
+        f"{share['core_share']:.1%} of its core (bound {share['core_bound']:.0%}): {verdict}"
+    )

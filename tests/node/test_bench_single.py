@@ -1,0 +1,300 @@
+"""`scripts/bench cluster --single` (issue 16): the load client's HTTP/1.1, its CPU-share
+verdict, its connection bound, wrk's report, the metrics and profile summaries (behaviour
+only, never timings). The clients talk to real asyncio servers on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from node.bench import cluster, httpbound, loadgen, profile
+from node.bench import ledger as bench
+
+# --- a tiny HTTP/1.1 server on loopback -----------------------------------------------------
+
+Answer = Callable[[bytes, bytes], tuple[int, bytes]]
+
+
+@asynccontextmanager
+async def http_server(answer: Answer) -> AsyncIterator[tuple[str, list[bytes]]]:
+    """Serves keep-alive requests with `answer(request head, body)`; yields its URL and the
+    bodies it received."""
+    bodies: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                body = await reader.readexactly(length)
+                bodies.append(body)
+                status, payload = answer(head, body)
+                writer.write(
+                    b"HTTP/1.1 %d X\r\ncontent-type: application/json\r\n"
+                    b"content-length: %d\r\n\r\n%s" % (status, len(payload), payload)
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}", bodies
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+# --- the request and the response head ------------------------------------------------------
+
+
+def test_submit_request_is_one_json_post_per_envelope() -> None:
+    request = loadgen.submit_request("http://127.0.0.1:8800", b"\x01\xab")
+    head, _, body = request.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"POST /v1/events HTTP/1.1"
+    assert b"host: 127.0.0.1:8800" in lines
+    assert b"content-type: application/json" in lines
+    assert f"content-length: {len(body)}".encode() in lines
+    assert json.loads(body) == {"envelope": "01ab"}
+    waiting = loadgen.submit_request("http://127.0.0.1:8800", b"\x01", wait=True)
+    assert waiting.startswith(b"POST /v1/events?wait=commit HTTP/1.1\r\n")
+
+
+def test_parse_head_reads_status_length_and_close() -> None:
+    head = b"HTTP/1.1 202 Accepted\r\nContent-Length: 17\r\nconnection: close\r\n\r\n"
+    assert loadgen.parse_head(head) == (202, 17, True)
+    assert loadgen.parse_head(b"HTTP/1.1 204 No Content\r\n\r\n") == (204, 0, False)
+    for bad in (
+        b"garbage\r\n\r\n",
+        b"HTTP/1.1 20x OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+    ):
+        with pytest.raises(loadgen.HttpError):
+            loadgen.parse_head(bad)
+
+
+# --- the flood and the open-loop run against a real server ----------------------------------
+
+
+def test_flood_submits_every_event_once_and_offers_a_429_again() -> None:
+    refused = {"left": 3}
+
+    def answer(head: bytes, body: bytes) -> tuple[int, bytes]:
+        if refused["left"]:
+            refused["left"] -= 1
+            return 429, b"{}"
+        return 202, b'{"status":"pending"}'
+
+    async def scenario() -> tuple[loadgen.FloodResult, list[bytes]]:
+        async with http_server(answer) as (url, bodies):
+            requests = [[loadgen.submit_request(url, bytes([i]))] for i in range(40)]
+            return await loadgen.flood([url], requests, connections=4, retry_pause_s=0), bodies
+
+    result, bodies = loadgen.run(scenario())
+    assert result.statuses == {"202": 40}
+    assert result.retried == 3
+    assert len(bodies) == 43
+    accepted = {json.loads(b)["envelope"] for b in bodies}
+    assert accepted == {bytes([i]).hex() for i in range(40)}
+    assert result.submit_s > 0 and result.client_cpu_s >= 0
+
+
+def test_latency_run_counts_only_committed_answers() -> None:
+    def answer(head: bytes, body: bytes) -> tuple[int, bytes]:
+        assert head.startswith(b"POST /v1/events?wait=commit ")
+        if json.loads(body)["envelope"] == "07":
+            return 504, b'{"status":504}'
+        return 200, b'{"status":"committed","height":3}'
+
+    async def scenario() -> dict[str, object]:
+        async with http_server(answer) as (url, _):
+            requests = [[loadgen.submit_request(url, bytes([i]), wait=True)] for i in range(20)]
+            return await loadgen.latency_at_rate([url], requests, rate=2_000)
+
+    result = loadgen.run(scenario())
+    assert result["events"] == 20 and result["failures"] == 1
+    assert result["failure_statuses"] == {"504": 1}
+    assert 0 < result["p50_ms"] <= result["p99_ms"]  # type: ignore[operator]
+    assert 1 <= result["peak_connections"] <= loadgen.MAX_OPEN_LOOP_CONNECTIONS  # type: ignore[operator]
+
+
+def test_the_open_loop_pool_never_opens_more_than_its_limit() -> None:
+    class Fake:
+        closed = False
+
+        def close(self) -> None:
+            self.closed = True
+
+    opened: list[Fake] = []
+
+    async def opener(url: str) -> Fake:
+        opened.append(Fake())
+        return opened[-1]
+
+    async def scenario() -> None:
+        pool = loadgen.ConnectionPool(["a", "b"], limit=2, opener=opener)
+        first = await pool.acquire(0)
+        second = await pool.acquire(1)
+        third = asyncio.create_task(pool.acquire(0))
+        await asyncio.sleep(0.01)
+        assert not third.done() and pool.open_count == 2  # waits: the bound is reached
+        await pool.release(0, first)  # an idle connection to node 0: reused
+        assert await third is first
+        fourth = asyncio.create_task(pool.acquire(0))
+        await pool.release(1, second)  # idle but to node 1: closed to make room
+        await fourth
+        assert second.closed and len(opened) == 3
+        assert pool.peak == 2 and pool.open_count == 2
+        pool.close()
+
+    asyncio.run(scenario())
+
+
+# --- the client's CPU share -------------------------------------------------------------------
+
+
+def test_client_share_within_bounds_says_the_nodes_set_the_pace() -> None:
+    share = loadgen.client_share(client_cpu_s=1.0, nodes_cpu_s=19.0, wall_s=10.0)
+    assert share["machine_share"] == 0.05 and share["core_share"] == 0.1
+    assert share["ok"] is True
+    line = loadgen.describe_client_share(share)
+    assert "5.0% of the run's CPU" in line and "within bounds" in line
+
+
+@pytest.mark.parametrize(
+    ("client", "nodes", "wall"),
+    [
+        (2.0, 8.0, 10.0),  # 20% of the machine's work: over the 15% bound
+        (6.0, 94.0, 10.0),  # 6% of the work, but its one thread 60% busy: over 50%
+    ],
+)
+def test_client_share_over_a_bound_flags_the_figure(
+    client: float, nodes: float, wall: float
+) -> None:
+    share = loadgen.client_share(client, nodes, wall)
+    assert share["ok"] is False
+    assert "OVER BOUND" in loadgen.describe_client_share(share)
+
+
+def test_client_share_at_its_bounds_is_still_ok() -> None:
+    bound = loadgen.CLIENT_SHARE_BOUND
+    share = loadgen.client_share(bound, 1 - bound, wall_s=10.0)
+    assert share["ok"] is True
+
+
+# --- wrk, metrics, profiles, the command line -------------------------------------------------
+
+WRK_OUTPUT = b"""Running 4s test @ http://127.0.0.1:18890/
+  1 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     2.61ms  412.00us   9.84ms   88.20%
+    Req/Sec    12.28k   402.11    12.90k    72.50%
+  48871 requests in 4.00s, 6.71MB read
+Requests/sec:  12210.45
+Transfer/sec:      1.68MB
+"""
+
+
+def test_wrk_report_is_parsed_and_garbage_refused() -> None:
+    assert httpbound.parse_wrk(WRK_OUTPUT) == 12210.45
+    with pytest.raises(ValueError):
+        httpbound.parse_wrk(b"unable to connect to 127.0.0.1:1 Connection refused")
+
+
+def test_find_wrk_without_install_reports_absence(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(httpbound.shutil, "which", lambda name, **_: None)
+    assert httpbound.find_wrk(install=False) is None
+    assert "apt-get install wrk" in httpbound.WRK_MISSING
+
+
+def test_post_counts_read_the_request_counter_per_route() -> None:
+    text = "\n".join(
+        [
+            "# HELP provledger_http_requests_total HTTP requests",
+            'provledger_http_requests_total{route="/p2p/events",method="POST"} 12.0',
+            'provledger_http_requests_total{route="/p2p/events",method="GET"} 5.0',
+            'provledger_http_requests_total{route="/v1/events",method="POST"} 3.0',
+            'provledger_http_requests_created{route="/v1/events",method="POST"} 1.7e+09',
+        ]
+    )
+    assert cluster.post_counts(text) == {"/p2p/events": 12.0, "/v1/events": 3.0}
+
+
+RAW_PROFILE = "\n".join(
+    [
+        "main (node/server/run.py:1);run (uvicorn/x.py:2);__call__ (node/server/http/guard.py:3);"
+        "__call__ (node/server/http/fast_events.py:4);p2p_events (node/server/http/peer.py:5);"
+        "verify (ledger/crypto.py:6) 30",
+        "main (node/server/run.py:1);__call__ (node/server/http/fast_events.py:4);"
+        "submit (node/server/service.py:9);sha256 (ledger/crypto.py:7) 10",
+        "main (node/server/run.py:1);_run_once (asyncio/base_events.py:8) 10",
+        "not a profile line",
+    ]
+)
+
+
+def test_profile_summary_puts_samples_in_phases_and_layers() -> None:
+    summary = profile.summarize(RAW_PROFILE)
+    assert summary.samples == 50
+    assert summary.phases == {
+        "p2p_events (node/server/http/peer.py)": 30,
+        "__call__ (node/server/http/fast_events.py)": 10,
+        "event loop (waiting, callbacks)": 10,
+    }
+    assert summary.layers["p2p_events (node/server/http/peer.py)"] == {"ECDSA verify": 30}
+    text = profile.format_summary(profile.merge([summary, summary]))
+    assert "100 samples" in text and "60.0%  p2p_events" in text
+
+
+def test_single_mode_on_the_command_line() -> None:
+    parser = bench.build_parser()
+    args = parser.parse_args(["cluster", "--single"])
+    assert args.single is True and args.clients is None and args.rate == 1_000.0
+    assert cluster.SINGLE_CLIENTS == 32
+    args = parser.parse_args(["cluster", "--single", "--clients", "8", "--profile", "/tmp/p"])
+    assert args.clients == 8 and args.profile == "/tmp/p"
+    assert parser.parse_args(["cluster"]).single is False
+
+
+# --- end to end, on a real 4-validator cluster ------------------------------------------------
+
+
+@pytest.mark.cluster
+def test_bench_single_runs_end_to_end_and_loses_nothing(tmp_path: Path) -> None:
+    from tests.cluster.harness import free_port_block
+
+    base = free_port_block(120)  # nodes, their peer ports (+100) and the trivial server (+90)
+    results = cluster.bench_single(
+        events_total=240,
+        clients=8,
+        base_port=base,
+        rate=60.0,
+        latency_events=60,
+        batch=40,
+        workdir=str(tmp_path),
+    )
+    single, batched = results["single"], results["batched"]
+    assert single["http_statuses"] == {"202": 240}
+    assert (single["lost"], single["duplicated"], single["committed"]) == (0, 0, 240)
+    assert (batched["lost"], batched["duplicated"], batched["committed"]) == (0, 0, 240)
+    assert set(single["client"]) >= {"machine_share", "core_share", "ok"}
+    assert single["blocks"] >= 1 and "/p2p/events" in single["peer_posts_per_event"]
+    latency = results["latency"]
+    assert latency["events"] == 60 and latency["failures"] == 0
+    assert results["light_latency"]["failures"] == 0
+    ratios = results["ratios"]
+    assert ratios["single_vs_verify_bound"] > 0 and ratios["batched_vs_verify_bound"] > 0
+    assert not list(tmp_path.iterdir()), "the throwaway cluster is removed"
