@@ -284,10 +284,13 @@ def _well_typed_proposal(proposal: object) -> bool:
 
 
 class ConsensusCore:
-    """One node's Tendermint state machine for a fixed validator set.
+    """One node's Tendermint state machine.
 
-    `signer` None (or a key outside the set) makes a follower: it runs the rules and decides
-    from others' messages but never signs. `height` is the next height to decide; a restarted
+    The validator set is `validators` for every height unless `validators_at` says which set
+    is in force at each height (governance, docs/PROTOCOL.md §19.4): the core adopts it when
+    it enters the height, and `config_at` likewise the timeouts. `signer` None (or a key
+    outside the height's set) makes a follower: it runs the rules and decides from others'
+    messages but never signs. `height` is the next height to decide; a restarted
     validator resumes at the round of its signer's last signature at that height, with the
     lock recorded by the signer.
     """

@@ -164,13 +164,9 @@ class ValidatorSet:
 
 
 def _committed(member: Validator) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "name": member.name,
-        "power": member.power,
-        "public_key": member.public_key,
-    }
-    if member.operator:
-        doc["operator"] = member.operator
+    """What the set hash commits to of a member: all but its URL (which may move)."""
+    doc = member.to_doc()
+    del doc["url"]
     return doc
 
 

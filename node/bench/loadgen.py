@@ -112,6 +112,10 @@ class Connection:
             self.close()
         return status, body
 
+    def server_closed(self) -> bool:
+        """True once the server has closed its end (an idle keep-alive timeout)."""
+        return self.reader.at_eof()
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True
@@ -197,8 +201,9 @@ class ConnectionPool:
                 idle = self._idle[node]
                 while idle:
                     conn = idle.pop()
-                    if not conn.closed:
+                    if not conn.closed and not conn.server_closed():
                         return conn
+                    conn.close()  # the server closed it while idle (keep-alive timeout)
                     self.open_count -= 1
                 if self.open_count < self.limit:
                     self.open_count += 1

@@ -147,20 +147,6 @@ def add_validator(
     propose(key, node, wait, as_json, genesis, check_change(change, "'--name'"))
 
 
-@app.command("remove-validator")
-def remove_validator(
-    public_key: PubkeyArgument,
-    key: KeyOption,
-    node: NodeOption,
-    wait: WaitOption = False,
-    genesis: GenesisOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Propose removing a validator (it keeps following the chain as a full node)."""
-    change = Change(REMOVE_VALIDATOR, public_key=parse_public_key(public_key, "PUBKEY"))
-    propose(key, node, wait, as_json, genesis, change)
-
-
 @app.command("set-power")
 def set_power(
     public_key: PubkeyArgument,
@@ -178,32 +164,38 @@ def set_power(
     propose(key, node, wait, as_json, genesis, change)
 
 
-@app.command("add-registrar")
-def add_registrar(
-    public_key: PubkeyArgument,
-    key: KeyOption,
-    node: NodeOption,
-    wait: WaitOption = False,
-    genesis: GenesisOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Propose making a key a registrar (it may admit, suspend, reinstate and rotate)."""
-    change = Change(ADD_REGISTRAR, public_key=parse_public_key(public_key, "PUBKEY"))
-    propose(key, node, wait, as_json, genesis, change)
+def _key_change_command(name: str, op: str, summary: str) -> None:
+    """Register `provledger govern NAME PUBKEY`: propose `op` about one key."""
+
+    def command(
+        public_key: PubkeyArgument,
+        key: KeyOption,
+        node: NodeOption,
+        wait: WaitOption = False,
+        genesis: GenesisOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        change = Change(op, public_key=parse_public_key(public_key, "PUBKEY"))
+        propose(key, node, wait, as_json, genesis, change)
+
+    command.__doc__ = summary
+    app.command(name)(command)
 
 
-@app.command("remove-registrar")
-def remove_registrar(
-    public_key: PubkeyArgument,
-    key: KeyOption,
-    node: NodeOption,
-    wait: WaitOption = False,
-    genesis: GenesisOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Propose that a key stops being a registrar."""
-    change = Change(REMOVE_REGISTRAR, public_key=parse_public_key(public_key, "PUBKEY"))
-    propose(key, node, wait, as_json, genesis, change)
+for _name, _op, _summary in (
+    (
+        "remove-validator",
+        REMOVE_VALIDATOR,
+        "Propose removing a validator (it keeps following the chain as a full node).",
+    ),
+    (
+        "add-registrar",
+        ADD_REGISTRAR,
+        "Propose making a key a registrar (it may admit, suspend, reinstate and rotate).",
+    ),
+    ("remove-registrar", REMOVE_REGISTRAR, "Propose that a key stops being a registrar."),
+):
+    _key_change_command(_name, _op, _summary)
 
 
 @app.command("set-param")

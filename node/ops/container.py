@@ -40,7 +40,9 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import sys
+import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -50,6 +52,7 @@ from ledger.crypto import PrivateKey
 from ledger.errors import LedgerError
 from ledger.genesis import Genesis
 from node.config import NodeSettings
+from node.ops.homes import local_url
 
 DEFAULT_HOME = "/node"
 DEFAULT_GENESIS = "/etc/provledger/genesis/genesis.json"
@@ -271,10 +274,30 @@ def prepare_home(environ: Mapping[str, str]) -> NodeSettings:
     return settings
 
 
+def healthy(environ: Mapping[str, str]) -> bool:
+    """The image's HEALTHCHECK: the node in this container answers `/healthz`, over HTTPS when
+    its home's config serves TLS. The check talks to itself on loopback and sends nothing
+    secret, so it does not verify the certificate (the probes of Kubernetes do not either)."""
+    home = Path(environ.get("PROVLEDGER_HOME", DEFAULT_HOME))
+    try:
+        settings = NodeSettings.load(home)
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        with urllib.request.urlopen(
+            f"{local_url(settings)}/healthz", timeout=3, context=context
+        ) as response:
+            return bool(response.status == 200)
+    except (OSError, LedgerError, ValueError):
+        return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv) or ["start"]
+    if args == ["health"]:
+        return 0 if healthy(os.environ) else 1
     if args not in (["start"], ["render"]):
-        print("usage: python -m node.ops.container [start|render]", file=sys.stderr)
+        print("usage: python -m node.ops.container [start|render|health]", file=sys.stderr)
         return 2
     try:
         settings = prepare_home(os.environ)

@@ -52,6 +52,7 @@ from node.server.snapshot import (
     FrameWriter,
     Readable,
     SnapshotRefused,
+    StreamReader,
     bounded_stream,
     own_peer_url,
     pairs,
@@ -206,7 +207,7 @@ def write_backup(home: Path, out: Path, files_too: bool = True) -> BackupInfo:
     ) as response:
         if response.status_code != 200:
             raise SnapshotRefused(f"the running node refused: {problem_detail(response)}")
-        source = _ResponseReader(response.iter_bytes())
+        source = StreamReader(response.iter_bytes())
         reader = FrameReader(source, BACKUP_MAGIC)
         frames = reader.frames()
         manifest = next(frames)
@@ -233,23 +234,6 @@ def write_backup(home: Path, out: Path, files_too: bool = True) -> BackupInfo:
     return BackupInfo(
         manifest["height"], manifest.get("store_format", 0), counted[0][0], tuple(files), size
     )
-
-
-class _ResponseReader:
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._buffer = b""
-
-    def read(self, count: int = -1) -> bytes:
-        while count < 0 or len(self._buffer) < count:
-            try:
-                self._buffer += next(self._chunks)
-            except StopIteration:
-                break
-        if count < 0:
-            count = len(self._buffer)
-        data, self._buffer = self._buffer[:count], self._buffer[count:]
-        return data
 
 
 def _check_manifest(manifest: dict[str, Any], genesis: Genesis | None) -> None:

@@ -353,7 +353,7 @@ def store_exists(settings: NodeSettings) -> bool:
 # --- from a peer -----------------------------------------------------------------------------
 
 
-class _StreamReader:
+class StreamReader:
     """A file-like reader over an httpx response's byte stream."""
 
     def __init__(self, chunks: Iterator[bytes]) -> None:
@@ -428,7 +428,7 @@ def install_from_peers(settings: NodeSettings, genesis: Genesis) -> Header | Non
                 if response.status_code != 200:
                     failures.append(f"{peer}: {problem_detail(response)}")
                     continue
-                source = _StreamReader(response.iter_bytes())
+                source = StreamReader(response.iter_bytes())
                 return install_snapshot(source, settings.data_path, genesis)
         except (httpx.HTTPError, OSError, LedgerError) as exc:
             failures.append(f"{peer}: {exc}")

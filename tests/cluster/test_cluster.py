@@ -198,14 +198,20 @@ def test_blocks_larger_than_a_mebibyte_commit(cluster: LocalCluster) -> None:
         for _ in range(200)
     ]
     assert sum(len(e.envelope) for e in registered) > 2 * 1024 * 1024
+    # Two of four paused: no quorum, so every event is pending when the next block is built
+    # (otherwise how they split into blocks depends on timing).
+    for paused in (2, 3):
+        cluster.signal(paused, signal.SIGSTOP)
     for first in range(0, len(registered), 30):
         chunk = registered[first : first + 30]
         response = cluster.client.post(
-            f"{cluster.urls[first % 4]}/v1/events/batch",
+            f"{cluster.urls[(first // 30) % 2]}/v1/events/batch",
             json={"envelopes": [e.envelope.hex() for e in chunk]},
         )
         assert response.status_code == 202, response.text
         assert all(r["status"] == "pending" for r in response.json()["results"])
+    for paused in (2, 3):
+        cluster.signal(paused, signal.SIGCONT)
     for event in registered:
         wait_for(
             lambda event=event: cluster.get(0, f"/v1/events/{event.event_id.hex()}"),

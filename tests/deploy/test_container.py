@@ -280,6 +280,10 @@ def test_start_execs_the_daemon_which_becomes_ready(
         time.sleep(0.1)
     if tls:
         assert_served_like_the_manifests_expect(api, tmp_path / "solo" / "ca.pem")
+    # The image's HEALTHCHECK (`python -m node.ops.container health`) finds it, either scheme.
+    home = {"PROVLEDGER_HOME": str(tmp_path / "home")}
+    assert entry.main(["health"]) == 1  # the default home (/node) holds no node here
+    assert entry.healthy(home)
     # The shell and the entry module replaced themselves: this pid is the daemon itself.
     cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")
     assert b"node.server" in cmdline, cmdline

@@ -89,7 +89,10 @@ def governed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Governed]:
     power 1 that never runs (the second: 3 of 4 still commits alone); after that the
     newcomer proposes and the first validator approves, a key is suspended, reinstated and
     rotated, and a dataset gets a story of 7 events with two grants."""
-    with running_node(tmp_path_factory.mktemp("governed-explorer")) as node:
+    # Empty blocks every 200 ms, so that each change's effective height comes soon.
+    with running_node(
+        tmp_path_factory.mktemp("governed-explorer"), idle_block_interval_ms=200
+    ) as node:
         me = PrivateKey.load(node.settings.key_path)
         signed: dict[str, events.SignedEvent] = {}
         heights: dict[str, int] = {}

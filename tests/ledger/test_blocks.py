@@ -13,6 +13,7 @@ from ledger import codec, crypto, merkle
 from ledger.blocks import (
     HEADER_FIELDS,
     MAX_VALIDATORS,
+    NEXT_VALIDATORS,
     PRECOMMIT,
     PREVOTE,
     Block,
@@ -921,3 +922,82 @@ def test_events_match_header_binds_the_events_to_the_header() -> None:
     assert Block(header, events).events_match_header()
     assert not Block(header, events[::-1]).events_match_header()
     assert not Block(header, events[:2]).events_match_header()
+
+
+# --- governance fields: operator keys and the next set's hash (issue 17) -----------------------
+
+
+def test_a_validators_approver_is_its_operator_key_or_else_its_node_key() -> None:
+    node, operator = make_key(1).public_key, make_key(2).public_key
+    assert Validator("v", node, 1).approver == node
+    assert Validator("v", node, 1, operator=operator).approver == operator
+
+
+def test_a_validator_with_an_operator_key_round_trips_through_json_and_its_doc() -> None:
+    node, operator = make_key(1).public_key, make_key(2).public_key
+    v = Validator("v", node, 3, "http://h:1", operator)
+    doc = json.loads(json.dumps(v.to_json()))
+    assert doc == {
+        "name": "v",
+        "public_key": node.hex(),
+        "power": 3,
+        "url": "http://h:1",
+        "operator": operator.hex(),
+    }
+    assert Validator.from_json(doc) == v
+    assert v.to_doc() == {
+        "name": "v",
+        "power": 3,
+        "public_key": node,
+        "url": "http://h:1",
+        "operator": operator,
+    }
+    assert Validator.from_doc(v.to_doc()) == v
+    plain = Validator("w", node, 1)
+    assert "operator" not in plain.to_doc() and "operator" not in plain.to_json()
+    assert Validator.from_doc(plain.to_doc()) == plain
+
+
+def test_a_validator_set_round_trips_through_json_and_refuses_a_non_list() -> None:
+    _, vs = make_validators(3, [1, 2, 3])
+    members = (
+        *vs.validators[:2],
+        dataclasses.replace(vs.validators[2], operator=make_key(5).public_key),
+    )
+    vs = ValidatorSet(members)
+    doc = json.loads(json.dumps(vs.to_json()))
+    assert [m["name"] for m in doc] == ["v0", "v1", "v2"] and "operator" in doc[2]
+    assert ValidatorSet.from_json(doc) == vs
+    for bad in ({"v0": doc[0]}, doc[0], None):
+        with pytest.raises(Malformed, match="a validator set is a list"):
+            ValidatorSet.from_json(bad)
+
+
+def test_the_set_hash_commits_to_a_members_operator_key() -> None:
+    keys, vs = make_validators(2, seed=3)
+    operator = make_key(77).public_key
+    with_operator = ValidatorSet(
+        (dataclasses.replace(vs.validators[0], operator=operator), vs.validators[1])
+    )
+    expected = crypto.sha256(
+        codec.encode(
+            [
+                {"name": "v0", "operator": operator, "power": 1, "public_key": keys[0].public_key},
+                {"name": "v1", "power": 1, "public_key": keys[1].public_key},
+            ]
+        )
+    )
+    assert with_operator.hash() == expected != vs.hash()
+
+
+def test_a_header_names_the_next_sets_hash_only_when_it_changes() -> None:
+    current, coming = crypto.sha256(b"current set"), crypto.sha256(b"coming set")
+    plain = dataclasses.replace(make_header(), validators=current)
+    assert plain.next_set_hash == current and NEXT_VALIDATORS not in plain.to_wire()
+    changing = dataclasses.replace(plain, next_validators=coming)
+    assert changing.next_set_hash == coming
+    assert changing.to_wire()[NEXT_VALIDATORS] == coming
+    assert Header.decode(changing.encode()) == changing
+    assert changing.block_hash != plain.block_hash
+    with pytest.raises(Malformed, match="only when the set changes"):
+        dataclasses.replace(plain, next_validators=current)

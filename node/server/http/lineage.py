@@ -3,7 +3,8 @@ GET /v1/datasets/{hash}/prov (PROV-JSON, PROV-N, PROV-O Turtle) and /openlineage
 
 The node builds the bundle it would serve, verifies it against its own genesis
 (`ledger.provenance.verify_bundle`), and converts the proven story with `node.lineage`; names
-of keys are the ones its state holds (genesis validators and registrars first).
+of keys are the ones its state holds (validators of genesis and of the set in force, and
+registrars, first).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ def _story(service: NodeService, dataset: str) -> provenance.VerifiedStory:
 def _names(service: NodeService, story: provenance.VerifiedStory) -> dict[bytes, str]:
     names = {key: "genesis registrar" for key in service.genesis.registrars}
     names.update({v.public_key: v.name for v in service.genesis.validators.validators})
+    for validators in service.membership.sets_ahead():  # as governance changed the set
+        names.update({v.public_key: v.name for v in validators.validators})
     state = service.store.state()
     for proven in story.events:
         for key in (proven.event.actor, getattr(proven.event.body, "to", None)):
