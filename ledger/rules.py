@@ -282,17 +282,16 @@ class Rules:
 
     # --- governance state ---------------------------------------------------------------
 
-    def validators_at(self, state: StateOverlay, height: int) -> ValidatorSet:
+    def validators_at(self, state: StateOverlay, height: int | None) -> ValidatorSet:
         """The validator set in force at `height`, for heights from the newest executed block
-        on (older entries are pruned from the schedule; see `transition_key`)."""
-        schedule = state.get_doc(VALIDATOR_SCHEDULE)
-        found = governance.value_at(schedule, height) if schedule else None
+        on (older entries are pruned from the schedule; see `transition_key`); None: the
+        newest scheduled, pending changes included."""
+        found = _scheduled(state, VALIDATOR_SCHEDULE, height)
         return self.genesis.validators if found is None else governance.set_from_doc(found)
 
-    def params_at(self, state: StateOverlay, height: int) -> ChainParams:
+    def params_at(self, state: StateOverlay, height: int | None) -> ChainParams:
         """The chain parameters in force at `height` (as `validators_at`)."""
-        schedule = state.get_doc(PARAMS_SCHEDULE)
-        found = governance.value_at(schedule, height) if schedule else None
+        found = _scheduled(state, PARAMS_SCHEDULE, height)
         return self.genesis.chain_params if found is None else ChainParams(**found)
 
     def _time_window(self, state: StateOverlay, height: int) -> int:
@@ -300,16 +299,6 @@ class Rules:
         if state.get(PARAMS_SCHEDULE) is None:
             return self.time_window_ms
         return self.params_at(state, height).time_window_ms
-
-    def _latest_validators(self, state: StateOverlay) -> ValidatorSet:
-        schedule = state.get_doc(VALIDATOR_SCHEDULE)
-        found = governance.latest(schedule) if schedule else None
-        return self.genesis.validators if found is None else governance.set_from_doc(found)
-
-    def _latest_params(self, state: StateOverlay) -> ChainParams:
-        schedule = state.get_doc(PARAMS_SCHEDULE)
-        found = governance.latest(schedule) if schedule else None
-        return self.genesis.chain_params if found is None else ChainParams(**found)
 
     def _approving_validator(self, state: StateOverlay, actor: bytes, height: int) -> Validator:
         for member in self.validators_at(state, height).validators:
@@ -641,9 +630,9 @@ class Rules:
     def _check_change(self, state: StateOverlay, change: governance.Change) -> None:
         """Raise unless `change` applies on top of every change already scheduled."""
         if change.op in governance.VALIDATOR_CHANGES:
-            governance.apply_to_set(self._latest_validators(state), change)
+            governance.apply_to_set(self.validators_at(state, None), change)
         elif change.op == governance.SET_PARAM:
-            governance.params_with(self._latest_params(state), change)
+            governance.params_with(self.params_at(state, None), change)
         else:
             wanted = change.op == governance.ADD_REGISTRAR
             if self._registrar_latest(state, change.public_key) == wanted:
@@ -662,7 +651,7 @@ class Rules:
     ) -> None:
         self._check_change(state, change)
         if change.op in governance.VALIDATOR_CHANGES:
-            new_set = governance.apply_to_set(self._latest_validators(state), change)
+            new_set = governance.apply_to_set(self.validators_at(state, None), change)
             # Two changes decided in one block take effect at the same height: the step that
             # matters is from the set in force just before it, not from the first change.
             try:
@@ -676,7 +665,7 @@ class Rules:
             self._schedule(state, VALIDATOR_SCHEDULE, effective, doc, ctx.height)
             state.put_doc(transition_key(effective), doc)
         elif change.op == governance.SET_PARAM:
-            params = governance.params_with(self._latest_params(state), change)
+            params = governance.params_with(self.params_at(state, None), change)
             self._schedule(state, PARAMS_SCHEDULE, effective, params.to_json(), ctx.height)
         else:
             key = registrar_schedule_key(self.identity(state, change.public_key))
@@ -763,6 +752,15 @@ class Rules:
         state.put_doc(participant_key(body.subject), old)
         state.put_doc(participant_key(body.to), successor)
         return ()
+
+
+def _scheduled(state: StateOverlay, key: bytes, height: int | None) -> Any | None:
+    """The value of the schedule under `key` in force at `height` (None: its newest entry),
+    or None when governance never scheduled one."""
+    schedule = state.get_doc(key)
+    if not schedule:
+        return None
+    return governance.latest(schedule) if height is None else governance.value_at(schedule, height)
 
 
 def _require_active(

@@ -11,6 +11,7 @@ the signature with `rotate --to NEW_PUBKEY --possession HEX`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -43,33 +44,29 @@ RegistrarKeyOption = Annotated[
 ]
 
 
-def suspend(
-    public_key: SubjectArgument,
-    key: RegistrarKeyOption,
-    node: NodeOption,
-    wait: WaitOption = False,
-    genesis: GenesisOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Suspend a participant's key (registrar): it signs nothing new until reinstated; its
-    history stays."""
-    subject = parse_public_key(public_key, "PUBKEY")
-    submit_event(key, node, wait, as_json, genesis, lambda c: events.Suspend(**c, subject=subject))
+def _subject_command(cls: type[events.Suspend] | type[events.Reinstate]) -> Callable[..., None]:
+    """`provledger suspend|reinstate PUBKEY`: a registrar's event about one key."""
+
+    def command(
+        public_key: SubjectArgument,
+        key: RegistrarKeyOption,
+        node: NodeOption,
+        wait: WaitOption = False,
+        genesis: GenesisOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        subject = parse_public_key(public_key, "PUBKEY")
+        submit_event(key, node, wait, as_json, genesis, lambda c: cls(**c, subject=subject))
+
+    command.__name__ = cls.TYPE  # the command's name in `provledger`
+    return command
 
 
-def reinstate(
-    public_key: SubjectArgument,
-    key: RegistrarKeyOption,
-    node: NodeOption,
-    wait: WaitOption = False,
-    genesis: GenesisOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Lift a suspension (registrar)."""
-    subject = parse_public_key(public_key, "PUBKEY")
-    submit_event(
-        key, node, wait, as_json, genesis, lambda c: events.Reinstate(**c, subject=subject)
-    )
+suspend = _subject_command(events.Suspend)
+suspend.__doc__ = """Suspend a participant's key (registrar): it signs nothing new until reinstated;
+its history stays."""
+reinstate = _subject_command(events.Reinstate)
+reinstate.__doc__ = "Lift a suspension (registrar)."
 
 
 SubjectOption = Annotated[
