@@ -27,7 +27,7 @@ from node.cli.common import (
     open_client,
     print_json,
 )
-from node.cli.story import iso_time
+from node.cli.story import checkpoint_set, iso_time, signed_by
 from node.client import ClientError, NodeClient
 
 NodeGenesis = Callable[[NodeClient, str], Genesis]
@@ -157,6 +157,7 @@ def check_fact(
     else:
         holds, sentence, fields = participant_fact(state, genesis)
     point = state.checkpoint
+    changes = checkpoint_set(doc, genesis)[1]
     if as_json:
         print_json(
             {
@@ -165,7 +166,7 @@ def check_fact(
                 "id": ident.hex(),
                 "holds": holds,
                 **fields,
-                "checkpoint": {"height": point.height, "time": point.time},
+                "checkpoint": {"height": point.height, "time": point.time, "set_changes": changes},
                 "genesis_source": "file" if genesis_file is not None else "node",
             }
         )
@@ -174,7 +175,7 @@ def check_fact(
         typer.echo(f"  {sentence}")
         typer.echo(
             f"  proven against the state root of the checkpoint at height {point.height} "
-            f"({iso_time(point.time)}), signed by the genesis validators"
+            f"({iso_time(point.time)}), signed by {signed_by(changes)}"
         )
     if not holds:
         raise typer.Exit(EXIT_FAILED)

@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ledger import events
-from ledger.blocks import Commit
-from ledger.errors import Malformed
+from ledger import events, transitions
+from ledger.blocks import Commit, ValidatorSet
+from ledger.errors import LedgerError, Malformed
 from ledger.genesis import Genesis
 from ledger.provenance import GrantStatus, ProvenEvent, VerifiedStory
 from node.cli.common import escape_text
@@ -80,6 +80,28 @@ def bundle_commit(bundle: Any) -> Commit | None:
         return Commit.from_json(bundle["checkpoint"]["commit"])
     except (Malformed, KeyError, TypeError):
         return None
+
+
+def checkpoint_set(doc: Any, genesis: Genesis) -> tuple[ValidatorSet, int]:
+    """The validator set that signs a verified document's checkpoint, and how many set
+    changes lead to it from the genesis set (the checkpoint's `transitions`, walked again;
+    docs/PROTOCOL.md §19.4). A document without transitions is signed by the genesis set."""
+    try:
+        point = doc["checkpoint"]
+        steps = point.get("transitions") or []
+        height = int(point["header"]["height"])
+        return transitions.walk(genesis, steps, height), len(steps)
+    except (LedgerError, KeyError, TypeError, ValueError, AttributeError):
+        return genesis.validators, 0
+
+
+def signed_by(changes: int) -> str:
+    """Who signed a checkpoint, in words: the genesis validators, or the set that `changes`
+    verified changes made of them."""
+    if changes == 0:
+        return "the genesis validators"
+    plural = "change" if changes == 1 else "changes"
+    return f"the validators in force (the genesis set after {changes} verified {plural})"
 
 
 def genesis_names(genesis: Genesis) -> dict[bytes, str]:
@@ -146,11 +168,11 @@ def _grant(status: GrantStatus, leaf_index: dict[bytes, int]) -> dict[str, Any]:
     }
 
 
-def _signers(genesis: Genesis, commit: Commit | None) -> dict[str, Any]:
-    validators = genesis.validators
+def _signers(validators: ValidatorSet, changes: int, commit: Commit | None) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "validator_count": len(validators.validators),
         "total_power": validators.total_power,
+        "set_changes": changes,
     }
     if commit is None:
         return doc
@@ -172,12 +194,16 @@ def story_json(
     commit: Commit | None = None,
     names: Mapping[bytes, str] | None = None,
     reported_names: Mapping[bytes, str] | None = None,
+    signing_set: tuple[ValidatorSet, int] | None = None,
 ) -> dict[str, Any]:
     """The verified story as one JSON document.
 
     `names` are trusted names (genesis validators and registrars are always added);
-    `reported_names` are what a node said, kept apart under source "node".
+    `reported_names` are what a node said, kept apart under source "node". `signing_set` is
+    the set that signed the checkpoint with its number of changes (`checkpoint_set`); the
+    genesis set by default.
     """
+    validators, changes = signing_set or (genesis.validators, 0)
     header = story.checkpoint
     leaf_index = {p.event.event_id: p.leaf_index for p in story.events}
     transfers, uses, destroys, attestations, children = [], [], [], [], []
@@ -205,7 +231,7 @@ def story_json(
         to = getattr(proven.event.body, "to", None)
         if isinstance(to, bytes):
             people.add(to)
-    trusted = {**genesis_names(genesis), **(names or {})}
+    trusted = {**genesis_names(genesis), **_set_names(validators), **(names or {})}
     directory: dict[str, dict[str, str]] = {}
     for key in sorted(people):
         if key in trusted:
@@ -223,7 +249,7 @@ def story_json(
             "tree_size": header.tree_size,
             "root_hash": header.tree_root.hex(),
             "block_hash": header.block_hash.hex(),
-            **_signers(genesis, commit),
+            **_signers(validators, changes, commit),
         },
         "owner": story.owner.hex(),
         "status": story.status,
@@ -246,15 +272,21 @@ def story_json(
     }
 
 
+def _set_names(validators: ValidatorSet) -> dict[bytes, str]:
+    """The names a verified validator set gives its members (a changed set's newcomers)."""
+    return {v.public_key: v.name for v in validators.validators}
+
+
 def story_text(
     story: VerifiedStory,
     genesis: Genesis,
     commit: Commit | None = None,
     names: Mapping[bytes, str] | None = None,
     reported_names: Mapping[bytes, str] | None = None,
+    signing_set: tuple[ValidatorSet, int] | None = None,
 ) -> str:
     """The verified story as text for a person (see `render_text`)."""
-    return render_text(story_json(story, genesis, commit, names, reported_names))
+    return render_text(story_json(story, genesis, commit, names, reported_names, signing_set))
 
 
 def _meta_text(meta: Mapping[str, Any]) -> str:
@@ -292,14 +324,21 @@ def render_text(doc: Mapping[str, Any]) -> str:
         f"(tree size {point['tree_size']}, root {point['root_hash']}, "
         f"block time {iso_time(point['time'])})"
     )
+    changes = point.get("set_changes", 0)
+    whose = "genesis validators" if changes == 0 else "validators in force"
     if "signers" in point:
         signer_names = ", ".join(s["name"] for s in point["signers"])
         lines.append(
-            f"  signed by {len(point['signers'])} of {point['validator_count']} genesis "
-            f"validators (power {point['signed_power']} of {point['total_power']}): {signer_names}"
+            f"  signed by {len(point['signers'])} of {point['validator_count']} {whose} "
+            f"(power {point['signed_power']} of {point['total_power']}): {signer_names}"
         )
     else:
-        lines.append("  signed by more than 2/3 of the genesis validators' power")
+        lines.append(f"  signed by more than 2/3 of the power of {signed_by(changes)}")
+    if changes:
+        plural = "change" if changes == 1 else "changes"
+        lines.append(
+            f"  (the genesis set after {changes} verified {plural}, walked from the genesis file)"
+        )
     complete = doc.get("complete")
     if complete is not None:
         count = complete["events"]

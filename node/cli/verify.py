@@ -29,7 +29,14 @@ from node.cli.common import (
     trusted_genesis,
 )
 from node.cli.facts import check_fact
-from node.cli.story import bundle_commit, genesis_names, render_text, story_json
+from node.cli.story import (
+    bundle_commit,
+    checkpoint_set,
+    genesis_names,
+    render_text,
+    signed_by,
+    story_json,
+)
 from node.client import ClientError, NodeClient, NotFound
 
 # --- verification and status ---------------------------------------------------------------
@@ -87,7 +94,8 @@ def _absent(
     name = dataset.hex()
     unproven = "unknown without proof"
     try:
-        state = verify_state(client.state("dataset", dataset), genesis, "dataset", dataset)
+        answer = client.state("dataset", dataset)
+        state = verify_state(answer, genesis, "dataset", dataset)
     except ClientError as exc:
         _not_verified(name, unproven, f"{node} gave no absence proof ({exc.describe()})", as_json)
     except VerificationFailed as exc:
@@ -102,12 +110,21 @@ def _absent(
             f"{node} answered unknown, but the dataset is registered at height {height}",
             as_json,
         )
+    changes = checkpoint_set(answer, genesis)[1]
     if as_json:
-        print_json({"verified": True, "dataset": name, "absent": True, "height": height})
+        print_json(
+            {
+                "verified": True,
+                "dataset": name,
+                "absent": True,
+                "height": height,
+                "set_changes": changes,
+            }
+        )
     else:
         typer.echo(
             f"dataset {name}: proven absent at height {height} (a non-membership proof "
-            "against the state root of a checkpoint signed by the genesis validators)"
+            f"against the state root of a checkpoint signed by {signed_by(changes)})"
         )
     raise typer.Exit(EXIT_UNKNOWN_DATASET)
 
@@ -314,7 +331,14 @@ def verify(
             bundle = fetch_bundle(client, node, ref.dataset, save, genesis, as_json)
             story = check_bundle(bundle, genesis, wanted, as_json)
             reported = reported_names(client, story, genesis_names(genesis))
-    doc = story_json(story, genesis, bundle_commit(bundle), genesis_names(genesis), reported)
+    doc = story_json(
+        story,
+        genesis,
+        bundle_commit(bundle),
+        genesis_names(genesis),
+        reported,
+        checkpoint_set(bundle, genesis),
+    )
     doc["genesis_source"] = _SOURCE["genesis"]
     if as_json:
         print_json(doc)

@@ -259,6 +259,7 @@ def started(
             process.wait()
 
 
+@pytest.mark.cluster  # a real daemon process: the full run only
 def test_start_execs_the_daemon_which_becomes_ready(
     request: pytest.FixtureRequest, tmp_path: Path, started: tuple[subprocess.Popen[str], int]
 ) -> None:

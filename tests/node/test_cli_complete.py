@@ -154,6 +154,7 @@ def test_an_unknown_dataset_is_proven_absent(
         "dataset": unknown.hex(),
         "absent": True,
         "height": 2,
+        "set_changes": 0,
     }
 
 

@@ -86,3 +86,27 @@ def test_a_forged_cached_transition_is_walked_like_any_other(
     failed = verify(bare, governed["genesis"], tmp_path / "bare.json")
     assert failed.exit_code == 2
     assert "bad validator-set transition" in failed.output
+
+
+def test_the_story_names_the_changed_set_that_signed_it(
+    governed: dict[str, Any], tmp_path: Path
+) -> None:
+    """The checkpoint is signed by the 5 members of the set after the change (the joiner
+    "e" among them), not by the 4 genesis validators: the text and the JSON say so."""
+    text = verify(governed["bundle"], governed["genesis"], tmp_path / "whole.json")
+    assert text.exit_code == 0, text.output
+    signed_line = next(line for line in text.output.splitlines() if "signed by" in line)
+    assert signed_line.startswith("  signed by 5 of 5 validators in force (power 5 of 5): ")
+    assert signed_line.endswith(", e")
+    assert "the genesis set after 1 verified change" in text.output
+    assert "genesis validators" not in text.output
+
+    path = tmp_path / "whole.json"
+    as_json = runner.invoke(
+        app, ["verify", "--bundle", str(path), "--genesis", str(governed["genesis"]), "--json"]
+    )
+    assert as_json.exit_code == 0, as_json.output
+    point = json.loads(as_json.output)["checkpoint"]
+    assert (point["set_changes"], point["validator_count"], point["total_power"]) == (1, 5, 5)
+    assert [s["name"] for s in point["signers"]][-1] == "e"
+    assert point["signed_power"] == 5
