@@ -543,8 +543,7 @@ def _check_story(
             raise VerificationFailed("event is about another dataset", where)
         if isinstance(p.event.body, events.Grant):
             grant_ids.add(p.event.event_id)
-    if not proven:
-        raise VerificationFailed("no origin", "the bundle has no events")
+    assert proven, "_origin_identity refuses a bundle without events before this runs"
     origin = proven[0].event
     body = origin.body
     if not isinstance(body, events.Register | events.Derive) or body.dataset != dataset:

@@ -19,7 +19,7 @@ from ledger import codec, crypto, events, governance, rules
 from ledger.blocks import MAX_VALIDATORS, Validator, ValidatorSet
 from ledger.crypto import PrivateKey
 from ledger.errors import Conflict, Forbidden, LedgerError, Malformed, RuleViolation
-from ledger.events import Admit, Approve, EventBody, Propose, Register, SignedEvent
+from ledger.events import Admit, Approve, EventBody, Propose, Register, SignedEvent, Suspend
 from ledger.genesis import PERMISSIONED, ChainParams, Genesis
 from ledger.governance import (
     ADD_REGISTRAR,
@@ -476,6 +476,20 @@ def test_a_change_that_no_longer_applies_cannot_be_decided() -> None:
     assert gov.proposal(twice[1])["status"] == rules.PROPOSAL_OPEN
 
 
+def test_a_registrar_change_that_no_longer_applies_cannot_be_decided() -> None:
+    """Two open proposals to add the same registrar: once the first is decided, the
+    second's deciding approval is refused (the change is checked again when enacted)."""
+    gov = Gov()
+    change = Change(ADD_REGISTRAR, public_key=gov.alice.public_key)
+    twice = [gov.propose(gov.keys[0], change) for _ in range(2)]
+    for proposal in twice:
+        gov.approve(gov.keys[1], proposal)
+    gov.approve(gov.keys[2], twice[0])
+    message = gov.reject(RuleViolation, gov.keys[2], Approve, proposal=twice[1])
+    assert "already a registrar" in message
+    assert gov.proposal(twice[1])["status"] == rules.PROPOSAL_OPEN
+
+
 # --- registrars and chain parameters ------------------------------------------------------------
 
 
@@ -565,6 +579,23 @@ def test_a_registrar_admitted_as_one_can_be_removed() -> None:
         role="participant",
         name="F",
     )
+
+
+def test_a_suspended_registrar_is_no_registrar_to_remove() -> None:
+    """docs/PROTOCOL.md §19.3: a suspended registrar is no registrar, so a proposal to
+    remove its role is refused like one for any key that holds none."""
+    gov = Gov()
+    deputy = make_key(seed=SEED + 928)
+    gov.do(gov.registrar, Admit, subject=deputy.public_key, role="registrar", name="D")
+    gov.do(gov.registrar, Suspend, subject=deputy.public_key)
+    assert gov.rules.is_registrar(gov.state, deputy.public_key, gov.height) is False
+    message = gov.reject(
+        RuleViolation,
+        gov.keys[0],
+        Propose,
+        change=Change(REMOVE_REGISTRAR, public_key=deputy.public_key).to_map(),
+    )
+    assert "not a registrar" in message
 
 
 def test_set_param_changes_the_time_window_from_h_plus_2() -> None:

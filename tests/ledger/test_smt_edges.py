@@ -123,3 +123,15 @@ def test_update_reads_tiles_without_changing_them() -> None:
 def test_trailing_bytes_after_a_tile_are_corruption() -> None:
     with pytest.raises(Corruption, match="unreadable"):
         smt.decode_tile(smt.encode_tile({2: b"x"}) + b"\x00")
+
+
+def test_tile_keys_are_pinned_at_every_depth_they_take() -> None:
+    """docs/PROTOCOL.md §17.6: b"m" || t || p in ceil(t / 8) big-endian bytes, for tile
+    depths 0, 4, ..., 252 and prefixes up to their largest."""
+    assert smt.tile_key((0, 0)) == b"m\x00"
+    assert smt.tile_key((4, 15)) == b"m\x04\x0f"
+    assert smt.tile_key((12, 0xABC)) == b"m\x0c\x0a\xbc"
+    assert smt.tile_key((64, 2**64 - 1)) == b"m\x40" + b"\xff" * 8
+    assert smt.tile_key((252, 2**252 - 1)) == b"m\xfc" + b"\x0f" + b"\xff" * 31
+    for depth in range(0, 256, 4):
+        assert len(smt.tile_key((depth, 2**depth - 1))) == 2 + (depth + 7) // 8

@@ -15,6 +15,7 @@ from ledger.blocks import HEADER_FIELDS, NEXT_VALIDATORS, Header
 from ledger.errors import Malformed, VerificationFailed
 from ledger.events import Admit, Approve, Propose, Register, Rotate
 from ledger.governance import ADD_VALIDATOR, Change, rotation_message
+from ledger.rules import participant_key
 from ledger.store import Store
 from tests.ledger.helpers import ChainBuilder, make_genesis, make_key
 
@@ -239,4 +240,49 @@ def test_a_dataset_registered_by_a_rotated_in_key_verifies_by_its_identity(
     forged = copy.deepcopy(bundle)
     forged["state"]["origin_signer"]["proof"]["siblings"] = []
     with pytest.raises(VerificationFailed):
+        provenance.verify_bundle(forged, genesis)
+
+
+def test_a_checkpoint_whose_transitions_are_not_a_list_is_malformed(
+    chain: dict[str, Any],
+) -> None:
+    bundle = _bundle(chain)
+    bundle["checkpoint"]["transitions"] = {"0": bundle["checkpoint"]["transitions"][0]}
+    with pytest.raises(VerificationFailed, match="malformed checkpoint"):
+        provenance.verify_bundle(bundle, chain["genesis"])
+
+
+def test_an_origin_signer_entry_proving_no_record_is_refused(chain: dict[str, Any]) -> None:
+    """The dataset's origin is signed by the genesis registrar, which has no participant
+    record: an `origin_signer` entry can then only prove that absence, which names no
+    identity (§19.3), and the bundle is refused rather than trusted."""
+    store: Store = chain["store"]
+    bundle = _bundle(chain)
+    actor = provenance.verify_bundle(bundle, chain["genesis"]).origin.actor
+    bundle["state"]["origin_signer"] = provenance.state_entry(store, participant_key(actor))
+    assert bundle["state"]["origin_signer"]["value"] is None
+    with pytest.raises(VerificationFailed, match="names no identity"):
+        provenance.verify_bundle(bundle, chain["genesis"])
+
+
+def test_an_origin_signer_record_without_an_identity_is_refused(tmp_path: Path) -> None:
+    """A key that was never rotated has a participant record naming no identity: offering
+    it as the origin signer's proof is refused, and the honest bundle carries none."""
+    keys, registrar, genesis = make_genesis(4, seed=990)
+    alice = make_key(seed=991)
+    with Store(tmp_path / "plain", genesis) as store:
+        builder = ChainBuilder(store, keys)
+        builder.append(
+            [builder.ev(registrar, Admit, subject=alice.public_key, role="participant", name="a")]
+        )
+        builder.append([builder.ev(alice, Register, dataset=DATASET, meta={}, open=False)])
+        bundle = provenance.proof_bundle(store, DATASET)
+        assert bundle is not None and "origin_signer" not in bundle["state"]
+        assert provenance.verify_bundle(bundle, genesis).owner == alice.public_key
+        forged = copy.deepcopy(bundle)
+        forged["state"]["origin_signer"] = provenance.state_entry(
+            store, participant_key(alice.public_key)
+        )
+    assert forged["state"]["origin_signer"]["value"] is not None
+    with pytest.raises(VerificationFailed, match="names no identity"):
         provenance.verify_bundle(forged, genesis)
