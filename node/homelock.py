@@ -9,9 +9,11 @@ home (two writers of one store and signer state) is refused.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 LOCK_FILE = "node.lock"
@@ -40,6 +42,17 @@ def acquire(home: str | Path) -> int:
     return fd
 
 
+@contextlib.contextmanager
+def held(home: str | Path) -> Iterator[None]:
+    """Hold the home's lock (no node may run on it) for the duration of a `with`: the
+    offline tools (restore, migrate, snapshot install) write a stopped home's store."""
+    fd = acquire(home)
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
 def holder(home: str | Path) -> int | None:
     """The pid of the process that holds the home's lock, or None if no node runs there."""
     try:
@@ -55,4 +68,4 @@ def holder(home: str | Path) -> int | None:
     return None if kind == fcntl.F_UNLCK else int(pid)
 
 
-__all__ = ["LOCK_FILE", "HomeLocked", "acquire", "holder", "lock_path"]
+__all__ = ["LOCK_FILE", "HomeLocked", "acquire", "held", "holder", "lock_path"]

@@ -241,11 +241,11 @@ def dataset_meta(ref: DatasetRef, title: str | None, extra: Iterable[str] = ()) 
     return meta
 
 
-def load_key(path: Path) -> crypto.PrivateKey:
+def load_key(path: Path, param_hint: str = "'--key'") -> crypto.PrivateKey:
     try:
         return crypto.PrivateKey.load(path)
     except Malformed as exc:
-        raise typer.BadParameter(str(exc), param_hint="'--key'") from exc
+        raise typer.BadParameter(str(exc), param_hint=param_hint) from exc
 
 
 def load_genesis(path: Path) -> Genesis:

@@ -27,7 +27,7 @@ from node.cli.common import (
     open_client,
     print_json,
 )
-from node.cli.story import checkpoint_set, iso_time, signed_by
+from node.cli.story import iso_time, set_changes, signed_by
 from node.client import ClientError, NodeClient
 
 NodeGenesis = Callable[[NodeClient, str], Genesis]
@@ -157,7 +157,7 @@ def check_fact(
     else:
         holds, sentence, fields = participant_fact(state, genesis)
     point = state.checkpoint
-    changes = checkpoint_set(doc, genesis)[1]
+    changes = set_changes(doc)
     if as_json:
         print_json(
             {

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from ledger import crypto, events
-from ledger.errors import BadSignature, Malformed
+from ledger.errors import BadSignature
 from ledger.governance import rotation_message
 from node.cli.common import (
     GenesisOption,
@@ -120,7 +120,7 @@ def rotate(
             "--subject is --key's own key: leave --subject out to rotate your own key",
             param_hint="'--subject'",
         )
-    new_key = None if new is None else load_new_key(new)
+    new_key = None if new is None else load_key(new, "'--new'")
     if (new_key is None) == (to is None) or (to is None) != (possession is None):
         raise typer.BadParameter(
             "name the new key either with --new NEW.pem or with --to NEW_PUBKEY and --possession",
@@ -166,7 +166,7 @@ def possession(
 ) -> None:
     """Sign the rotation of OLD_PUBKEY to your new key, for a registrar to submit with
     `rotate --to --possession` (nothing is sent; the new private key stays with you)."""
-    new_key = load_new_key(new)
+    new_key = load_key(new, "'--new'")
     old = parse_public_key(subject, "'--subject'")
     if new_key.public_key == old:
         raise typer.BadParameter("the new key is the key being rotated", param_hint="'--new'")
@@ -201,10 +201,3 @@ def parse_signature(value: str) -> bytes:
             param_hint="'--possession'",
         )
     return signature
-
-
-def load_new_key(path: Path) -> crypto.PrivateKey:
-    try:
-        return crypto.PrivateKey.load(path)
-    except Malformed as exc:
-        raise typer.BadParameter(str(exc), param_hint="'--new'") from exc

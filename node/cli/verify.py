@@ -34,6 +34,7 @@ from node.cli.story import (
     checkpoint_set,
     genesis_names,
     render_text,
+    set_changes,
     signed_by,
     story_json,
 )
@@ -110,7 +111,7 @@ def _absent(
             f"{node} answered unknown, but the dataset is registered at height {height}",
             as_json,
         )
-    changes = checkpoint_set(answer, genesis)[1]
+    changes = set_changes(answer)
     if as_json:
         print_json(
             {
@@ -337,7 +338,7 @@ def verify(
         bundle_commit(bundle),
         genesis_names(genesis),
         reported,
-        checkpoint_set(bundle, genesis),
+        checkpoint_set(bundle, genesis, story.checkpoint.height),
     )
     doc["genesis_source"] = _SOURCE["genesis"]
     if as_json:

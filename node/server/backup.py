@@ -18,7 +18,6 @@ backing it up; the daemon does the same when it starts (`upgrade_store`).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
@@ -400,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         else:
             settings = NodeSettings.load(args.home)
-            with _holding(settings.home):
+            with homelock.held(settings.home):
                 saved = upgrade_store(settings)
             if saved is None:
                 print(f"{settings.data_path} is of format {FORMAT_VERSION}: nothing to migrate")
@@ -410,16 +409,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
-
-
-@contextlib.contextmanager
-def _holding(home: Path) -> Iterator[None]:
-    """Hold the home's lock (no node may run on it) for the duration."""
-    fd = homelock.acquire(home)
-    try:
-        yield
-    finally:
-        os.close(fd)
 
 
 if __name__ == "__main__":

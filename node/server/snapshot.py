@@ -541,13 +541,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         settings = NodeSettings.load(args.home)
         genesis = Genesis.load(settings.genesis_path)
-        fd = homelock.acquire(settings.home)
-        try:
+        with homelock.held(settings.home):
             if store_exists(settings):
                 raise Corruption(f"{settings.data_path} already holds a store")
             header = install_from_file(settings, args.file, genesis)
-        finally:
-            os.close(fd)
         assert header is not None, "the store did not exist"
         print(f"store started from the snapshot at height {header.height} in {settings.data_path}")
         return 0
