@@ -221,8 +221,51 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
+MEMORY_GROWTH_BOUND = 0.20
+"""Issue 16: a node's memory within 20% between the first and last `--rss-at` samples."""
+
+
+def memory_rows(saturation: dict[str, Any]) -> list[tuple[str, str]]:
+    """The `--rss-at` samples: each node's resident memory, the anonymous part of it (the rest
+    is LevelDB's table files, which it reads through mmap: page cache, shared and reclaimable,
+    growing with the store), and the events then pending in each mempool (a load figure)."""
+    rows = []
+    anonymous = saturation.get("anonymous_mb_at_committed", {})
+    backlog = saturation.get("mempool_events_at_committed", {})
+    for committed, sizes in saturation.get("rss_mb_at_committed", {}).items():
+        rows.append((f"RSS MB at {int(committed):,} committed", ", ".join(map(str, sizes))))
+        rows.append(("  of which anonymous", ", ".join(map(str, anonymous.get(committed, [])))))
+        rows.append(
+            (
+                "  events pending in each mempool",
+                ", ".join(f"{n:,}" for n in backlog.get(committed, [])),
+            )
+        )
+    resident = saturation.get("rss_mb_at_committed", {})
+    if len(resident) >= 2:
+        first, last = min(resident, key=int), max(resident, key=int)
+        rows.append(
+            (
+                f"  growth, {int(first):,} to {int(last):,}",
+                f"resident {_growth(resident[first], resident[last])}, anonymous "
+                f"{_growth(anonymous.get(first, []), anonymous.get(last, []))} "
+                f"(per node; issue 16 bound: {MEMORY_GROWTH_BOUND:.0%})",
+            )
+        )
+    return rows
+
+
+def _growth(before: list[float], after: list[float]) -> str:
+    """Each node's growth from `before` to `after`, as the range over the nodes."""
+    changes = [b / a - 1 for a, b in zip(before, after, strict=True) if a > 0]
+    if not changes:
+        return "n/a"
+    return f"{min(changes):+.0%} to {max(changes):+.0%}"
+
+
 def _memory_mb(pid: int, field: str = "VmRSS") -> float:
-    """A process's memory figure from /proc (VmRSS now, VmHWM at its peak), in MB."""
+    """A process's memory figure from /proc (VmRSS now, VmHWM at its peak, RssAnon: the part
+    of VmRSS that is not file-backed), in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
@@ -316,13 +359,19 @@ async def saturate(
                         await asyncio.sleep(0.2)
 
         rss: dict[str, list[float]] = {}
+        backlog: dict[str, list[int]] = {}
+        anonymous: dict[str, list[float]] = {}
 
         async def sample_memory() -> None:
             pending = sorted(rss_at)
             while pending:
                 committed = (await client.status())["tree_size"] - start_size
                 while pending and committed >= pending[0]:
-                    rss[str(pending.pop(0))] = [round(_memory_mb(pid), 1) for pid in pids]
+                    at = str(pending.pop(0))
+                    rss[at] = [round(_memory_mb(pid), 1) for pid in pids]
+                    anonymous[at] = [round(_memory_mb(pid, "RssAnon"), 1) for pid in pids]
+                    # What the nodes hold pending at that moment: a load figure, not growth.
+                    backlog[at] = [(await nodes[url].status())["mempool_size"] for url in urls]
                 await asyncio.sleep(0.5)
 
         sampler = asyncio.create_task(sample_memory())
@@ -347,6 +396,8 @@ async def saturate(
     }
     if rss:
         result["rss_mb_at_committed"] = rss
+        result["mempool_events_at_committed"] = backlog
+        result["anonymous_mb_at_committed"] = anonymous
     return result
 
 
@@ -633,8 +684,7 @@ def print_cluster(results: dict[str, Any]) -> None:
             f"p99 {light['p99_ms']} ms ({light['failures']} failed)",
         ),
     )
-    for committed, sizes in s.get("rss_mb_at_committed", {}).items():
-        rows.append((f"RSS MB at {int(committed):,} committed", ", ".join(map(str, sizes))))
+    rows += memory_rows(s)
     if s.get("retried_429"):
         rows.append(("requests retried after 429", f"{s['retried_429']:,}"))
     if "state_map" in results:

@@ -72,6 +72,40 @@ def test_cluster_map_comparison_reports_both_rates_and_the_drop() -> None:
     assert parser.parse_args(["cluster", "--no-map-compare"]).no_map_compare is True
 
 
+def test_memory_rows_split_each_sample_and_name_the_backlog() -> None:
+    from node.bench import cluster
+
+    saturation = {
+        "rss_mb_at_committed": {"100000": [426.7, 414.7], "300000": [531.4, 537.0]},
+        "anonymous_mb_at_committed": {"100000": [382.5, 374.0], "300000": [432.7, 453.0]},
+        "mempool_events_at_committed": {"100000": [47704, 48124], "300000": [0, 0]},
+    }
+    assert cluster.memory_rows(saturation) == [
+        ("RSS MB at 100,000 committed", "426.7, 414.7"),
+        ("  of which anonymous", "382.5, 374.0"),
+        ("  events pending in each mempool", "47,704, 48,124"),
+        ("RSS MB at 300,000 committed", "531.4, 537.0"),
+        ("  of which anonymous", "432.7, 453.0"),
+        ("  events pending in each mempool", "0, 0"),
+        (
+            "  growth, 100,000 to 300,000",
+            "resident +25% to +29%, anonymous +13% to +21% (per node; issue 16 bound: 20%)",
+        ),
+    ]
+    assert cluster.MEMORY_GROWTH_BOUND == 0.20
+    assert cluster.memory_rows({"rss_mb_at_committed": {}}) == []
+
+
+def test_anonymous_memory_is_part_of_the_resident_memory() -> None:
+    import os
+
+    from node.bench import cluster
+
+    resident = cluster._memory_mb(os.getpid())
+    anonymous = cluster._memory_mb(os.getpid(), "RssAnon")
+    assert 0 < anonymous <= resident
+
+
 def test_the_bench_only_setting_is_off_by_default_and_round_trips(tmp_path: Path) -> None:
     from dataclasses import replace
 
