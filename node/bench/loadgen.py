@@ -3,9 +3,10 @@
 nodes, not this client, set the pace.
 
 httpx's pool costs more per request than the nodes do on a shared 2-core machine (~270
-trivial requests/s with 32 connections), so the benchmark speaks HTTP/1.1 itself: every
-request is built as bytes before the clock starts, each connection writes one and reads
-the status line, headers and a `content-length` body back. Its own CPU time is measured
+trivial requests/s with 32 connections), so the benchmark speaks HTTP/1.1 itself through
+`node.client.http11` (which nodes use for their peer POSTs too): every request is built as
+bytes before the clock starts, each connection writes one and reads the status line,
+headers and a `content-length` body back. Its own CPU time is measured
 and reported beside the nodes' (`client_share`): a figure the client capped is flagged.
 """
 
@@ -21,9 +22,11 @@ from urllib.parse import urlsplit
 
 import uvloop
 
+from node.client.http11 import Connection, HttpError, request_bytes
+from node.wire import JSON
+
 T = TypeVar("T")
 
-MAX_HEAD_BYTES = 64 * 1024
 CLIENT_SHARE_BOUND = 0.15
 """The load client may use at most this share of the CPU the run used (its own plus the
 nodes'); above it the figure may measure the client, and the report says so."""
@@ -43,83 +46,9 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 def submit_request(url: str, envelope: bytes, *, wait: bool = False) -> bytes:
     """The whole HTTP/1.1 request submitting one envelope as JSON, as bytes."""
-    parts = urlsplit(url)
     body = json.dumps({"envelope": envelope.hex()}, separators=(",", ":")).encode()
     target = "/v1/events?wait=commit" if wait else "/v1/events"
-    head = (
-        f"POST {target} HTTP/1.1\r\nhost: {parts.netloc}\r\n"
-        f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
-    )
-    return head.encode() + body
-
-
-class HttpError(Exception):
-    """The server answered something this client cannot read, or closed the connection."""
-
-
-def parse_head(head: bytes) -> tuple[int, int, bool]:
-    """Status, content length and whether the server will close, from a response head."""
-    lines = head.split(b"\r\n")
-    status_line = lines[0].split(b" ", 2)
-    if (
-        len(status_line) < 2
-        or not status_line[0].startswith(b"HTTP/1.")
-        or not (status_line[1].isdigit())
-    ):
-        raise HttpError(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
-    length = 0
-    close = False
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        name = name.strip().lower()
-        if name == b"content-length":
-            value = value.strip()
-            if not value.isdigit():
-                raise HttpError(f"bad content-length {value[:20]!r}")
-            length = int(value)
-        elif name == b"connection" and value.strip().lower() == b"close":
-            close = True
-        elif name == b"transfer-encoding":
-            raise HttpError("chunked answers are not expected here")
-    return int(status_line[1]), length, close
-
-
-class Connection:
-    """One keep-alive HTTP/1.1 connection: one request at a time."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.closed = False
-
-    @classmethod
-    async def open(cls, url: str) -> Connection:
-        parts = urlsplit(url)
-        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
-        return cls(reader, writer)
-
-    async def exchange(self, request: bytes) -> tuple[int, bytes]:
-        """Send one request; its status and body."""
-        self.writer.write(request)
-        try:
-            head = await self.reader.readuntil(b"\r\n\r\n")
-            status, length, close = parse_head(head)
-            body = await self.reader.readexactly(length) if length else b""
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError) as exc:
-            self.close()
-            raise HttpError(f"connection lost: {exc!r}") from exc
-        if close:
-            self.close()
-        return status, body
-
-    def server_closed(self) -> bool:
-        """True once the server has closed its end (an idle keep-alive timeout)."""
-        return self.reader.at_eof()
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.writer.close()
+    return request_bytes("POST", target, urlsplit(url).netloc, {"content-type": JSON}, body)
 
 
 @dataclass

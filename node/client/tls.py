@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import ssl
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ledger.blocks import Validator
+from node.client.http11 import HttpError
 
 CERT_ENV = "SSL_CERT_FILE"
 PEER_TLS_VERSION = ssl.TLSVersion.TLSv1_3
@@ -94,6 +95,31 @@ def certificate_key(der: bytes) -> bytes | None:
     )
 
 
+def pin_refusal(ssl_object: ssl.SSLObject | None, pin: bytes, where: str) -> str | None:
+    """Why the TLS session `ssl_object` may not stand for the peer `where`, whose node key
+    genesis pins to `pin`; None when its certificate carries that key."""
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    key = certificate_key(der) if der else None
+    if key == pin:
+        return None
+    shown = key.hex() if key is not None else "no P-256 key"
+    return (
+        f"the TLS certificate of {where} carries {shown}, "
+        f"not the node key {pin.hex()} that genesis names for it"
+    )
+
+
+def pin_check(pin: bytes, where: str) -> Callable[[ssl.SSLObject | None], None]:
+    """`pin_refusal` as the check `http11.Connection.open` runs before writing anything."""
+
+    def check(ssl_object: ssl.SSLObject | None) -> None:
+        refusal = pin_refusal(ssl_object, pin, where)
+        if refusal is not None:
+            raise HttpError(refusal)
+
+    return check
+
+
 class _PinnedStream(httpcore.AsyncNetworkStream):
     """A TCP stream whose TLS handshake must show a certificate for the pinned key."""
 
@@ -121,16 +147,10 @@ class _PinnedStream(httpcore.AsyncNetworkStream):
         timeout: float | None = None,
     ) -> httpcore.AsyncNetworkStream:
         tls = await self._stream.start_tls(ssl_context, server_hostname, timeout)
-        ssl_object = tls.get_extra_info("ssl_object")
-        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-        key = certificate_key(der) if der else None
-        if key != self._pin:
+        refusal = pin_refusal(tls.get_extra_info("ssl_object"), self._pin, self._where)
+        if refusal is not None:
             await tls.aclose()
-            shown = key.hex() if key is not None else "no P-256 key"
-            raise PinMismatch(
-                f"the TLS certificate of {self._where} carries {shown}, "
-                f"not the node key {self._pin.hex()} that genesis names for it"
-            )
+            raise PinMismatch(refusal)
         return tls
 
 
@@ -207,16 +227,24 @@ class PeerTrust:
         pins = {**self.pins, **{v.url.rstrip("/"): v.public_key for v in validators if v.url}}
         return PeerTrust(self.ca, pins)
 
-    def transport(self, url: str, limits: httpx.Limits) -> httpx.AsyncBaseTransport | None:
-        """The transport to reach the peer at `url`; None for plain `http://` (httpx's)."""
+    def security(self, url: str) -> tuple[ssl.SSLContext, bytes | None] | None:
+        """The TLS context for the peer at `url` and the node key pinned to it (None: a peer
+        genesis does not name); None for plain `http://`."""
         url = url.rstrip("/")
         if not url.lower().startswith("https://"):
             return None
         pin = self.pins.get(url)
-        context = peer_context(self.ca, pinned=pin is not None)
+        return peer_context(self.ca, pinned=pin is not None), pin
+
+    def transport(self, url: str, limits: httpx.Limits) -> httpx.AsyncBaseTransport | None:
+        """The transport to reach the peer at `url`; None for plain `http://` (httpx's)."""
+        security = self.security(url)
+        if security is None:
+            return None
+        context, pin = security
         if pin is None:
             return httpx.AsyncHTTPTransport(verify=context, limits=limits)
-        return PinnedTransport(context, pin, url, limits)
+        return PinnedTransport(context, pin, url.rstrip("/"), limits)
 
 
 __all__ = [
@@ -228,5 +256,7 @@ __all__ = [
     "certificate_key",
     "client_context",
     "peer_context",
+    "pin_check",
+    "pin_refusal",
     "trusting",
 ]

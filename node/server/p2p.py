@@ -1,4 +1,5 @@
-"""Peer-to-peer over HTTP: one pooled httpx client and bounded outbound queues per peer.
+"""Peer-to-peer over HTTP: bounded outbound queues per peer, each drained over its own
+keep-alive connection.
 
 Consensus messages and mempool events are batched into msgpack POSTs under `/p2p/`, each kind
 drained by its own task so that votes and proposals never queue behind event gossip; a down or
@@ -7,9 +8,11 @@ sends back off exponentially. Consensus messages need no redelivery here: the co
 retransmits its own latest messages on every tick.
 
 Every request is signed with this node's key (docs/PROTOCOL.md §15). An `https://` peer is
-verified by `trust` (§18): a genesis validator's certificate must carry its node key. A peer's
-answer is read as a stream and abandoned as soon as it exceeds `MAX_P2P_BODY`: it is never
-read whole first.
+verified by `trust` (§18): a genesis validator's certificate must carry its node key. POSTs
+(the traffic of every height) go through `node.client.http11`, one lean connection per queue,
+whose answers are capped at `MAX_ANSWER_BYTES`; the rarer GETs (heads and blocks while
+catching up) through httpx, their answers read as a stream and abandoned as soon as they
+exceed `MAX_P2P_BODY`: never read whole first.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -28,7 +32,8 @@ from ledger import codec
 from ledger.blocks import Block, Commit, Header, Validator
 from ledger.crypto import PrivateKey
 from ledger.errors import LedgerError, Malformed
-from node.client.tls import PeerTrust
+from node.client.http11 import Connection, HttpError, ServerClosed, request_bytes
+from node.client.tls import PeerTrust, pin_check
 from node.server.peer_auth import sign_request
 from node.wire import MAX_P2P_BODY, MSGPACK
 
@@ -42,6 +47,10 @@ MAX_BACKOFF_S = 2.0
 # waits this long for company before it is sent (a full batch goes at once), so one POST
 # to each peer carries many events instead of one (issue 16).
 GOSSIP_LINGER_S = 0.005
+CONNECT_TIMEOUT_S = 1.0
+POST_PATHS = ("/p2p/consensus", "/p2p/events")
+MAX_ANSWER_BYTES = 64 * 1024
+"""What a peer may answer a POST with (204 or a problem document): more is a failure."""
 
 
 @dataclass
@@ -54,6 +63,51 @@ class PeerState:
 
 def _drain_queue(queue: deque[bytes], limit: int) -> list[bytes]:
     return [queue.popleft() for _ in range(min(len(queue), limit))]
+
+
+class PeerPoster:
+    """POSTs to one peer over one keep-alive HTTP/1.1 connection of its own
+    (`node.client.http11`, a tenth of httpx's CPU per request), opened when first needed and
+    again once lost. An `https://` peer is verified as `trust` says (its pinned node key
+    checked before anything is written); without `trust`, against the default trust store."""
+
+    def __init__(self, url: str, trust: PeerTrust | None, timeout_s: float) -> None:
+        self.url = url.rstrip("/")
+        self.timeout_s = timeout_s
+        self._host = urlsplit(self.url).netloc
+        security = (trust or PeerTrust()).security(self.url)
+        self._context = security[0] if security is not None else None
+        pin = security[1] if security is not None else None
+        self._check = pin_check(pin, self.url) if pin is not None else None
+        self._connection: Connection | None = None
+
+    async def post(self, path: str, body: bytes, headers: dict[str, str]) -> None:
+        """POST `body` to `path`; raise HttpError unless the peer answers 2xx."""
+        headers = {"content-type": MSGPACK, **headers}
+        request = request_bytes("POST", path, self._host, headers, body)
+        connection = self._connection
+        if connection is None or connection.closed or connection.server_closed():
+            status = await self._exchange_fresh(request)
+        else:
+            try:
+                status, _ = await connection.exchange(request, MAX_ANSWER_BYTES, self.timeout_s)
+            except ServerClosed:
+                # The peer closed the kept-alive connection as the request went: nothing was
+                # answered, so the request goes once more on a fresh connection.
+                status = await self._exchange_fresh(request)
+        if not 200 <= status < 300:
+            raise HttpError(f"{self.url}{path} answered {status}")
+
+    async def _exchange_fresh(self, request: bytes) -> int:
+        self._connection = connection = await Connection.open(
+            self.url, context=self._context, check=self._check, timeout_s=CONNECT_TIMEOUT_S
+        )
+        status, _ = await connection.exchange(request, MAX_ANSWER_BYTES, self.timeout_s)
+        return status
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.aclose()
 
 
 class PeerLink:
@@ -80,13 +134,20 @@ class PeerLink:
         self.key = key
         self.chain_id = chain_id
         self.clock = clock
-        limits = httpx.Limits(max_connections=4, max_keepalive_connections=4)
-        if transport is None and trust is not None:
-            transport = trust.transport(self.state.url, limits)
+        limits = httpx.Limits(max_connections=2, max_keepalive_connections=2)
+        # POSTs go through a lean connection per queue; a transport given here (tests: an
+        # app in the same process) takes them through httpx instead.
+        self._posters: dict[str, PeerPoster] | None = None
+        if transport is None:
+            self._posters = {
+                path: PeerPoster(self.state.url, trust, timeout_s) for path in POST_PATHS
+            }
+            if trust is not None:
+                transport = trust.transport(self.state.url, limits)
         self.client = httpx.AsyncClient(
             base_url=self.state.url,
             transport=transport,
-            timeout=httpx.Timeout(timeout_s, connect=1.0),
+            timeout=httpx.Timeout(timeout_s, connect=CONNECT_TIMEOUT_S),
             limits=limits,
             headers={"content-type": MSGPACK},
         )
@@ -126,6 +187,8 @@ class PeerLink:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.client.aclose()
+        for poster in (self._posters or {}).values():
+            await poster.close()
 
     async def _send_while_queued(
         self, queued: asyncio.Event, flush: Callable[[], Awaitable[bool | None]]
@@ -188,9 +251,11 @@ class PeerLink:
 
     async def _post(self, path: str, doc: dict[str, object]) -> None:
         body = codec.encode(doc)
-        response = await self.client.post(
-            path, content=body, headers=self._auth("POST", path, body)
-        )
+        headers = self._auth("POST", path, body)
+        if self._posters is not None:
+            await self._posters[path].post(path, body, headers)
+            return
+        response = await self.client.post(path, content=body, headers=headers)
         response.raise_for_status()
 
     async def _get(self, path: str) -> object | None:

@@ -72,20 +72,6 @@ def test_submit_request_is_one_json_post_per_envelope() -> None:
     assert waiting.startswith(b"POST /v1/events?wait=commit HTTP/1.1\r\n")
 
 
-def test_parse_head_reads_status_length_and_close() -> None:
-    head = b"HTTP/1.1 202 Accepted\r\nContent-Length: 17\r\nconnection: close\r\n\r\n"
-    assert loadgen.parse_head(head) == (202, 17, True)
-    assert loadgen.parse_head(b"HTTP/1.1 204 No Content\r\n\r\n") == (204, 0, False)
-    for bad in (
-        b"garbage\r\n\r\n",
-        b"HTTP/1.1 20x OK\r\n\r\n",
-        b"HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n",
-        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
-    ):
-        with pytest.raises(loadgen.HttpError):
-            loadgen.parse_head(bad)
-
-
 # --- the flood and the open-loop run against a real server ----------------------------------
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from node import wire
+from node.client import http11
 from node.config import P2P_PORT_OFFSET, NodeSettings
-from node.server import evidence, inbox, peer_auth, sync
+from node.server import evidence, inbox, p2p, peer_auth, sync
 
 
 def test_peer_protocol_constants() -> None:
@@ -20,6 +21,10 @@ def test_peer_protocol_constants() -> None:
     assert peer_auth.REQUEST_TYPE == "p2p-request"
     assert peer_auth.MAX_REPLAY_ENTRIES == 200_000
     assert P2P_PORT_OFFSET == 100
+    assert p2p.MAX_ANSWER_BYTES == 65_536
+    assert p2p.POST_PATHS == ("/p2p/consensus", "/p2p/events")
+    assert p2p.CONNECT_TIMEOUT_S == 1.0
+    assert http11.MAX_HEAD_BYTES == 65_536
 
 
 def test_node_bounds() -> None:

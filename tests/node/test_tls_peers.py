@@ -115,6 +115,19 @@ def fetch_height(url: str, trust: PeerTrust) -> int | None:
     return asyncio.run(go())
 
 
+def post_vote_batch(url: str, trust: PeerTrust) -> bool:
+    """One POST through the link's lean connection (node.client.http11), as votes go."""
+
+    async def go() -> bool:
+        link = PeerLink(url, "tester", 10, trust=trust)
+        try:
+            return await link._send("/p2p/consensus", {"from": "tester", "messages": []})
+        finally:
+            await link.close()
+
+    return asyncio.run(go())
+
+
 # --- peers ----------------------------------------------------------------------------------
 
 
@@ -125,7 +138,8 @@ def test_a_peer_showing_the_genesis_key_is_reached(pki: Pki, with_ca: bool) -> N
     with serving(pki.home("node-1", key), app) as url:
         trust = PeerTrust(pki.ca_file if with_ca else None, {url: key.public_key})
         assert fetch_height(url, trust) == 5
-    assert app.paths == ["/p2p/status"]
+        assert post_vote_batch(url, trust)
+    assert app.paths == ["/p2p/status", "/p2p/consensus"]
 
 
 @pytest.mark.parametrize("with_ca", [True, False], ids=["ca-and-pin", "pin-only"])
@@ -140,10 +154,17 @@ def test_a_peer_with_a_certificate_for_the_wrong_key_is_refused(
         trust = PeerTrust(pki.ca_file if with_ca else None, {url: genesis_key.public_key})
         with caplog.at_level(logging.INFO, logger="provledger.p2p"):
             assert fetch_height(url, trust) is None
+        refusal = " ".join(r.getMessage() for r in caplog.records)
+        assert f"not the node key {genesis_key.public_key.hex()}" in refusal
+        assert impostor.public_key.hex() in refusal
+        caplog.clear()
+        # The same through the lean connection POSTs go by.
+        with caplog.at_level(logging.INFO, logger="provledger.p2p"):
+            assert not post_vote_batch(url, trust)
+        refusal = " ".join(r.getMessage() for r in caplog.records)
+        assert f"not the node key {genesis_key.public_key.hex()}" in refusal
+        assert impostor.public_key.hex() in refusal
     assert app.paths == []  # refused after the handshake, before any request was written
-    refusal = " ".join(r.getMessage() for r in caplog.records)
-    assert f"not the node key {genesis_key.public_key.hex()}" in refusal
-    assert impostor.public_key.hex() in refusal
 
 
 def test_a_peer_certificate_from_another_ca_is_refused(pki: Pki) -> None:
@@ -154,10 +175,13 @@ def test_a_peer_certificate_from_another_ca_is_refused(pki: Pki) -> None:
     app = Recorder()
     with serving(pki.home("node-1", key), app) as url:
         assert fetch_height(url, PeerTrust(other_file, {url: key.public_key})) is None
+        assert not post_vote_batch(url, PeerTrust(other_file, {url: key.public_key}))
         # Unpinned (a peer genesis does not name) it still needs the CA.
         assert fetch_height(url, PeerTrust(other_file, {})) is None
+        assert not post_vote_batch(url, PeerTrust(other_file, {}))
         assert fetch_height(url, PeerTrust(pki.ca_file, {})) == 5
-    assert app.paths == ["/p2p/status"]
+        assert post_vote_batch(url, PeerTrust(pki.ca_file, {}))
+    assert app.paths == ["/p2p/status", "/p2p/consensus"]
 
 
 # --- public API clients ---------------------------------------------------------------------
