@@ -27,6 +27,10 @@ class HttpError(OSError):
     """The connection failed, or the server answered something this client cannot read."""
 
 
+class AnswerTooLarge(HttpError):
+    """The answer declares a body over the caller's cap; it is not read."""
+
+
 class ServerClosed(HttpError):
     """The server closed the connection before any byte of an answer (say, a kept-alive
     connection it timed out just as the request went): nothing was answered."""
@@ -124,7 +128,7 @@ class Connection:
                 head = await self.reader.readuntil(b"\r\n\r\n")
                 status, length, close = parse_head(head)
                 if length > max_body:
-                    raise HttpError(f"an answer of {length} bytes is over {max_body}")
+                    raise AnswerTooLarge(f"an answer of {length} bytes is over {max_body}")
                 body = await self.reader.readexactly(length) if length else b""
         except HttpError:
             self.close()

@@ -23,10 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import httpcore
-import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -41,10 +38,6 @@ _TRUSTED_CA: ContextVar[Path | None] = ContextVar("provledger_trusted_ca", defau
 
 class CaBundleError(ValueError):
     """A CA bundle that cannot be read or holds no certificate."""
-
-
-class PinMismatch(httpcore.ConnectError):
-    """A peer's certificate does not carry the node key genesis names for its URL."""
 
 
 def _load_ca(context: ssl.SSLContext, ca: str | Path, origin: str) -> None:
@@ -120,78 +113,6 @@ def pin_check(pin: bytes, where: str) -> Callable[[ssl.SSLObject | None], None]:
     return check
 
 
-class _PinnedStream(httpcore.AsyncNetworkStream):
-    """A TCP stream whose TLS handshake must show a certificate for the pinned key."""
-
-    def __init__(self, stream: httpcore.AsyncNetworkStream, pin: bytes, where: str) -> None:
-        self._stream = stream
-        self._pin = pin
-        self._where = where
-
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return await self._stream.read(max_bytes, timeout)
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        await self._stream.write(buffer, timeout)
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._stream.get_extra_info(info)
-
-    async def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        tls = await self._stream.start_tls(ssl_context, server_hostname, timeout)
-        refusal = pin_refusal(tls.get_extra_info("ssl_object"), self._pin, self._where)
-        if refusal is not None:
-            await tls.aclose()
-            raise PinMismatch(refusal)
-        return tls
-
-
-class _PinningBackend(httpcore.AsyncNetworkBackend):
-    def __init__(self, pin: bytes, where: str) -> None:
-        self._inner = httpcore.AnyIOBackend()
-        self._pin = pin
-        self._where = where
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        stream = await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
-        return _PinnedStream(stream, self._pin, self._where)
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-class PinnedTransport(httpx.AsyncHTTPTransport):
-    """httpx's transport, whose connections check the server certificate's key against
-    `pin` after each handshake (a mismatch is an `httpx.ConnectError`; nothing is sent)."""
-
-    def __init__(self, context: ssl.SSLContext, pin: bytes, where: str, limits: httpx.Limits):
-        super().__init__(verify=context, limits=limits)
-        # httpx builds its pool without a way to pass a network backend: replace it (the
-        # one built above has opened nothing). tests/node/test_tls_peers.py proves the pin.
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=context,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=_PinningBackend(pin, where),
-        )
-
-
 def peer_context(ca: Path | None, pinned: bool) -> ssl.SSLContext:
     """TLS 1.3 client context for one peer: chained to `ca` with the host name checked, or,
     for a pinned peer without `ca`, no chain at all (the key pin is the authentication)."""
@@ -236,23 +157,11 @@ class PeerTrust:
         pin = self.pins.get(url)
         return peer_context(self.ca, pinned=pin is not None), pin
 
-    def transport(self, url: str, limits: httpx.Limits) -> httpx.AsyncBaseTransport | None:
-        """The transport to reach the peer at `url`; None for plain `http://` (httpx's)."""
-        security = self.security(url)
-        if security is None:
-            return None
-        context, pin = security
-        if pin is None:
-            return httpx.AsyncHTTPTransport(verify=context, limits=limits)
-        return PinnedTransport(context, pin, url.rstrip("/"), limits)
-
 
 __all__ = [
     "CERT_ENV",
     "CaBundleError",
     "PeerTrust",
-    "PinMismatch",
-    "PinnedTransport",
     "certificate_key",
     "client_context",
     "peer_context",

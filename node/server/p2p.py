@@ -8,11 +8,10 @@ sends back off exponentially. Consensus messages need no redelivery here: the co
 retransmits its own latest messages on every tick.
 
 Every request is signed with this node's key (docs/PROTOCOL.md §15). An `https://` peer is
-verified by `trust` (§18): a genesis validator's certificate must carry its node key. POSTs
-(the traffic of every height) go through `node.client.http11`, one lean connection per queue,
-whose answers are capped at `MAX_ANSWER_BYTES`; the rarer GETs (heads and blocks while
-catching up) through httpx, their answers read as a stream and abandoned as soon as they
-exceed `MAX_P2P_BODY`: never read whole first.
+verified by `trust` (§18): a genesis validator's certificate must carry its node key. Every
+request goes through `node.client.http11` on the link's connection for its purpose: answers to
+POSTs are capped at `MAX_ANSWER_BYTES`, answers to GETs at `MAX_P2P_BODY`, and an answer
+declaring more is not read at all.
 """
 
 from __future__ import annotations
@@ -26,13 +25,17 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import httpx
-
 from ledger import codec
 from ledger.blocks import Block, Commit, Header, Validator
 from ledger.crypto import PrivateKey
 from ledger.errors import LedgerError, Malformed
-from node.client.http11 import Connection, HttpError, ServerClosed, request_bytes
+from node.client.http11 import (
+    AnswerTooLarge,
+    Connection,
+    HttpError,
+    ServerClosed,
+    request_bytes,
+)
 from node.client.tls import PeerTrust, pin_check
 from node.server.peer_auth import sign_request
 from node.wire import MAX_P2P_BODY, MSGPACK
@@ -48,7 +51,11 @@ MAX_BACKOFF_S = 2.0
 # to each peer carries many events instead of one (issue 16).
 GOSSIP_LINGER_S = 0.005
 CONNECT_TIMEOUT_S = 1.0
-POST_PATHS = ("/p2p/consensus", "/p2p/events")
+CHANNELS = ("consensus", "events", "sync")
+"""A peer link's connections: one per outbound queue, one for block sync's GETs."""
+EVENTS_PATH = "/p2p/events"
+FETCH_TIMEOUT_S = 30.0
+"""The longest a GET may take, whole (a block of up to MAX_P2P_BODY bytes)."""
 MAX_ANSWER_BYTES = 64 * 1024
 """What a peer may answer a POST with (204 or a problem document): more is a failure."""
 
@@ -65,11 +72,12 @@ def _drain_queue(queue: deque[bytes], limit: int) -> list[bytes]:
     return [queue.popleft() for _ in range(min(len(queue), limit))]
 
 
-class PeerPoster:
-    """POSTs to one peer over one keep-alive HTTP/1.1 connection of its own
-    (`node.client.http11`, a tenth of httpx's CPU per request), opened when first needed and
-    again once lost. An `https://` peer is verified as `trust` says (its pinned node key
-    checked before anything is written); without `trust`, against the default trust store."""
+class PeerChannel:
+    """Requests to one peer over one keep-alive HTTP/1.1 connection of its own
+    (`node.client.http11`, a tenth of httpx's CPU per request), one at a time, opened when
+    first needed and again once lost. An `https://` peer is verified as `trust` says (its
+    pinned node key checked before anything is written); without `trust`, against the
+    default trust store."""
 
     def __init__(self, url: str, trust: PeerTrust | None, timeout_s: float) -> None:
         self.url = url.rstrip("/")
@@ -80,30 +88,43 @@ class PeerPoster:
         pin = security[1] if security is not None else None
         self._check = pin_check(pin, self.url) if pin is not None else None
         self._connection: Connection | None = None
+        self._turn = asyncio.Lock()
 
     async def post(self, path: str, body: bytes, headers: dict[str, str]) -> None:
         """POST `body` to `path`; raise HttpError unless the peer answers 2xx."""
         headers = {"content-type": MSGPACK, **headers}
         request = request_bytes("POST", path, self._host, headers, body)
-        connection = self._connection
-        if connection is None or connection.closed or connection.server_closed():
-            status = await self._exchange_fresh(request)
-        else:
-            try:
-                status, _ = await connection.exchange(request, MAX_ANSWER_BYTES, self.timeout_s)
-            except ServerClosed:
-                # The peer closed the kept-alive connection as the request went: nothing was
-                # answered, so the request goes once more on a fresh connection.
-                status = await self._exchange_fresh(request)
+        status, _ = await self._exchange(request, MAX_ANSWER_BYTES)
         if not 200 <= status < 300:
             raise HttpError(f"{self.url}{path} answered {status}")
 
-    async def _exchange_fresh(self, request: bytes) -> int:
+    async def get(self, path: str, headers: dict[str, str], max_body: int) -> bytes | None:
+        """The body of a 200 answer to GET `path`; None for another status or a body over
+        `max_body` (which is not read). Raises HttpError if the exchange fails."""
+        request = request_bytes("GET", path, self._host, headers)
+        try:
+            status, body = await self._exchange(request, max_body)
+        except AnswerTooLarge:
+            return None
+        return body if status == 200 else None
+
+    async def _exchange(self, request: bytes, max_body: int) -> tuple[int, bytes]:
+        async with self._turn:
+            connection = self._connection
+            if connection is None or connection.closed or connection.server_closed():
+                return await self._exchange_fresh(request, max_body)
+            try:
+                return await connection.exchange(request, max_body, self.timeout_s)
+            except ServerClosed:
+                # The peer closed the kept-alive connection as the request went: nothing
+                # was answered, so the request goes once more on a fresh connection.
+                return await self._exchange_fresh(request, max_body)
+
+    async def _exchange_fresh(self, request: bytes, max_body: int) -> tuple[int, bytes]:
         self._connection = connection = await Connection.open(
             self.url, context=self._context, check=self._check, timeout_s=CONNECT_TIMEOUT_S
         )
-        status, _ = await connection.exchange(request, MAX_ANSWER_BYTES, self.timeout_s)
-        return status
+        return await connection.exchange(request, max_body, self.timeout_s)
 
     async def close(self) -> None:
         if self._connection is not None:
@@ -119,7 +140,6 @@ class PeerLink:
         sender: str,
         queue_limit: int,
         timeout_s: float = 5.0,
-        transport: httpx.AsyncBaseTransport | None = None,
         *,
         key: PrivateKey | None = None,
         chain_id: str = "",
@@ -134,23 +154,14 @@ class PeerLink:
         self.key = key
         self.chain_id = chain_id
         self.clock = clock
-        limits = httpx.Limits(max_connections=2, max_keepalive_connections=2)
-        # POSTs go through a lean connection per queue; a transport given here (tests: an
-        # app in the same process) takes them through httpx instead.
-        self._posters: dict[str, PeerPoster] | None = None
-        if transport is None:
-            self._posters = {
-                path: PeerPoster(self.state.url, trust, timeout_s) for path in POST_PATHS
-            }
-            if trust is not None:
-                transport = trust.transport(self.state.url, limits)
-        self.client = httpx.AsyncClient(
-            base_url=self.state.url,
-            transport=transport,
-            timeout=httpx.Timeout(timeout_s, connect=CONNECT_TIMEOUT_S),
-            limits=limits,
-            headers={"content-type": MSGPACK},
-        )
+        # Each outbound queue and block sync have a connection of their own, so votes never
+        # wait behind event gossip or a block being fetched.
+        self._channels = {
+            purpose: PeerChannel(
+                self.state.url, trust, FETCH_TIMEOUT_S if purpose == "sync" else timeout_s
+            )
+            for purpose in CHANNELS
+        }
         self._messages: deque[bytes] = deque(maxlen=queue_limit)
         self._events: deque[bytes] = deque(maxlen=queue_limit)
         self._messages_queued = asyncio.Event()
@@ -186,9 +197,8 @@ class PeerLink:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.client.aclose()
-        for poster in (self._posters or {}).values():
-            await poster.close()
+        for channel in self._channels.values():
+            await channel.close()
 
     async def _send_while_queued(
         self, queued: asyncio.Event, flush: Callable[[], Awaitable[bool | None]]
@@ -220,7 +230,7 @@ class PeerLink:
         self._oldest_event_at = time.monotonic()
         if not envelopes:
             return None
-        sent = await self._send("/p2p/events", {"from": self.sender, "events": envelopes})
+        sent = await self._send(EVENTS_PATH, {"from": self.sender, "events": envelopes})
         if not sent:
             self._events.extendleft(reversed(envelopes))
         return sent
@@ -229,7 +239,7 @@ class PeerLink:
         """POST one batch; after a failure, back off before saying so."""
         try:
             await self._post(path, doc)
-        except (httpx.HTTPError, OSError) as exc:
+        except OSError as exc:
             self._failed(exc)
             await asyncio.sleep(min(MAX_BACKOFF_S, 0.05 * 2**self.state.failures))
             return False
@@ -251,18 +261,16 @@ class PeerLink:
 
     async def _post(self, path: str, doc: dict[str, object]) -> None:
         body = codec.encode(doc)
-        headers = self._auth("POST", path, body)
-        if self._posters is not None:
-            await self._posters[path].post(path, body, headers)
-            return
-        response = await self.client.post(path, content=body, headers=headers)
-        response.raise_for_status()
+        channel = self._channels["events" if path == EVENTS_PATH else "consensus"]
+        await channel.post(path, body, self._auth("POST", path, body))
 
     async def _get(self, path: str) -> object | None:
-        """GET a peer document, reading at most MAX_P2P_BODY bytes of the answer."""
+        """GET a peer document of at most MAX_P2P_BODY bytes (a larger one is not read)."""
         try:
-            content = await self._read_capped(path)
-        except (httpx.HTTPError, OSError) as exc:
+            content = await self._channels["sync"].get(
+                path, self._auth("GET", path, b""), MAX_P2P_BODY
+            )
+        except OSError as exc:
             self._failed(exc)
             return None
         if content is None:
@@ -272,25 +280,6 @@ class PeerLink:
             return codec.decode(content, MAX_P2P_BODY)
         except Malformed:
             return None
-
-    async def _read_capped(self, path: str) -> bytes | None:
-        """The body of a 200 answer, or None (another status, or over the cap: the stream is
-        abandoned at the first chunk past it)."""
-        headers = self._auth("GET", path, b"")
-        async with self.client.stream("GET", path, headers=headers) as response:
-            if response.status_code != 200:
-                return None
-            declared = response.headers.get("content-length", "0")
-            if not declared.isdigit() or int(declared) > MAX_P2P_BODY:
-                return None
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > MAX_P2P_BODY:
-                    return None
-                chunks.append(chunk)
-            return b"".join(chunks)
 
     async def fetch_height(self) -> int | None:
         """The height the peer claims (a claim: block sync believes only verified commits)."""

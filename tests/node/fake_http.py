@@ -1,11 +1,16 @@
-"""A real HTTP server on loopback, in a thread, for tests that need a node or peer that lies."""
+"""Real HTTP servers on loopback for tests that need a node or peer that lies: a thread's
+`http.server`, or uvicorn serving an ASGI app in the test's own event loop."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import uvicorn
 
 
 @contextlib.contextmanager
@@ -30,3 +35,29 @@ def send(handler: BaseHTTPRequestHandler, status: int, body: bytes, content_type
     handler.send_header("content-length", str(len(body)))
     handler.end_headers()
     handler.wfile.write(body)
+
+
+@contextlib.asynccontextmanager
+async def serving_asgi(app: Any) -> AsyncIterator[str]:
+    """Serve the ASGI `app` with uvicorn on a free loopback port, in the running event loop
+    (so the app may share asyncio objects with the test); yield its base URL."""
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=0,
+        lifespan="off",
+        log_level="warning",
+        timeout_graceful_shutdown=1,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    async with asyncio.timeout(30):
+        while not server.started:
+            assert not task.done(), "the server did not start"
+            await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task

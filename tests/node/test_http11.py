@@ -1,4 +1,4 @@
-"""The lean HTTP/1.1 connection (node.client.http11) and the peer poster built on it, against
+"""The lean HTTP/1.1 connection (node.client.http11) and the peer channel built on it, against
 real servers on loopback sockets: keep-alive, closing, caps, timeouts, a peer that closes a
 kept-alive connection, and the peer link's POSTs going through it."""
 
@@ -20,7 +20,7 @@ from node.client.http11 import (
     parse_head,
     request_bytes,
 )
-from node.server.p2p import MAX_ANSWER_BYTES, PeerLink, PeerPoster
+from node.server.p2p import MAX_ANSWER_BYTES, PeerChannel, PeerLink
 from node.server.peer_auth import PEER_DIGEST_HEADER, PeerAuthenticator
 
 NO_CONTENT = b"HTTP/1.1 204 No Content\r\n\r\n"
@@ -221,10 +221,10 @@ def test_a_refused_connection_is_an_http_error() -> None:
     asyncio.run(go())
 
 
-# --- the peer poster -------------------------------------------------------------------------
+# --- the peer channel -------------------------------------------------------------------------
 
 
-def test_the_poster_sends_msgpack_with_its_headers_and_fails_on_other_than_2xx() -> None:
+def test_the_channel_sends_msgpack_with_its_headers_and_fails_on_other_than_2xx() -> None:
     async def answer(number: int, head: bytes, body: bytes) -> bytes | None:
         return NO_CONTENT if number == 1 else b"HTTP/1.1 400 Bad\r\ncontent-length: 0\r\n\r\n"
 
@@ -232,11 +232,11 @@ def test_the_poster_sends_msgpack_with_its_headers_and_fails_on_other_than_2xx()
         server = Server(answer)
         listener, url = await serve(server)
         async with listener:
-            poster = PeerPoster(url, None, timeout_s=5)
-            await poster.post("/p2p/events", b"\x80", {"x-provledger-test": "1"})
+            channel = PeerChannel(url, None, timeout_s=5)
+            await channel.post("/p2p/events", b"\x80", {"x-provledger-test": "1"})
             with pytest.raises(HttpError, match="answered 400"):
-                await poster.post("/p2p/events", b"\x80", {})
-            await poster.close()
+                await channel.post("/p2p/events", b"\x80", {})
+            await channel.close()
         head, body = server.requests[0]
         lines = head.split(b"\r\n")
         assert lines[0] == b"POST /p2p/events HTTP/1.1"
@@ -255,12 +255,12 @@ def test_a_peer_closing_a_kept_alive_connection_costs_one_more_try_not_a_failure
         server = Server(answer)
         listener, url = await serve(server)
         async with listener:
-            poster = PeerPoster(url, None, timeout_s=5)
-            await poster.post("/p2p/consensus", b"1", {})
-            await poster.post("/p2p/consensus", b"2", {})  # sent again on a fresh connection
+            channel = PeerChannel(url, None, timeout_s=5)
+            await channel.post("/p2p/consensus", b"1", {})
+            await channel.post("/p2p/consensus", b"2", {})  # sent again on a fresh connection
             assert [body for _, body in server.requests] == [b"1", b"2", b"2"]
             assert server.connections == 2
-            await poster.close()
+            await channel.close()
 
     asyncio.run(go())
 
@@ -270,16 +270,43 @@ def test_a_fresh_connection_closed_unanswered_is_a_failure_not_a_loop() -> None:
         server = Server(always(None))
         listener, url = await serve(server)
         async with listener:
-            poster = PeerPoster(url, None, timeout_s=5)
+            channel = PeerChannel(url, None, timeout_s=5)
             with pytest.raises(ServerClosed):
-                await poster.post("/p2p/events", b"1", {})
+                await channel.post("/p2p/events", b"1", {})
             assert len(server.requests) == 1
-            await poster.close()
+            await channel.close()
 
     asyncio.run(go())
 
 
-def test_the_peer_link_gossips_through_the_poster_signed() -> None:
+def test_the_channel_gets_a_200_body_and_refuses_more_than_the_cap_unread() -> None:
+    async def answer(number: int, head: bytes, body: bytes) -> bytes | None:
+        if number == 1:
+            return b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nabc"
+        if number == 2:
+            return b"HTTP/1.1 404 Not Found\r\ncontent-length: 2\r\n\r\n{}"
+        return b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n" + b"x" * 1000
+
+    async def go() -> None:
+        server = Server(answer)
+        listener, url = await serve(server)
+        async with listener:
+            channel = PeerChannel(url, None, timeout_s=5)
+            assert await channel.get("/p2p/status", {"x-a": "1"}, max_body=100) == b"abc"
+            assert await channel.get("/p2p/blocks/9", {}, max_body=100) is None
+            assert server.connections == 1  # a 404 with its body read keeps the connection
+            assert await channel.get("/p2p/blocks/1", {}, max_body=100) is None  # over the cap
+            assert await channel.get("/p2p/blocks/1", {}, max_body=1000) == b"x" * 1000
+            assert server.connections == 2  # the unread body cost the connection
+            await channel.close()
+        lines = server.requests[0][0].split(b"\r\n")
+        assert lines[0] == b"GET /p2p/status HTTP/1.1" and b"x-a: 1" in lines
+        assert b"content-length: 0" in lines
+
+    asyncio.run(go())
+
+
+def test_the_peer_link_gossips_through_the_channel_signed() -> None:
     """A PeerLink without a test transport: its batches reach a real socket, signed."""
     key = PrivateKey.generate()
 

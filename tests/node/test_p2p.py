@@ -1,15 +1,17 @@
-"""PeerLink: consensus messages never wait behind event gossip; failed event batches are
-sent again, failed consensus batches are not (the core retransmits)."""
+"""PeerLink against a real peer server on loopback: consensus messages never wait behind
+event gossip; failed event batches are sent again, failed consensus batches are not (the core
+retransmits)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
-
-import httpx
 
 from ledger import codec
 from node.server.p2p import MAX_BATCH_EVENTS, PeerLink
+from tests.node.fake_http import serving_asgi
 
 
 class FakePeer:
@@ -45,10 +47,16 @@ class FakePeer:
         await send({"type": "http.response.body", "body": b""})
 
 
-def link_to(peer: FakePeer) -> PeerLink:
-    return PeerLink(
-        "http://peer", "me", queue_limit=10_000, transport=httpx.ASGITransport(app=peer)
-    )
+@contextlib.asynccontextmanager
+async def link_to(peer: FakePeer, **options: Any) -> AsyncIterator[PeerLink]:
+    """A link to `peer`, served by uvicorn on loopback for the length of the block."""
+    async with serving_asgi(peer) as url:
+        link = PeerLink(url, "me", **{"queue_limit": 10_000, **options})
+        try:
+            yield link
+        finally:
+            peer.release_events.set()  # requests held open finish, so the server can stop
+            await link.close()
 
 
 async def wait_until(condition: Any, timeout: float = 5.0) -> None:
@@ -60,16 +68,16 @@ async def wait_until(condition: Any, timeout: float = 5.0) -> None:
 def test_consensus_messages_pass_event_gossip_that_is_held_up() -> None:
     async def scenario() -> None:
         peer = FakePeer()
-        link = link_to(peer)
-        link.start()
-        link.send_events([b"e%d" % i for i in range(10)])
-        await asyncio.sleep(0.05)
-        link.send_message(b"vote")
-        await wait_until(lambda: peer.messages == [b"vote"])
-        assert peer.events == []
-        peer.release_events.set()
-        await wait_until(lambda: len(peer.events) == 10)
-        await link.close()
+        async with link_to(peer) as link:
+            link.start()
+            link.send_events([b"e%d" % i for i in range(10)])
+            await asyncio.sleep(0.05)
+            link.send_message(b"vote")
+            await wait_until(lambda: peer.messages == [b"vote"])
+            assert peer.events == []
+            peer.release_events.set()
+            await wait_until(lambda: len(peer.events) == 10)
+            await link.close()
 
     asyncio.run(scenario())
 
@@ -78,14 +86,14 @@ def test_event_batches_are_bounded_and_keep_their_order() -> None:
     async def scenario() -> None:
         peer = FakePeer()
         peer.release_events.set()
-        link = link_to(peer)
-        envelopes = [b"e%d" % i for i in range(MAX_BATCH_EVENTS * 2 + 5)]
-        link.send_events(envelopes)
-        link.start()
-        await wait_until(lambda: len(peer.events) == len(envelopes))
-        assert peer.events == envelopes
-        assert max(peer.event_batches) == MAX_BATCH_EVENTS
-        await link.close()
+        async with link_to(peer) as link:
+            envelopes = [b"e%d" % i for i in range(MAX_BATCH_EVENTS * 2 + 5)]
+            link.send_events(envelopes)
+            link.start()
+            await wait_until(lambda: len(peer.events) == len(envelopes))
+            assert peer.events == envelopes
+            assert max(peer.event_batches) == MAX_BATCH_EVENTS
+            await link.close()
 
     asyncio.run(scenario())
 
@@ -94,17 +102,17 @@ def test_a_failed_event_batch_is_sent_again_but_a_failed_vote_batch_is_not() -> 
     async def scenario() -> None:
         peer = FakePeer(fail_first=1)
         peer.release_events.set()
-        link = link_to(peer)
-        link.send_message(b"lost vote")
-        link.start()
-        await wait_until(lambda: link.state.failures == 1)
-        link.send_message(b"next vote")
-        await wait_until(lambda: peer.messages == [b"next vote"])
-        assert link.state.failures == 0 and link.state.reachable
+        async with link_to(peer) as link:
+            link.send_message(b"lost vote")
+            link.start()
+            await wait_until(lambda: link.state.failures == 1)
+            link.send_message(b"next vote")
+            await wait_until(lambda: peer.messages == [b"next vote"])
+            assert link.state.failures == 0 and link.state.reachable
 
-        peer.fail_first = 1
-        link.send_events([b"a", b"b"])
-        await wait_until(lambda: peer.events == [b"a", b"b"])
-        await link.close()
+            peer.fail_first = 1
+            link.send_events([b"a", b"b"])
+            await wait_until(lambda: peer.events == [b"a", b"b"])
+            await link.close()
 
     asyncio.run(scenario())

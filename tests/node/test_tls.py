@@ -10,7 +10,6 @@ import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -26,7 +25,6 @@ from node.client.tls import (
     CERT_ENV,
     CaBundleError,
     PeerTrust,
-    PinnedTransport,
     certificate_key,
     client_context,
     trusting,
@@ -262,17 +260,18 @@ def test_a_bad_ca_bundle_is_a_clear_client_error(tmp_path: Path) -> None:
 def test_peers_are_pinned_to_the_genesis_keys(tmp_path: Path) -> None:
     genesis = init_cluster(tmp_path, 3, base_port=9500, tls=True)
     trust = PeerTrust.from_genesis(None, genesis.validators.validators)
-    limits = httpx.Limits(max_connections=1)
     for validator in genesis.validators.validators:
         assert trust.pins[validator.url] == validator.public_key
-        assert isinstance(trust.transport(validator.url + "/", limits), PinnedTransport)
-    assert trust.transport("http://127.0.0.1:9504", limits) is None
+        security = trust.security(validator.url + "/")
+        assert security is not None and security[1] == validator.public_key
+        assert security[0].minimum_version == ssl.TLSVersion.TLSv1_3
+    assert trust.security("http://127.0.0.1:9504") is None
     newcomer = Validator("node-9", PrivateKey.generate().public_key, 1, "https://n9:8900/")
     grown = trust.with_validators([newcomer])
     assert grown.pins["https://n9:8900"] == newcomer.public_key
     assert len(grown.pins) == 4 and "https://n9:8900" not in trust.pins
-    unpinned = trust.transport("https://elsewhere.example:8900", limits)
-    assert unpinned is not None and not isinstance(unpinned, PinnedTransport)
+    unpinned = trust.security("https://elsewhere.example:8900")
+    assert unpinned is not None and unpinned[1] is None and unpinned[0].check_hostname
 
 
 def test_certificate_key_reads_only_p256_keys() -> None:
