@@ -5,7 +5,8 @@ kept-alive connection, and the peer link's POSTs going through it."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import pytest
@@ -58,10 +59,12 @@ class Server:
             writer.close()
 
 
-async def serve(server: Server) -> tuple[asyncio.AbstractServer, str]:
+@contextlib.asynccontextmanager
+async def serving(server: Server) -> AsyncIterator[str]:
+    """`server` listening on a free loopback port for the block; yields its base URL."""
     listener = await asyncio.start_server(server.handle, "127.0.0.1", 0)
-    port = listener.sockets[0].getsockname()[1]
-    return listener, f"http://127.0.0.1:{port}"
+    async with listener:
+        yield f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}"
 
 
 def always(reply: bytes | None) -> Callable[[int, bytes, bytes], Awaitable[bytes | None]]:
@@ -112,8 +115,7 @@ def test_a_request_is_its_line_host_headers_length_and_body() -> None:
 def test_a_kept_alive_connection_carries_many_requests() -> None:
     async def go() -> None:
         server = Server(always(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"))
-        listener, url = await serve(server)
-        async with listener:
+        async with serving(server) as url:
             connection = await Connection.open(url)
             for _ in range(3):
                 assert await connection.exchange(get(url), timeout_s=5) == (200, b"ok")
@@ -126,8 +128,7 @@ def test_a_kept_alive_connection_carries_many_requests() -> None:
 def test_a_server_that_says_close_closes_the_connection() -> None:
     async def go() -> None:
         server = Server(always(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n"))
-        listener, url = await serve(server)
-        async with listener:
+        async with serving(server) as url:
             connection = await Connection.open(url)
             assert await connection.exchange(get(url), timeout_s=5) == (204, b"")
             assert connection.closed
@@ -137,8 +138,7 @@ def test_a_server_that_says_close_closes_the_connection() -> None:
 
 def test_closing_without_answer_and_cutting_an_answer_short_are_told_apart() -> None:
     async def go() -> None:
-        listener, url = await serve(Server(always(None)))
-        async with listener:
+        async with serving(Server(always(None))) as url:
             connection = await Connection.open(url)
             with pytest.raises(ServerClosed):
                 await connection.exchange(get(url), timeout_s=5)
@@ -167,8 +167,7 @@ def test_an_answer_over_the_cap_is_refused_and_the_connection_closed() -> None:
     async def go() -> None:
         body = b"x" * 101
         reply = b"HTTP/1.1 200 OK\r\ncontent-length: 101\r\n\r\n" + body
-        listener, url = await serve(Server(always(reply)))
-        async with listener:
+        async with serving(Server(always(reply))) as url:
             connection = await Connection.open(url)
             with pytest.raises(HttpError, match="over 100"):
                 await connection.exchange(get(url), max_body=100, timeout_s=5)
@@ -183,8 +182,7 @@ def test_an_answer_over_the_cap_is_refused_and_the_connection_closed() -> None:
 def test_a_head_past_its_cap_is_refused() -> None:
     async def go() -> None:
         huge = b"HTTP/1.1 200 OK\r\nx-pad: " + b"a" * MAX_HEAD_BYTES + b"\r\n\r\n"
-        listener, url = await serve(Server(always(huge)))
-        async with listener:
+        async with serving(Server(always(huge))) as url:
             connection = await Connection.open(url)
             with pytest.raises(HttpError):
                 await connection.exchange(get(url), timeout_s=5)
@@ -195,26 +193,23 @@ def test_a_head_past_its_cap_is_refused() -> None:
 
 def test_a_server_that_never_answers_times_out() -> None:
     async def silent(number: int, head: bytes, body: bytes) -> bytes | None:
-        await asyncio.sleep(30)
+        await asyncio.sleep(2)  # far past the client's timeout
         return NO_CONTENT
 
     async def go() -> None:
-        listener, url = await serve(Server(silent))
-        async with listener:
+        async with serving(Server(silent)) as url:
             connection = await Connection.open(url)
             with pytest.raises(HttpError, match="TimeoutError"):
                 await connection.exchange(get(url), timeout_s=0.2)
             assert connection.closed
-            listener.close()
 
     asyncio.run(go())
 
 
 def test_a_refused_connection_is_an_http_error() -> None:
     async def go() -> None:
-        listener, url = await serve(Server(always(NO_CONTENT)))
-        listener.close()
-        await listener.wait_closed()
+        async with serving(Server(always(NO_CONTENT))) as url:
+            pass  # the port is closed again below
         with pytest.raises(HttpError, match="cannot connect"):
             await Connection.open(url, timeout_s=1)
 
@@ -230,8 +225,7 @@ def test_the_channel_sends_msgpack_with_its_headers_and_fails_on_other_than_2xx(
 
     async def go() -> None:
         server = Server(answer)
-        listener, url = await serve(server)
-        async with listener:
+        async with serving(server) as url:
             channel = PeerChannel(url, None, timeout_s=5)
             await channel.post("/p2p/events", b"\x80", {"x-provledger-test": "1"})
             with pytest.raises(HttpError, match="answered 400"):
@@ -253,8 +247,7 @@ def test_a_peer_closing_a_kept_alive_connection_costs_one_more_try_not_a_failure
 
     async def go() -> None:
         server = Server(answer)
-        listener, url = await serve(server)
-        async with listener:
+        async with serving(server) as url:
             channel = PeerChannel(url, None, timeout_s=5)
             await channel.post("/p2p/consensus", b"1", {})
             await channel.post("/p2p/consensus", b"2", {})  # sent again on a fresh connection
@@ -268,8 +261,7 @@ def test_a_peer_closing_a_kept_alive_connection_costs_one_more_try_not_a_failure
 def test_a_fresh_connection_closed_unanswered_is_a_failure_not_a_loop() -> None:
     async def go() -> None:
         server = Server(always(None))
-        listener, url = await serve(server)
-        async with listener:
+        async with serving(server) as url:
             channel = PeerChannel(url, None, timeout_s=5)
             with pytest.raises(ServerClosed):
                 await channel.post("/p2p/events", b"1", {})
@@ -289,8 +281,7 @@ def test_the_channel_gets_a_200_body_and_refuses_more_than_the_cap_unread() -> N
 
     async def go() -> None:
         server = Server(answer)
-        listener, url = await serve(server)
-        async with listener:
+        async with serving(server) as url:
             channel = PeerChannel(url, None, timeout_s=5)
             assert await channel.get("/p2p/status", {"x-a": "1"}, max_body=100) == b"abc"
             assert await channel.get("/p2p/blocks/9", {}, max_body=100) is None
@@ -312,8 +303,7 @@ def test_the_peer_link_gossips_through_the_channel_signed() -> None:
 
     async def go() -> None:
         server = Server(always(NO_CONTENT))
-        listener, url = await serve(server)
-        async with listener:
+        async with serving(server) as url:
             link = PeerLink(url, "me", 100, key=key, chain_id="c", clock=lambda: 1_000)
             link.start()
             link.send_events([b"e1", b"e2"])
