@@ -82,7 +82,11 @@ class PeerChannel:
     def __init__(self, url: str, trust: PeerTrust | None, timeout_s: float) -> None:
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
-        self._host = urlsplit(self.url).netloc
+        parts = urlsplit(self.url)
+        self._host = parts.netloc
+        # A peer behind a path prefix (a reverse proxy) gets it before every path; the
+        # signature covers the path alone, as the peer sees it once the prefix is stripped.
+        self._prefix = parts.path.rstrip("/")
         security = (trust or PeerTrust()).security(self.url)
         self._context = security[0] if security is not None else None
         pin = security[1] if security is not None else None
@@ -93,7 +97,7 @@ class PeerChannel:
     async def post(self, path: str, body: bytes, headers: dict[str, str]) -> None:
         """POST `body` to `path`; raise HttpError unless the peer answers 2xx."""
         headers = {"content-type": MSGPACK, **headers}
-        request = request_bytes("POST", path, self._host, headers, body)
+        request = request_bytes("POST", self._prefix + path, self._host, headers, body)
         status, _ = await self._exchange(request, MAX_ANSWER_BYTES)
         if not 200 <= status < 300:
             raise HttpError(f"{self.url}{path} answered {status}")
@@ -101,7 +105,7 @@ class PeerChannel:
     async def get(self, path: str, headers: dict[str, str], max_body: int) -> bytes | None:
         """The body of a 200 answer to GET `path`; None for another status or a body over
         `max_body` (which is not read). Raises HttpError if the exchange fails."""
-        request = request_bytes("GET", path, self._host, headers)
+        request = request_bytes("GET", self._prefix + path, self._host, headers)
         try:
             status, body = await self._exchange(request, max_body)
         except AnswerTooLarge:

@@ -241,6 +241,20 @@ def test_the_channel_sends_msgpack_with_its_headers_and_fails_on_other_than_2xx(
     asyncio.run(go())
 
 
+def test_a_peer_url_with_a_path_prefix_keeps_it_before_every_path() -> None:
+    async def go() -> None:
+        server = Server(always(NO_CONTENT))
+        async with serving(server) as url:
+            channel = PeerChannel(url + "/gateway/node-1/", None, timeout_s=5)
+            await channel.post("/p2p/events", b"1", {})
+            await channel.get("/p2p/status", {}, max_body=100)
+            await channel.close()
+        targets = [head.split(b" ")[1] for head, _ in server.requests]
+        assert targets == [b"/gateway/node-1/p2p/events", b"/gateway/node-1/p2p/status"]
+
+    asyncio.run(go())
+
+
 def test_a_peer_closing_a_kept_alive_connection_costs_one_more_try_not_a_failure() -> None:
     async def answer(number: int, head: bytes, body: bytes) -> bytes | None:
         return None if number == 2 else NO_CONTENT  # the second request is dropped unanswered
