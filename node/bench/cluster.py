@@ -230,9 +230,10 @@ def memory_rows(saturation: dict[str, Any]) -> list[tuple[str, str]]:
     is LevelDB's table files, which it reads through mmap: page cache, shared and reclaimable,
     growing with the store), and the events then pending in each mempool (a load figure)."""
     rows = []
+    resident = saturation.get("rss_mb_at_committed", {})
     anonymous = saturation.get("anonymous_mb_at_committed", {})
     backlog = saturation.get("mempool_events_at_committed", {})
-    for committed, sizes in saturation.get("rss_mb_at_committed", {}).items():
+    for committed, sizes in resident.items():
         rows.append((f"RSS MB at {int(committed):,} committed", ", ".join(map(str, sizes))))
         rows.append(("  of which anonymous", ", ".join(map(str, anonymous.get(committed, [])))))
         rows.append(
@@ -241,7 +242,6 @@ def memory_rows(saturation: dict[str, Any]) -> list[tuple[str, str]]:
                 ", ".join(f"{n:,}" for n in backlog.get(committed, [])),
             )
         )
-    resident = saturation.get("rss_mb_at_committed", {})
     if len(resident) >= 2:
         first, last = min(resident, key=int), max(resident, key=int)
         rows.append(

@@ -4,7 +4,7 @@ nodes, not this client, set the pace.
 
 httpx's pool costs more per request than the nodes do on a shared 2-core machine (~270
 trivial requests/s with 32 connections), so the benchmark speaks HTTP/1.1 itself through
-`node.client.http11` (which nodes use for their peer POSTs too): every request is built as
+`node.client.http11` (which nodes use for their peer requests too): every request is built as
 bytes before the clock starts, each connection writes one and reads the status line,
 headers and a `content-length` body back. Its own CPU time is measured
 and reported beside the nodes' (`client_share`): a figure the client capped is flagged.

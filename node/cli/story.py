@@ -82,18 +82,27 @@ def bundle_commit(bundle: Any) -> Commit | None:
         return None
 
 
+def _transitions(doc: Any) -> list[Any]:
+    """A verified document's checkpoint transitions (every one walked by the verifier)."""
+    return doc["checkpoint"].get("transitions") or []
+
+
 def set_changes(doc: Any) -> int:
     """How many validator-set changes lead from the genesis set to the set that signed a
-    verified document's checkpoint (its `transitions`, every one walked by the verifier)."""
-    return len(doc["checkpoint"].get("transitions") or [])
+    verified document's checkpoint."""
+    return len(_transitions(doc))
 
 
 def checkpoint_set(doc: Any, genesis: Genesis, height: int) -> tuple[ValidatorSet, int]:
     """The set that signed a verified document's checkpoint at `height`, and `set_changes`:
     the checkpoint's transitions walked again (docs/PROTOCOL.md §19.4; the verifier keeps
     only the header)."""
-    steps = doc["checkpoint"].get("transitions") or []
+    steps = _transitions(doc)
     return transitions.walk(genesis, steps, height), len(steps)
+
+
+def _after_changes(changes: int) -> str:
+    return f"the genesis set after {changes} verified {'change' if changes == 1 else 'changes'}"
 
 
 def signed_by(changes: int) -> str:
@@ -101,8 +110,7 @@ def signed_by(changes: int) -> str:
     verified changes made of them."""
     if changes == 0:
         return "the genesis validators"
-    plural = "change" if changes == 1 else "changes"
-    return f"the validators in force (the genesis set after {changes} verified {plural})"
+    return f"the validators in force ({_after_changes(changes)})"
 
 
 def genesis_names(genesis: Genesis) -> dict[bytes, str]:
@@ -336,10 +344,7 @@ def render_text(doc: Mapping[str, Any]) -> str:
     else:
         lines.append(f"  signed by more than 2/3 of the power of {signed_by(changes)}")
     if changes:
-        plural = "change" if changes == 1 else "changes"
-        lines.append(
-            f"  (the genesis set after {changes} verified {plural}, walked from the genesis file)"
-        )
+        lines.append(f"  ({_after_changes(changes)}, walked from the genesis file)")
     complete = doc.get("complete")
     if complete is not None:
         count = complete["events"]

@@ -88,27 +88,19 @@ def certificate_key(der: bytes) -> bytes | None:
     )
 
 
-def pin_refusal(ssl_object: ssl.SSLObject | None, pin: bytes, where: str) -> str | None:
-    """Why the TLS session `ssl_object` may not stand for the peer `where`, whose node key
-    genesis pins to `pin`; None when its certificate carries that key."""
-    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-    key = certificate_key(der) if der else None
-    if key == pin:
-        return None
-    shown = key.hex() if key is not None else "no P-256 key"
-    return (
-        f"the TLS certificate of {where} carries {shown}, "
-        f"not the node key {pin.hex()} that genesis names for it"
-    )
-
-
 def pin_check(pin: bytes, where: str) -> Callable[[ssl.SSLObject | None], None]:
-    """`pin_refusal` as the check `http11.Connection.open` runs before writing anything."""
+    """The check `http11.Connection.open` runs on a TLS session before writing anything: its
+    certificate must carry `pin`, the node key genesis names for the peer `where`."""
 
     def check(ssl_object: ssl.SSLObject | None) -> None:
-        refusal = pin_refusal(ssl_object, pin, where)
-        if refusal is not None:
-            raise HttpError(refusal)
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        key = certificate_key(der) if der else None
+        if key != pin:
+            shown = key.hex() if key is not None else "no P-256 key"
+            raise HttpError(
+                f"the TLS certificate of {where} carries {shown}, "
+                f"not the node key {pin.hex()} that genesis names for it"
+            )
 
     return check
 
@@ -166,6 +158,5 @@ __all__ = [
     "client_context",
     "peer_context",
     "pin_check",
-    "pin_refusal",
     "trusting",
 ]

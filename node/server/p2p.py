@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
@@ -75,11 +76,13 @@ def _drain_queue(queue: deque[bytes], limit: int) -> list[bytes]:
 class PeerChannel:
     """Requests to one peer over one keep-alive HTTP/1.1 connection of its own
     (`node.client.http11`, a tenth of httpx's CPU per request), one at a time, opened when
-    first needed and again once lost. An `https://` peer is verified as `trust` says (its
-    pinned node key checked before anything is written); without `trust`, against the
-    default trust store."""
+    first needed and again once lost. `security` is `PeerTrust.security(url)`: for an
+    `https://` peer the TLS context and the pinned node key, checked before anything is
+    written."""
 
-    def __init__(self, url: str, trust: PeerTrust | None, timeout_s: float) -> None:
+    def __init__(
+        self, url: str, security: tuple[ssl.SSLContext, bytes | None] | None, timeout_s: float
+    ) -> None:
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
         parts = urlsplit(self.url)
@@ -87,9 +90,8 @@ class PeerChannel:
         # A peer behind a path prefix (a reverse proxy) gets it before every path; the
         # signature covers the path alone, as the peer sees it once the prefix is stripped.
         self._prefix = parts.path.rstrip("/")
-        security = (trust or PeerTrust()).security(self.url)
-        self._context = security[0] if security is not None else None
-        pin = security[1] if security is not None else None
+        context, pin = security or (None, None)
+        self._context = context
         self._check = pin_check(pin, self.url) if pin is not None else None
         self._connection: Connection | None = None
         self._turn = asyncio.Lock()
@@ -159,10 +161,12 @@ class PeerLink:
         self.chain_id = chain_id
         self.clock = clock
         # Each outbound queue and block sync have a connection of their own, so votes never
-        # wait behind event gossip or a block being fetched.
+        # wait behind event gossip or a block being fetched. Without `trust`, an https://
+        # peer is verified against the default trust store.
+        security = (trust or PeerTrust()).security(self.state.url)
         self._channels = {
             purpose: PeerChannel(
-                self.state.url, trust, FETCH_TIMEOUT_S if purpose == "sync" else timeout_s
+                self.state.url, security, FETCH_TIMEOUT_S if purpose == "sync" else timeout_s
             )
             for purpose in CHANNELS
         }

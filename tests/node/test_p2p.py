@@ -48,10 +48,12 @@ class FakePeer:
 
 
 @contextlib.asynccontextmanager
-async def link_to(peer: FakePeer, **options: Any) -> AsyncIterator[PeerLink]:
+async def link_to(
+    peer: FakePeer, queue_limit: int = 10_000, **options: Any
+) -> AsyncIterator[PeerLink]:
     """A link to `peer`, served by uvicorn on loopback for the length of the block."""
     async with serving_asgi(peer) as url:
-        link = PeerLink(url, "me", **{"queue_limit": 10_000, **options})
+        link = PeerLink(url, "me", queue_limit, **options)
         try:
             yield link
         finally:

@@ -12,10 +12,10 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import uvicorn
@@ -33,6 +33,7 @@ from node.server.tls import TlsConfig, check_server_tls, ssl_options, warn_plain
 from tests.node.conftest import free_port
 
 STATUS = {"height": 5, "chain_id": "tls-test"}
+T = TypeVar("T")
 
 
 @dataclass
@@ -104,28 +105,29 @@ def serving(settings: NodeSettings, app: Recorder) -> Iterator[str]:
         thread.join(10)
 
 
-def fetch_height(url: str, trust: PeerTrust) -> int | None:
-    async def go() -> int | None:
+def through_link(url: str, trust: PeerTrust, act: Callable[[PeerLink], Awaitable[T]]) -> T:
+    """`act` on a node's peer link to `url`, verified by `trust`."""
+
+    async def go() -> T:
         link = PeerLink(url, "tester", 10, trust=trust)
         try:
-            return await link.fetch_height()
+            return await act(link)
         finally:
             await link.close()
 
     return asyncio.run(go())
+
+
+def fetch_height(url: str, trust: PeerTrust) -> int | None:
+    """A GET, as block sync's go."""
+    return through_link(url, trust, lambda link: link.fetch_height())
 
 
 def post_vote_batch(url: str, trust: PeerTrust) -> bool:
-    """One POST through the link's lean connection (node.client.http11), as votes go."""
-
-    async def go() -> bool:
-        link = PeerLink(url, "tester", 10, trust=trust)
-        try:
-            return await link._send("/p2p/consensus", {"from": "tester", "messages": []})
-        finally:
-            await link.close()
-
-    return asyncio.run(go())
+    """A POST, as votes go."""
+    return through_link(
+        url, trust, lambda link: link._send("/p2p/consensus", {"from": "tester", "messages": []})
+    )
 
 
 # --- peers ----------------------------------------------------------------------------------
