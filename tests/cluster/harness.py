@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import time
@@ -21,25 +22,41 @@ from node.ops.processes import start_node, stop_nodes
 WAIT_S = 60.0
 
 
+PORT_FLOOR = 10_000
+"""free_port_block's blocks start at or above this port."""
+
+
+def ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for the local ports of outgoing connections (Linux's default when
+    it cannot be read)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32_768, 60_999
+
+
 def free_port_block(count: int) -> int:
-    """A base port with `count` consecutive free ports (best effort, loopback only)."""
+    """A base port with `count` consecutive free ports, below the ephemeral range: a node
+    may bind its port long after this check (a full node joining late), and meanwhile any
+    outgoing connection on the machine (the nodes' own peer connections among them) could
+    take a port of the ephemeral range, but never one below it."""
+    low, _ = ephemeral_range()
+    choose = random.SystemRandom()  # concurrent test workers pick apart
     for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        if base + count > 65000:
-            continue
-        ok = True
-        for port in range(base, base + count):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
+        base = choose.randrange(PORT_FLOOR, low - count)
+        if all(_bindable(port) for port in range(base, base + count)):
             return base
     raise RuntimeError("no block of free ports")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = WAIT_S, what: str = "condition") -> Any:
