@@ -37,6 +37,9 @@ PEER_KEY_FILE = "peer_key.pem"
 EVIDENCE_FILE = "evidence.bin"
 # Without `p2p_listen`, the peer protocol listens on the API host at this offset from `port`.
 P2P_PORT_OFFSET = 100
+# The largest `min_block_interval_ms` a node accepts: it delays every loaded height, and must
+# stay well under the propose timeout (1 s by default) so that peers do not give up on it.
+MAX_MIN_BLOCK_INTERVAL_MS = 500
 # Settings that moved into genesis params (docs/PROTOCOL.md §8.6): accepted, ignored.
 RETIRED_SETTINGS = frozenset(
     {
@@ -67,6 +70,9 @@ class NodeSettings:
     mempool_max_events: int = 50_000
     mempool_max_bytes: int = 64 * 1024 * 1024
     idle_block_interval_ms: int = 5_000
+    # A height that begins with events pending waits this long before its first round, so
+    # that under load its block gathers what arrives meanwhile (docs/PROTOCOL.md §7.9).
+    min_block_interval_ms: int = 100
     gossip_interval_ms: int = 20
     retransmit_interval_ms: int = 500
     sync_interval_ms: int = 500
@@ -207,6 +213,12 @@ class NodeSettings:
         doc["peers"] = tuple(doc.get("peers", ()))
         doc["peer_keys"] = tuple(doc.get("peer_keys", ()))
         settings = replace(cls(home=home, **doc), **overrides)
+        interval = settings.min_block_interval_ms
+        if type(interval) is not int or not 0 <= interval <= MAX_MIN_BLOCK_INTERVAL_MS:
+            raise Malformed(
+                f"{path}: min_block_interval_ms must be an integer from 0 to "
+                f"{MAX_MIN_BLOCK_INTERVAL_MS}, not {interval!r}"
+            )
         if settings.p2p_address[1] == settings.port:
             raise Malformed(f"{path}: p2p_listen must name another port than the API's")
         settings.check_tls_files()

@@ -707,6 +707,8 @@ def print_cluster(results: dict[str, Any]) -> None:
 SINGLE_RATE = 1_000.0
 SINGLE_CLIENTS = 32
 BATCH_COMPARE = 100
+BLOCK_COST_EVENTS = 200
+"""Events submitted one at a time (each a block of its own) to measure what a block costs."""
 
 
 def single_requests(
@@ -829,6 +831,29 @@ def _subdir(directory: str | None, name: str) -> str | None:
     return None if directory is None else str(Path(directory) / name)
 
 
+def block_cost(url: str, load: list[tuple[str, bytes]], pids: list[int]) -> dict[str, Any]:
+    """Events submitted to one node one at a time with `?wait=commit`, each a block of its
+    own: the CPU each node spent per block (votes, signatures, fsyncs, the block's tiles,
+    one event; the nodes' idle work in that time included)."""
+    requests = [row[0] for row in single_requests([url], load, wait=True)]
+    start_height = _height(url)
+    cpu_before = [_cpu_seconds(pid) for pid in pids]
+    started = time.perf_counter()
+    statuses = loadgen.run(loadgen.one_at_a_time(url, requests))
+    elapsed = time.perf_counter() - started
+    blocks = _height(url) - start_height
+    return {
+        "events": len(load),
+        "statuses": statuses,
+        "blocks": blocks,
+        "ms_per_block": round(1000 * elapsed / max(blocks, 1), 2),
+        "cpu_ms_per_block_per_node": [
+            round(1000 * (_cpu_seconds(pid) - before) / max(blocks, 1), 2)
+            for pid, before in zip(pids, cpu_before, strict=True)
+        ],
+    }
+
+
 def bench_single(
     events_total: int = 20_000,
     clients: int = SINGLE_CLIENTS,
@@ -839,6 +864,7 @@ def bench_single(
     batch: int = BATCH_COMPARE,
     workdir: str | None = None,
     profile_dir: str | None = None,
+    block_cost_events: int = BLOCK_COST_EVENTS,
 ) -> dict[str, Any]:
     """One JSON `POST /v1/events` per event over `clients` keep-alive connections spread
     over the nodes, beside batches of `batch` in the same run, each against the bounds."""
@@ -870,12 +896,16 @@ def bench_single(
         genesis = init_cluster(root, nodes, base_port=base_port, open_admission=True)
         homes = [node_home(root, i) for i in range(nodes)]
         urls = [f"http://127.0.0.1:{base_port + i}" for i in range(nodes)]
-        load = presign(genesis.chain_id, 2 * events_total + 2 * latency_events + LIGHT_EVENTS)
+        load = presign(
+            genesis.chain_id,
+            2 * events_total + 2 * latency_events + LIGHT_EVENTS + block_cost_events,
+        )
         flood_load = load[:events_total]
         batch_load = load[events_total : 2 * events_total]
         rate_load = load[2 * events_total : 2 * events_total + latency_events]
         half_load = load[2 * events_total + latency_events : 2 * events_total + 2 * latency_events]
-        light = load[2 * events_total + 2 * latency_events :]
+        light = load[2 * events_total + 2 * latency_events :][:LIGHT_EVENTS]
+        one_by_one = load[len(load) - block_cost_events :]
         flood_requests = single_requests(urls, flood_load, wait=False)
         rate_requests = single_requests(urls, rate_load, wait=True)
         half_requests = single_requests(urls, half_load, wait=True)
@@ -889,6 +919,7 @@ def bench_single(
                     httpbound.wrk_requests_per_s(wrk, [f"{url}/healthz" for url in urls])
                 )
             results["light_latency"] = asyncio.run(latency_at_rate(urls, light, LIGHT_RATE, 1))
+            results["block_cost"] = block_cost(urls[0], one_by_one, pids)
 
             start_size, start_height = _tree_size(urls[0]), _height(urls[0])
             posts_before = cluster_post_counts(urls)
@@ -962,6 +993,24 @@ def bench_single(
             )
     results["ratios"] = ratios
     return results
+
+
+def _block_cost_row(results: dict[str, Any]) -> list[tuple[str, str]]:
+    cost = results.get("block_cost")
+    if cost is None:
+        return []
+    cpu = ", ".join(f"{ms:.2f}" for ms in cost["cpu_ms_per_block_per_node"])
+    return [
+        (
+            "one event at a time, wait=commit",
+            f"{cost['blocks']} blocks for {cost['events']} events ({cost['statuses']}), "
+            f"{cost['ms_per_block']} ms each; CPU per block per node {cpu} ms",
+        )
+    ]
+
+
+def _timeline(latency: dict[str, Any]) -> str:
+    return " ".join(f"{p50:.0f}" for p50 in latency.get("p50_by_window_ms", []))
 
 
 def _half_rate_row(results: dict[str, Any]) -> list[tuple[str, str]]:
@@ -1051,6 +1100,8 @@ def print_single(results: dict[str, Any]) -> None:
             f"p99 {lat.get('p99_ms')} ms ({lat['failures']} failed {lat['failure_statuses']}; "
             f"{lat['peak_connections']} connections at most)",
         ),
+        ("  p50 per half second, ms", _timeline(lat)),
+        *_block_cost_row(results),
         *_half_rate_row(results),
         (
             f"batches of {results['batch']}",

@@ -13,6 +13,7 @@ and reported beside the nodes' (`client_share`): a figure the client capped is f
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import time
 from collections.abc import Callable, Coroutine
@@ -33,15 +34,28 @@ nodes'); above it the figure may measure the client, and the report says so."""
 CLIENT_CORE_BOUND = 0.5
 """...and at most this share of its one core (it is one thread: near 1.0 it would be the
 bottleneck whatever the nodes do)."""
+TIMELINE_WINDOW_S = 0.5
+"""The open-loop run reports the p50 of each half second's requests beside its percentiles."""
 MAX_OPEN_LOOP_CONNECTIONS = 512
 """The open-loop latency run opens a connection per request in flight, up to this many in
 all; past it a request waits for a free one (and that wait counts in its latency)."""
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine on uvloop (the nodes' loop too), like `asyncio.run`."""
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(coro)
+    """Run a coroutine on uvloop (the nodes' loop too), like `asyncio.run`, with the cycle
+    collector off: one of its passes over the client's heap (the pre-built requests, the
+    tasks) held up the reading of every answer for 40-75 ms, which an open-loop run counted
+    as the cluster's latency. As in `timeit`, it runs again once the coroutine is done."""
+    collecting = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(coro)
+    finally:
+        if collecting:
+            gc.enable()
+        gc.collect()
 
 
 def submit_request(url: str, envelope: bytes, *, wait: bool = False) -> bytes:
@@ -179,6 +193,7 @@ async def latency_at_rate(
     client counts too) until the node answered that the event is committed."""
     pool = ConnectionPool(urls)
     latencies: list[float] = []
+    timeline: list[tuple[float, float]] = []
     statuses: dict[str, int] = {}
 
     async def one(index: int, due: float) -> None:
@@ -192,7 +207,9 @@ async def latency_at_rate(
         finally:
             await pool.release(node, conn)
         if status == 200 and b'"committed"' in body:
-            latencies.append(time.perf_counter() - due)
+            latency = time.perf_counter() - due
+            latencies.append(latency)
+            timeline.append((due - begin, latency))
         else:
             statuses[str(status)] = statuses.get(str(status), 0) + 1
 
@@ -215,7 +232,36 @@ async def latency_at_rate(
         "failure_statuses": statuses,
         "peak_connections": pool.peak,
         **percentiles(latencies),
+        "p50_by_window_ms": p50_by_window(timeline, TIMELINE_WINDOW_S),
     }
+
+
+async def one_at_a_time(url: str, requests: list[bytes]) -> dict[str, int]:
+    """Closed loop over one connection: each request (`?wait=commit`) is sent once the one
+    before it was answered, so at light load every event is a block of its own. Returns the
+    count of answers per status (`committed` for a 200 that says so)."""
+    pool = ConnectionPool([url])
+    statuses: dict[str, int] = {}
+    try:
+        conn = await pool.acquire(0)
+        for request in requests:
+            status, body = await conn.exchange(request)
+            key = "committed" if status == 200 and b'"committed"' in body else str(status)
+            statuses[key] = statuses.get(key, 0) + 1
+        await pool.release(0, conn)
+    finally:
+        pool.close()
+    return statuses
+
+
+def p50_by_window(timeline: list[tuple[float, float]], window_s: float) -> list[float]:
+    """The p50 latency (ms) of the requests due in each `window_s` of the run, in order
+    (a window no committed answer came from is left out): where a run's tail came from,
+    a steady queue or a stall the cluster took seconds to work off."""
+    windows: dict[int, list[float]] = {}
+    for due, latency in timeline:
+        windows.setdefault(int(due / window_s), []).append(latency)
+    return [percentiles(windows[w])["p50_ms"] for w in sorted(windows)]
 
 
 def percentiles(latencies: list[float]) -> dict[str, float]:

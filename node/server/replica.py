@@ -43,10 +43,13 @@ class ReplicaLimits:
     max_waiters: int = 100_000
 
 
-def chain_consensus_config(genesis: Genesis, idle_block_interval_ms: int) -> ConsensusConfig:
+def chain_consensus_config(
+    genesis: Genesis, idle_block_interval_ms: int, min_block_interval_ms: int = 0
+) -> ConsensusConfig:
     """The consensus config every node of a chain shares: timeouts and timestamp bounds from
-    the genesis params; the idle-block interval is the node's own."""
-    return with_chain_params(ConsensusConfig(), genesis.chain_params, idle_block_interval_ms)
+    the genesis params; the idle and minimum block intervals are the node's own."""
+    config = replace(ConsensusConfig(), min_block_interval_ms=min_block_interval_ms)
+    return with_chain_params(config, genesis.chain_params, idle_block_interval_ms)
 
 
 def with_chain_params(

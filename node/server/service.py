@@ -132,7 +132,9 @@ class NodeService:
             self.genesis,
             settings.data_path,
             replica_limits(settings, self.genesis),
-            chain_consensus_config(self.genesis, settings.idle_block_interval_ms),
+            chain_consensus_config(
+                self.genesis, settings.idle_block_interval_ms, settings.min_block_interval_ms
+            ),
             key,
             self.signer_file,
             self.clock,

@@ -96,6 +96,7 @@ def test_consensus_timeout_defaults_are_pinned() -> None:
     assert config.timeout_precommit_ms == 500
     assert config.timeout_precommit_delta_ms == 500
     assert config.idle_block_interval_ms == 10_000
+    assert config.min_block_interval_ms == 0  # off in the core; a node sets its own (100)
     assert config.future_height_window == 1
     assert config.max_buffered_messages == 1024
     assert config.max_future_rounds_per_validator == 4
@@ -138,7 +139,7 @@ def test_timeout_formula_uses_each_kinds_own_parameters() -> None:
     assert config.timeout(TimeoutKind.PREVOTE, 2) == 110
     assert config.timeout(TimeoutKind.PRECOMMIT, 2) == 1700
     assert config.timeout(TimeoutKind.IDLE, 2) == 7
-    assert [k.value for k in TimeoutKind] == ["propose", "prevote", "precommit", "idle"]
+    assert [k.value for k in TimeoutKind] == ["propose", "prevote", "precommit", "idle", "gather"]
 
 
 def test_timestamp_and_budget_defaults_are_pinned() -> None:

@@ -5,6 +5,7 @@ only, never timings). The clients talk to real asyncio servers on loopback."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -75,6 +76,40 @@ def test_submit_request_is_one_json_post_per_envelope() -> None:
 # --- the flood and the open-loop run against a real server ----------------------------------
 
 
+def test_the_load_client_runs_without_collector_pauses_and_restores_the_collector() -> None:
+    async def collector_enabled() -> bool:
+        return gc.isenabled()
+
+    assert gc.isenabled()
+    assert loadgen.run(collector_enabled()) is False
+    assert gc.isenabled()
+
+
+def test_one_at_a_time_counts_committed_answers_in_order() -> None:
+    def answer(head: bytes, body: bytes) -> tuple[int, bytes]:
+        assert head.startswith(b"POST /v1/events?wait=commit ")
+        if json.loads(body)["envelope"] == "03":
+            return 409, b'{"status":409}'
+        return 200, b'{"status":"committed","height":3}'
+
+    async def scenario() -> tuple[dict[str, int], list[bytes]]:
+        async with http_server(answer) as (url, bodies):
+            requests = [loadgen.submit_request(url, bytes([i]), wait=True) for i in range(8)]
+            return await loadgen.one_at_a_time(url, requests), bodies
+
+    statuses, bodies = loadgen.run(scenario())
+    assert statuses == {"committed": 7, "409": 1}
+    assert [json.loads(b)["envelope"] for b in bodies] == [f"{i:02x}" for i in range(8)]
+
+
+def test_p50_by_window_shows_where_a_stall_was() -> None:
+    steady = [(0.1 * i, 0.050) for i in range(10)]  # due 0.0-0.9 s: 50 ms each
+    stall = [(1.0 + 0.1 * i, 0.400 + 0.01 * i) for i in range(5)]  # due 1.0-1.4 s
+    after = [(2.6, 0.060), (2.7, 0.080), (2.8, 0.070)]  # nothing due 1.5-2.5 s
+    assert loadgen.p50_by_window(steady + stall + after, 0.5) == [50.0, 50.0, 420.0, 70.0]
+    assert loadgen.p50_by_window([], 0.5) == []
+
+
 def test_flood_submits_every_event_once_and_offers_a_429_again() -> None:
     refused = {"left": 3}
 
@@ -113,6 +148,7 @@ def test_latency_run_counts_only_committed_answers() -> None:
     result = loadgen.run(scenario())
     assert result["events"] == 20 and result["failures"] == 1
     assert result["failure_statuses"] == {"504": 1}
+    assert len(result["p50_by_window_ms"]) == 1  # all 20 were due within the first 10 ms
     assert 0 <= result["p50_ms"] <= result["p99_ms"]  # type: ignore[operator]
     assert 1 <= result["peak_connections"] <= loadgen.MAX_OPEN_LOOP_CONNECTIONS  # type: ignore[operator]
 
@@ -280,8 +316,13 @@ def test_bench_single_runs_end_to_end_and_loses_nothing(tmp_path: Path) -> None:
         latency_events=60,
         batch=40,
         workdir=str(tmp_path),
+        block_cost_events=12,
     )
     single, batched = results["single"], results["batched"]
+    cost = results["block_cost"]
+    assert cost["statuses"] == {"committed": 12} and cost["blocks"] >= 12
+    assert len(cost["cpu_ms_per_block_per_node"]) == 4
+    assert all(ms > 0 for ms in cost["cpu_ms_per_block_per_node"])
     assert single["http_statuses"] == {"202": 240}
     assert (single["lost"], single["duplicated"], single["committed"]) == (0, 0, 240)
     assert (batched["lost"], batched["duplicated"], batched["committed"]) == (0, 0, 240)

@@ -32,6 +32,7 @@ from node.ops.homes import (
     local_url,
 )
 from node.ops.processes import node_pid, node_running, port_in_use, stop_nodes
+from node.server.replica import chain_consensus_config
 
 runner = CliRunner()
 
@@ -283,6 +284,35 @@ def test_a_bad_p2p_listen_is_refused_when_loading(tmp_path: Path, listen: str) -
     (home / "config.json").write_text(json.dumps(doc))
     with pytest.raises(Malformed):
         NodeSettings.load(home)
+
+
+@pytest.mark.parametrize("interval", [-1, 501, "100", 100.0, True, None])
+def test_a_bad_min_block_interval_is_refused_when_loading(tmp_path: Path, interval: Any) -> None:
+    init_cluster(tmp_path / "c", 1, base_port=9100)
+    home = tmp_path / "c" / "node-0"
+    doc = json.loads((home / "config.json").read_text())
+    doc["min_block_interval_ms"] = interval
+    (home / "config.json").write_text(json.dumps(doc))
+    with pytest.raises(Malformed, match="min_block_interval_ms must be an integer from 0 to 500"):
+        NodeSettings.load(home)
+
+
+@pytest.mark.parametrize("interval", [0, 250, 500])
+def test_a_min_block_interval_in_range_reaches_the_consensus_config(
+    tmp_path: Path, interval: int
+) -> None:
+    init_cluster(tmp_path / "c", 1, base_port=9100)
+    home = tmp_path / "c" / "node-0"
+    doc = json.loads((home / "config.json").read_text())
+    doc["min_block_interval_ms"] = interval
+    (home / "config.json").write_text(json.dumps(doc))
+    settings = NodeSettings.load(home)
+    genesis = Genesis.load(settings.genesis_path)
+    config = chain_consensus_config(
+        genesis, settings.idle_block_interval_ms, settings.min_block_interval_ms
+    )
+    assert config.min_block_interval_ms == interval
+    assert config.timeout_propose_ms == genesis.chain_params.timeout_propose_ms
 
 
 def test_settings_that_moved_into_genesis_are_accepted_and_ignored(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from node import wire
 from node.client import http11
-from node.config import P2P_PORT_OFFSET, NodeSettings
+from node.config import MAX_MIN_BLOCK_INTERVAL_MS, P2P_PORT_OFFSET, NodeSettings
 from node.server import evidence, inbox, p2p, peer_auth, sync
 
 
@@ -42,6 +42,8 @@ def test_node_bounds() -> None:
     assert settings.max_peer_requests == 256
     assert settings.header_timeout_s == 10.0
     assert settings.body_timeout_s == 30.0
+    assert settings.min_block_interval_ms == 100
+    assert MAX_MIN_BLOCK_INTERVAL_MS == 500
 
 
 def test_the_peer_request_sign_bytes_vector() -> None:

@@ -71,6 +71,7 @@ class Scenario:
     liveness_budget_ms: int = 60_000
     tx_gap_ms: int = 800
     idle_block_interval_ms: int = 2000
+    min_block_interval_ms: int = 0
     check_liveness: bool = True
     honest_cut: tuple[tuple[int, int], ...] = ()
     end_at: int = 0
@@ -105,6 +106,8 @@ class Scenario:
             tx_gap_ms=rng.choice((300, 1500, 6000)),
             idle_block_interval_ms=rng.choice((0, 1000, 3000)),
             clock_skew_ms=rng.choice((0, MAX_SKEW_MS // 2, MAX_SKEW_MS)),
+            # Its own stream, so the scenarios of earlier seeds stay what they were.
+            min_block_interval_ms=random.Random(f"pace-{seed}").choice((0, 100, 300)),
         )
 
     @classmethod

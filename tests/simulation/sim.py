@@ -116,10 +116,12 @@ max(MIN_SENDER_BUFFER, 4 MiB // n) = 2 MiB, so a BIG flooder can fill it in a fe
 
 def sim_config(scenario: Scenario) -> cc.ConsensusConfig:
     """The service's config (`chain_consensus_config`: the chain's timeouts and time bounds
-    from the genesis params), the scenario's idle interval, and the smaller simulated byte
-    budgets."""
+    from the genesis params), the scenario's idle and minimum block intervals, and the
+    smaller simulated byte budgets."""
     chain = chain_consensus_config(
-        sim_genesis(scenario.validators), scenario.idle_block_interval_ms
+        sim_genesis(scenario.validators),
+        scenario.idle_block_interval_ms,
+        scenario.min_block_interval_ms,
     )
     return replace(
         chain,
