@@ -116,6 +116,8 @@ path reads ~5 nodes from each tile it touches, and the right-edge tiles are read
 proof at the head."""
 
 STATE_READ_CACHE_ENTRIES = 1 << 17
+WRITE_BUFFER_BYTES = 16 << 20
+"""LevelDB's memtable size unless the owner picks another (node-local)."""
 """Committed-state reads a Store remembers (~30 MiB at most): a node reads each event's keys
 when admitting it and again when executing its block, which may be a full mempool later."""
 
@@ -563,14 +565,17 @@ class Store(ChainReader):
         rules: Rules | None = None,
         *,
         state_map: bool = True,
+        write_buffer_bytes: int = WRITE_BUFFER_BYTES,
     ) -> None:
         """`state_map=False` leaves the state map out (state_root stays empty): only to
-        measure what the map costs (scripts/bench)."""
+        measure what the map costs (scripts/bench). `write_buffer_bytes` is LevelDB's
+        memtable size (node-local: nothing stored depends on it)."""
         self.path = Path(path)
         self.genesis = genesis
         self.rules = rules or Rules(genesis)
         self.state_map = state_map
-        self.db: LevelDB = self._open(self.path)
+        self.write_buffer_bytes = write_buffer_bytes
+        self.db: LevelDB = self._open(self.path, write_buffer_bytes)
         super().__init__(self.db, MAP_TILE_CACHE, MAP_TOP_DEPTH)
         self._state_reads = StateReadCache(self.db.get, STATE_READ_CACHE_ENTRIES)
         try:
@@ -585,7 +590,7 @@ class Store(ChainReader):
         self.head_time: int
 
     @staticmethod
-    def _open(path: Path) -> LevelDB:
+    def _open(path: Path, write_buffer_bytes: int = WRITE_BUFFER_BYTES) -> LevelDB:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             db: LevelDB = plyvel.DB(
@@ -597,11 +602,11 @@ class Store(ChainReader):
                 # Snappy would shrink a store by about 30% (its events and state compress by
                 # ~40%; hashes and signatures do not), but it costs a node ~8 µs of CPU per
                 # event in flushes, compactions and decompressing blocks on reads; this
-                # node trades that disk for throughput. A 16 MiB memtable flushes a quarter
-                # as often as the 4 MiB default, so fewer level-0 files sit in front of
-                # every lookup.
+                # node trades that disk for throughput. A 16 MiB memtable (the default)
+                # flushes a quarter as often as LevelDB's 4 MiB, so fewer level-0 files sit
+                # in front of every lookup.
                 compression=None,
-                write_buffer_size=16 << 20,
+                write_buffer_size=write_buffer_bytes,
             )
             return db
         except plyvel.IOError as exc:

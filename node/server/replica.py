@@ -21,11 +21,24 @@ from ledger.errors import LedgerError
 from ledger.events import SignedEvent
 from ledger.genesis import ChainParams, Genesis
 from ledger.rules import Rules
-from ledger.store import Store
+from ledger.store import WRITE_BUFFER_BYTES, Store
 from node.server.admission import Admission, SignatureCache
 from node.server.driver import CommitWaiters, ConsensusDriver, Effects
 from node.server.executor import BlockExecutor
 from node.server.mempool import Mempool
+
+WRITE_BUFFER_SPREAD_BYTES = 4 << 20
+"""How far a node's LevelDB memtable size may lie from the 16 MiB default, either way."""
+
+
+def spread_write_buffer(public_key: bytes) -> int:
+    """The LevelDB memtable size of the node with `public_key`: 16 MiB ± 4 MiB, fixed by the
+    key. Every node of a chain writes the same blocks in the same order, so with one size
+    their memtables would fill, flush and compact at the same moment, and a cluster sharing
+    machines would stall together (docs/PROTOCOL.md §12.2); spread, they take turns."""
+    span = 2 * WRITE_BUFFER_SPREAD_BYTES + 1
+    offset = int.from_bytes(crypto.sha256(public_key)[:4], "big") % span
+    return WRITE_BUFFER_BYTES - WRITE_BUFFER_SPREAD_BYTES + offset
 
 
 @dataclass(frozen=True)
@@ -99,6 +112,7 @@ class Replica:
         *,
         verify: Verifier = crypto.verify,
         state_map: bool = True,
+        write_buffer_bytes: int = WRITE_BUFFER_BYTES,
     ) -> None:
         self.genesis = genesis
         self.clock = clock
@@ -109,6 +123,7 @@ class Replica:
             genesis,
             Rules(genesis, genesis.chain_params.time_window_ms),
             state_map=state_map,
+            write_buffer_bytes=write_buffer_bytes,
         )
         try:
             self._assemble(limits, consensus, key, signer_persistence, clock, effects, verify)

@@ -37,7 +37,12 @@ from node.server.inbox import ConsensusInbox
 from node.server.membership import Membership
 from node.server.p2p import Network
 from node.server.peer_auth import PeerAuthenticator
-from node.server.replica import Replica, ReplicaLimits, chain_consensus_config
+from node.server.replica import (
+    Replica,
+    ReplicaLimits,
+    chain_consensus_config,
+    spread_write_buffer,
+)
 from node.server.signer_file import FileSignerPersistence
 from node.server.sync import CATCH_UP_LAG, BlockSync
 from node.server.tls import peer_trust
@@ -140,6 +145,7 @@ class NodeService:
             self.clock,
             self,
             state_map=not settings.bench_without_state_map,
+            write_buffer_bytes=spread_write_buffer(identity.public_key),
         )
         self.store = self.replica.store
         self.mempool = self.replica.mempool

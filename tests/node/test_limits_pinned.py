@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ledger.store import WRITE_BUFFER_BYTES
 from node import wire
 from node.client import http11
 from node.config import MAX_MIN_BLOCK_INTERVAL_MS, P2P_PORT_OFFSET, NodeSettings
-from node.server import evidence, inbox, p2p, peer_auth, sync
+from node.server import evidence, inbox, p2p, peer_auth, replica, sync
 
 
 def test_peer_protocol_constants() -> None:
@@ -44,6 +45,8 @@ def test_node_bounds() -> None:
     assert settings.body_timeout_s == 30.0
     assert settings.min_block_interval_ms == 100
     assert MAX_MIN_BLOCK_INTERVAL_MS == 500
+    assert WRITE_BUFFER_BYTES == 16 * 1024 * 1024
+    assert replica.WRITE_BUFFER_SPREAD_BYTES == 4 * 1024 * 1024
 
 
 def test_the_peer_request_sign_bytes_vector() -> None:
