@@ -85,15 +85,21 @@ def test_the_load_client_runs_without_collector_pauses_and_restores_the_collecto
     assert gc.isenabled()
 
 
-def test_one_at_a_time_counts_committed_answers_in_order() -> None:
+def committed_unless(envelope: str, status: int) -> Answer:
+    """A node answering `?wait=commit` submissions: committed, except `envelope` (hex)."""
+
     def answer(head: bytes, body: bytes) -> tuple[int, bytes]:
         assert head.startswith(b"POST /v1/events?wait=commit ")
-        if json.loads(body)["envelope"] == "03":
-            return 409, b'{"status":409}'
+        if json.loads(body)["envelope"] == envelope:
+            return status, b'{"status":%d}' % status
         return 200, b'{"status":"committed","height":3}'
 
+    return answer
+
+
+def test_one_at_a_time_counts_committed_answers_in_order() -> None:
     async def scenario() -> tuple[dict[str, int], list[bytes]]:
-        async with http_server(answer) as (url, bodies):
+        async with http_server(committed_unless("03", 409)) as (url, bodies):
             requests = [loadgen.submit_request(url, bytes([i]), wait=True) for i in range(8)]
             return await loadgen.one_at_a_time(url, requests), bodies
 
@@ -134,14 +140,8 @@ def test_flood_submits_every_event_once_and_offers_a_429_again() -> None:
 
 
 def test_latency_run_counts_only_committed_answers() -> None:
-    def answer(head: bytes, body: bytes) -> tuple[int, bytes]:
-        assert head.startswith(b"POST /v1/events?wait=commit ")
-        if json.loads(body)["envelope"] == "07":
-            return 504, b'{"status":504}'
-        return 200, b'{"status":"committed","height":3}'
-
     async def scenario() -> dict[str, object]:
-        async with http_server(answer) as (url, _):
+        async with http_server(committed_unless("07", 504)) as (url, _):
             requests = [[loadgen.submit_request(url, bytes([i]), wait=True)] for i in range(20)]
             return await loadgen.latency_at_rate([url], requests, rate=2_000)
 

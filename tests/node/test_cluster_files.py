@@ -275,24 +275,25 @@ def test_port_in_use() -> None:
     assert not port_in_use("127.0.0.1", port)
 
 
-@pytest.mark.parametrize("listen", ["127.0.0.1:9100", "nonsense", "host:0", "host:99999"])
-def test_a_bad_p2p_listen_is_refused_when_loading(tmp_path: Path, listen: str) -> None:
+def home_with(tmp_path: Path, **settings: Any) -> Path:
+    """A one-node cluster's home whose config.json also holds `settings`."""
     init_cluster(tmp_path / "c", 1, base_port=9100)
     home = tmp_path / "c" / "node-0"
     doc = json.loads((home / "config.json").read_text())
-    doc["p2p_listen"] = listen
-    (home / "config.json").write_text(json.dumps(doc))
+    (home / "config.json").write_text(json.dumps(doc | settings))
+    return home
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:9100", "nonsense", "host:0", "host:99999"])
+def test_a_bad_p2p_listen_is_refused_when_loading(tmp_path: Path, listen: str) -> None:
+    home = home_with(tmp_path, p2p_listen=listen)
     with pytest.raises(Malformed):
         NodeSettings.load(home)
 
 
 @pytest.mark.parametrize("interval", [-1, 501, "100", 100.0, True, None])
 def test_a_bad_min_block_interval_is_refused_when_loading(tmp_path: Path, interval: Any) -> None:
-    init_cluster(tmp_path / "c", 1, base_port=9100)
-    home = tmp_path / "c" / "node-0"
-    doc = json.loads((home / "config.json").read_text())
-    doc["min_block_interval_ms"] = interval
-    (home / "config.json").write_text(json.dumps(doc))
+    home = home_with(tmp_path, min_block_interval_ms=interval)
     with pytest.raises(Malformed, match="min_block_interval_ms must be an integer from 0 to 500"):
         NodeSettings.load(home)
 
@@ -301,12 +302,7 @@ def test_a_bad_min_block_interval_is_refused_when_loading(tmp_path: Path, interv
 def test_a_min_block_interval_in_range_reaches_the_consensus_config(
     tmp_path: Path, interval: int
 ) -> None:
-    init_cluster(tmp_path / "c", 1, base_port=9100)
-    home = tmp_path / "c" / "node-0"
-    doc = json.loads((home / "config.json").read_text())
-    doc["min_block_interval_ms"] = interval
-    (home / "config.json").write_text(json.dumps(doc))
-    settings = NodeSettings.load(home)
+    settings = NodeSettings.load(home_with(tmp_path, min_block_interval_ms=interval))
     genesis = Genesis.load(settings.genesis_path)
     config = chain_consensus_config(
         genesis, settings.idle_block_interval_ms, settings.min_block_interval_ms
@@ -316,9 +312,5 @@ def test_a_min_block_interval_in_range_reaches_the_consensus_config(
 
 
 def test_settings_that_moved_into_genesis_are_accepted_and_ignored(tmp_path: Path) -> None:
-    init_cluster(tmp_path / "c", 1, base_port=9100)
-    home = tmp_path / "c" / "node-0"
-    doc = json.loads((home / "config.json").read_text())
-    doc |= {"block_max_events": 1, "time_window_ms": 5, "timeout_vote_ms": 7}
-    (home / "config.json").write_text(json.dumps(doc))
+    home = home_with(tmp_path, block_max_events=1, time_window_ms=5, timeout_vote_ms=7)
     assert NodeSettings.load(home).p2p_address == ("127.0.0.1", 9101)
