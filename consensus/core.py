@@ -95,10 +95,11 @@ class ConsensusConfig:
     timeout_precommit_ms: int = 500
     timeout_precommit_delta_ms: int = 500
     idle_block_interval_ms: int = 10_000
-    # A height that begins with events pending starts round 0 this long after it began (a
-    # node-local pace: under load a block gathers what arrives meanwhile, so each height's
-    # fixed costs are spread over more events). A height that begins idle starts as soon as
-    # events come, so a lone or light client waits for nothing.
+    # A height that begins with events pending (its block applied) starts round 0 this long
+    # after (a node-local pace: under load a block gathers what arrives meanwhile, so each
+    # height's fixed costs are spread over more events). A height that begins idle starts as
+    # soon as events come, so a lone or light client waits for nothing; so does the height a
+    # node starts at.
     min_block_interval_ms: int = 0
     future_height_window: int = 1
     max_buffered_messages: int = 1024
@@ -125,14 +126,16 @@ class ConsensusConfig:
         return block_time - precision <= received <= block_time + precision + delay
 
     def timeout(self, kind: TimeoutKind, round: int) -> int:
-        """timeout(kind, round) = base_kind + round * delta_kind; IDLE is the idle interval."""
+        """timeout(kind, round) = base_kind + round * delta_kind; IDLE is the idle interval,
+        GATHER the minimum block interval."""
         if kind == TimeoutKind.PROPOSE:
             return self.timeout_propose_ms + round * self.timeout_propose_delta_ms
         if kind == TimeoutKind.PREVOTE:
             return self.timeout_prevote_ms + round * self.timeout_prevote_delta_ms
         if kind == TimeoutKind.PRECOMMIT:
             return self.timeout_precommit_ms + round * self.timeout_precommit_delta_ms
-        assert kind == TimeoutKind.IDLE, "GATHER lasts what is left of the minimum interval"
+        if kind == TimeoutKind.GATHER:
+            return self.min_block_interval_ms
         return self.idle_block_interval_ms
 
 
@@ -434,7 +437,6 @@ class ConsensusCore:
         self._fired: set[tuple[int, int]] = set()
         self._own_proposal: Proposal | None = None
         self._entry: tuple[Message, ...] = ()
-        self._entered_at = self._now
         self._gathering = False
         last_round = self._signer.last_round(self.height) if self._signer and self._me else None
         self._resume = last_round is not None
@@ -474,10 +476,15 @@ class ConsensusCore:
         for vote in signer.recent_votes(self.height):
             self._add_vote(vote, verified=True)
 
-    def _kickoff(self) -> None:
-        """Start the height's first round now, or wait for events (empty-block policy)."""
+    def _kickoff(self, gather: bool = False) -> None:
+        """Start the height's first round now, or wait for events (empty-block policy); with
+        `gather` (a height just begun), a round that would start now waits the minimum block
+        interval first."""
         if self._resume or self.config.idle_block_interval_ms == 0 or self._app.has_pending():
-            self._start_when_gathered()
+            if gather:
+                self._start_when_gathered()
+            else:
+                self._start_round(self.round)
         else:
             self._schedule(TimeoutKind.IDLE, self.round)
 
@@ -494,15 +501,13 @@ class ConsensusCore:
             self._start_round(self.round)
 
     def _start_when_gathered(self) -> None:
-        """Start the height's first round once the minimum block interval since the height
-        began has passed: now, or at a GATHER timeout (a node resuming a height it voted in,
-        or starting, starts at once)."""
-        wait = self._entered_at + self.config.min_block_interval_ms - self._now
-        if wait <= 0 or self._resume:
+        """Start the first round of a height just begun after the minimum block interval, at
+        a GATHER timeout (at once without one)."""
+        if self.config.min_block_interval_ms <= 0:
             self._start_round(self.round)
         else:
             self._gathering = True
-            self._out.append(ScheduleTimeout(TimeoutKind.GATHER, self.height, self.round, wait))
+            self._schedule(TimeoutKind.GATHER, self.round)
 
     def _on_block_applied(self, height: int) -> None:
         """Line 52: h_p <- h_p + 1, once the shell stored and executed the decided block."""
@@ -511,7 +516,7 @@ class ConsensusCore:
         self.height = height + 1
         self._enter_height()
         if self._started:
-            self._kickoff()
+            self._kickoff(gather=True)
 
     def _on_commit(self, block: Block, commit: Commit) -> None:
         """Block sync: a verified commit certificate for this height decides its block, if

@@ -116,10 +116,10 @@ path reads ~5 nodes from each tile it touches, and the right-edge tiles are read
 proof at the head."""
 
 STATE_READ_CACHE_ENTRIES = 1 << 17
-WRITE_BUFFER_BYTES = 16 << 20
-"""LevelDB's memtable size unless the owner picks another (node-local)."""
 """Committed-state reads a Store remembers (~30 MiB at most): a node reads each event's keys
 when admitting it and again when executing its block, which may be a full mempool later."""
+WRITE_BUFFER_BYTES = 16 << 20
+"""LevelDB's memtable size unless the owner picks another (node-local)."""
 
 MAP_TILE_CACHE = 1 << 13
 """Decoded state-map tiles below the top (depth >= MAP_TOP_DEPTH) a Store keeps in an LRU

@@ -22,6 +22,7 @@ committed events/s are reported beside the first's (`--no-map-compare` skips it)
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import re
 import shutil
@@ -35,7 +36,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import plyvel
@@ -831,6 +832,16 @@ def _subdir(directory: str | None, name: str) -> str | None:
     return None if directory is None else str(Path(directory) / name)
 
 
+T = TypeVar("T")
+
+
+def consecutive(items: list[T], *sizes: int) -> list[list[T]]:
+    """`items` cut into consecutive parts of `sizes` (which add up to its length)."""
+    assert sum(sizes) == len(items), "every item goes to one part"
+    bounds = list(itertools.accumulate(sizes, initial=0))
+    return [items[start:end] for start, end in itertools.pairwise(bounds)]
+
+
 def block_cost(url: str, load: list[tuple[str, bytes]], pids: list[int]) -> dict[str, Any]:
     """Events submitted to one node one at a time with `?wait=commit`, each a block of its
     own: the CPU each node spent per block (votes, signatures, fsyncs, the block's tiles,
@@ -896,16 +907,10 @@ def bench_single(
         genesis = init_cluster(root, nodes, base_port=base_port, open_admission=True)
         homes = [node_home(root, i) for i in range(nodes)]
         urls = [f"http://127.0.0.1:{base_port + i}" for i in range(nodes)]
-        load = presign(
-            genesis.chain_id,
-            2 * events_total + 2 * latency_events + LIGHT_EVENTS + block_cost_events,
+        sizes = (events_total, events_total, latency_events, latency_events, LIGHT_EVENTS)
+        flood_load, batch_load, rate_load, half_load, light, one_by_one = consecutive(
+            presign(genesis.chain_id, sum(sizes) + block_cost_events), *sizes, block_cost_events
         )
-        flood_load = load[:events_total]
-        batch_load = load[events_total : 2 * events_total]
-        rate_load = load[2 * events_total : 2 * events_total + latency_events]
-        half_load = load[2 * events_total + latency_events : 2 * events_total + 2 * latency_events]
-        light = load[2 * events_total + 2 * latency_events :][:LIGHT_EVENTS]
-        one_by_one = load[len(load) - block_cost_events :]
         flood_requests = single_requests(urls, flood_load, wait=False)
         rate_requests = single_requests(urls, rate_load, wait=True)
         half_requests = single_requests(urls, half_load, wait=True)

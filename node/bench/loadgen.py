@@ -192,8 +192,7 @@ async def latency_at_rate(
     `?wait=commit`; its latency runs from when it was due (so a request held up by the
     client counts too) until the node answered that the event is committed."""
     pool = ConnectionPool(urls)
-    latencies: list[float] = []
-    timeline: list[tuple[float, float]] = []
+    timeline: list[tuple[float, float]] = []  # (due since the start, latency) per commit
     statuses: dict[str, int] = {}
 
     async def one(index: int, due: float) -> None:
@@ -206,10 +205,8 @@ async def latency_at_rate(
             return
         finally:
             await pool.release(node, conn)
-        if status == 200 and b'"committed"' in body:
-            latency = time.perf_counter() - due
-            latencies.append(latency)
-            timeline.append((due - begin, latency))
+        if committed(status, body):
+            timeline.append((due - begin, time.perf_counter() - due))
         else:
             statuses[str(status)] = statuses.get(str(status), 0) + 1
 
@@ -228,10 +225,10 @@ async def latency_at_rate(
     return {
         "rate": round(rate, 1),
         "events": len(requests),
-        "failures": len(requests) - len(latencies),
+        "failures": len(requests) - len(timeline),
         "failure_statuses": statuses,
         "peak_connections": pool.peak,
-        **percentiles(latencies),
+        **percentiles([latency for _, latency in timeline]),
         "p50_by_window_ms": p50_by_window(timeline, TIMELINE_WINDOW_S),
     }
 
@@ -240,18 +237,21 @@ async def one_at_a_time(url: str, requests: list[bytes]) -> dict[str, int]:
     """Closed loop over one connection: each request (`?wait=commit`) is sent once the one
     before it was answered, so at light load every event is a block of its own. Returns the
     count of answers per status (`committed` for a 200 that says so)."""
-    pool = ConnectionPool([url])
     statuses: dict[str, int] = {}
+    connection = await Connection.open(url)
     try:
-        conn = await pool.acquire(0)
         for request in requests:
-            status, body = await conn.exchange(request)
-            key = "committed" if status == 200 and b'"committed"' in body else str(status)
+            status, body = await connection.exchange(request)
+            key = "committed" if committed(status, body) else str(status)
             statuses[key] = statuses.get(key, 0) + 1
-        await pool.release(0, conn)
     finally:
-        pool.close()
+        connection.close()
     return statuses
+
+
+def committed(status: int, body: bytes) -> bool:
+    """Whether a `?wait=commit` answer says the event is committed."""
+    return status == 200 and b'"committed"' in body
 
 
 def p50_by_window(timeline: list[tuple[float, float]], window_s: float) -> list[float]:

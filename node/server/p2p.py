@@ -54,7 +54,8 @@ GOSSIP_LINGER_S = 0.005
 CONNECT_TIMEOUT_S = 1.0
 CHANNELS = ("consensus", "events", "sync")
 """A peer link's connections: one per outbound queue, one for block sync's GETs."""
-EVENTS_PATH = "/p2p/events"
+POST_PATHS = {"consensus": "/p2p/consensus", "events": "/p2p/events"}
+"""Where each outbound queue's batches go, each over the link's connection of that name."""
 FETCH_TIMEOUT_S = 30.0
 """The longest a GET may take, whole (a block of up to MAX_P2P_BODY bytes)."""
 MAX_ANSWER_BYTES = 64 * 1024
@@ -224,7 +225,7 @@ class PeerLink:
         messages = _drain_queue(self._messages, MAX_BATCH_MESSAGES)
         if not messages:
             return None
-        return await self._send("/p2p/consensus", {"from": self.sender, "messages": messages})
+        return await self._send("consensus", {"from": self.sender, "messages": messages})
 
     async def _flush_events(self) -> bool | None:
         """Send up to a batch of queued events; None when there were none. A failed batch
@@ -238,15 +239,18 @@ class PeerLink:
         self._oldest_event_at = time.monotonic()
         if not envelopes:
             return None
-        sent = await self._send(EVENTS_PATH, {"from": self.sender, "events": envelopes})
+        sent = await self._send("events", {"from": self.sender, "events": envelopes})
         if not sent:
             self._events.extendleft(reversed(envelopes))
         return sent
 
-    async def _send(self, path: str, doc: dict[str, object]) -> bool:
-        """POST one batch; after a failure, back off before saying so."""
+    async def _send(self, queue: str, doc: dict[str, object]) -> bool:
+        """POST one batch of `queue` ("consensus" or "events") on its own connection; after a
+        failure, back off before saying so."""
+        path = POST_PATHS[queue]
+        body = codec.encode(doc)
         try:
-            await self._post(path, doc)
+            await self._channels[queue].post(path, body, self._auth("POST", path, body))
         except OSError as exc:
             self._failed(exc)
             await asyncio.sleep(min(MAX_BACKOFF_S, 0.05 * 2**self.state.failures))
@@ -266,11 +270,6 @@ class PeerLink:
         if self.key is None or self.clock is None:
             return {}
         return sign_request(self.key, self.chain_id, method, path, body, self.clock())
-
-    async def _post(self, path: str, doc: dict[str, object]) -> None:
-        body = codec.encode(doc)
-        channel = self._channels["events" if path == EVENTS_PATH else "consensus"]
-        await channel.post(path, body, self._auth("POST", path, body))
 
     async def _get(self, path: str) -> object | None:
         """GET a peer document of at most MAX_P2P_BODY bytes (a larger one is not read)."""

@@ -61,7 +61,7 @@ def chain_consensus_config(
 ) -> ConsensusConfig:
     """The consensus config every node of a chain shares: timeouts and timestamp bounds from
     the genesis params; the idle and minimum block intervals are the node's own."""
-    config = replace(ConsensusConfig(), min_block_interval_ms=min_block_interval_ms)
+    config = ConsensusConfig(min_block_interval_ms=min_block_interval_ms)
     return with_chain_params(config, genesis.chain_params, idle_block_interval_ms)
 
 

@@ -6,7 +6,6 @@ import contextlib
 import os
 import random
 import signal
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +16,7 @@ import httpx
 from ledger import crypto, events
 from ledger.genesis import Genesis
 from node.ops.homes import allow_peer, init_cluster, init_full_node, node_home
-from node.ops.processes import start_node, stop_nodes
+from node.ops.processes import port_in_use, start_node, stop_nodes
 
 WAIT_S = 60.0
 
@@ -45,18 +44,9 @@ def free_port_block(count: int) -> int:
     choose = random.SystemRandom()  # concurrent test workers pick apart
     for _ in range(200):
         base = choose.randrange(PORT_FLOOR, low - count)
-        if all(_bindable(port) for port in range(base, base + count)):
+        if not any(port_in_use("127.0.0.1", port) for port in range(base, base + count)):
             return base
     raise RuntimeError("no block of free ports")
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = WAIT_S, what: str = "condition") -> Any:

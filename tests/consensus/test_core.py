@@ -565,20 +565,20 @@ def test_zero_idle_interval_always_produces_blocks() -> None:
 PACED = ConsensusConfig(min_block_interval_ms=100)
 
 
-def enter_height_2(h: Harness, began: int) -> list[Output]:
-    """Decide height 1 with two other validators and apply it at `began`: height 2 begins."""
+def enter_height_2(h: Harness) -> list[Output]:
+    """Decide height 1 with two other validators and apply it: height 2 begins."""
     block = make_block(1)
     h.propose(0, block)
     others = h.others()[:2]
     h.vote(others, PREVOTE, 0, block.block_hash)
     assert decisions(h.vote(others, PRECOMMIT, 0, block.block_hash))
-    return h.feed(BlockApplied(1, began))
+    return h.feed(BlockApplied(1, h.now))
 
 
 def test_a_loaded_height_gathers_for_the_minimum_interval_then_proposes() -> None:
     h = Harness(me=2, config=PACED)  # validator 2 proposes height 2, round 0
     h.start()
-    out = enter_height_2(h, h.now + 1)  # height 2 begins with events pending
+    out = enter_height_2(h)  # height 2 begins with events pending
     assert h.core.height == 2 and h.core.waiting_for_events
     assert broadcast_proposals(out) == []
     assert [(t.kind, t.height, t.round, t.delay_ms) for t in timeouts(out)] == [
@@ -596,11 +596,10 @@ def test_a_loaded_height_gathers_for_the_minimum_interval_then_proposes() -> Non
 def test_a_height_that_began_idle_starts_as_soon_as_events_come(after_ms: int) -> None:
     h = Harness(me=2, pending=False, config=PACED)
     h.start()
-    began = h.now + 10
-    out = enter_height_2(h, began)  # nothing pending: it waits for events
+    out = enter_height_2(h)  # nothing pending: it waits for events
     assert [t.kind for t in timeouts(out)] == [TimeoutKind.IDLE]
     h.app.pending = True
-    out = h.feed(EventsAvailable(began + after_ms))
+    out = h.feed(EventsAvailable(h.now + after_ms))
     assert len(broadcast_proposals(out)) == 1
     assert TimeoutKind.GATHER not in [t.kind for t in timeouts(out)]
 
@@ -608,40 +607,36 @@ def test_a_height_that_began_idle_starts_as_soon_as_events_come(after_ms: int) -
 def test_a_proposal_ends_the_gathering_of_a_non_proposer() -> None:
     h = Harness(me=0, config=PACED)
     h.start()
-    enter_height_2(h, h.now + 1)
+    enter_height_2(h)
     assert h.core.waiting_for_events
     out = h.propose(0, make_block(2, "paced"))
     assert not h.core.waiting_for_events
     assert len(broadcast_votes(out, PREVOTE)) == 1
 
 
-def test_a_node_resuming_a_height_does_not_gather() -> None:
-    config = ConsensusConfig(min_block_interval_ms=60_000)  # far beyond the test's clock
-    h = Harness(me=1, config=config)
+def test_a_node_starting_or_resuming_a_height_does_not_gather() -> None:
+    config = ConsensusConfig(min_block_interval_ms=60_000)
+    h = Harness(me=1, config=config)  # validator 1 proposes height 1, round 0
     out = h.start()
-    assert [t.kind for t in timeouts(out)] == [TimeoutKind.GATHER]
-    out = h.feed(TimeoutFired(TimeoutKind.GATHER, 1, 0, h.now))
     assert len(broadcast_proposals(out)) == 1
+    assert TimeoutKind.GATHER not in [t.kind for t in timeouts(out)]
     out = h.restart()  # it proposed (and signed) in height 1: it resumes at once
     assert h.core.round == 0 and not h.core.waiting_for_events
     assert TimeoutKind.GATHER not in [t.kind for t in timeouts(out)]
 
 
-@pytest.mark.parametrize(("interval", "gather"), [(999, None), (1_000, None), (1_001, 1)])
-def test_the_gather_lasts_exactly_what_is_left_of_the_interval(
+@pytest.mark.parametrize(("interval", "gather"), [(0, None), (1, 1), (250, 250)])
+def test_a_loaded_height_gathers_for_exactly_the_interval(
     interval: int, gather: int | None
 ) -> None:
-    # A core counts its first height from time 0; Start comes at 1,000.
-    h = Harness(me=1, config=ConsensusConfig(min_block_interval_ms=interval))
-    out = h.feed(Start(1_000))
+    config = ConsensusConfig(min_block_interval_ms=interval)
+    h = Harness(me=2, config=config)
+    h.start()
+    out = enter_height_2(h)
     waits = [t.delay_ms for t in timeouts(out) if t.kind == TimeoutKind.GATHER]
     assert waits == ([] if gather is None else [gather])
     assert len(broadcast_proposals(out)) == (1 if gather is None else 0)
-
-
-def test_gather_has_no_fixed_duration() -> None:
-    with pytest.raises(AssertionError):
-        ConsensusConfig().timeout(TimeoutKind.GATHER, 0)
+    assert config.timeout(TimeoutKind.GATHER, 3) == interval
 
 
 # -- retransmission and restart ---------------------------------------------------------------

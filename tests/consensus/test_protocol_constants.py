@@ -115,12 +115,15 @@ def test_consensus_timeout_defaults_are_pinned() -> None:
         (TimeoutKind.PRECOMMIT, 4, 2500),
         (TimeoutKind.IDLE, 0, 10_000),
         (TimeoutKind.IDLE, 7, 10_000),
+        (TimeoutKind.GATHER, 0, 0),
+        (TimeoutKind.GATHER, 5, 0),
     ],
 )
 def test_timeouts_grow_linearly_with_the_round(
     kind: TimeoutKind, round_: int, expected: int
 ) -> None:
-    """docs/PROTOCOL.md: timeout(kind, round) = base + round * delta; IDLE is fixed."""
+    """docs/PROTOCOL.md: timeout(kind, round) = base + round * delta; IDLE and GATHER are
+    fixed."""
     assert ConsensusConfig().timeout(kind, round_) == expected
 
 
@@ -134,11 +137,13 @@ def test_timeout_formula_uses_each_kinds_own_parameters() -> None:
         timeout_precommit_ms=500,
         timeout_precommit_delta_ms=600,
         idle_block_interval_ms=7,
+        min_block_interval_ms=9,
     )
     assert config.timeout(TimeoutKind.PROPOSE, 2) == 5
     assert config.timeout(TimeoutKind.PREVOTE, 2) == 110
     assert config.timeout(TimeoutKind.PRECOMMIT, 2) == 1700
     assert config.timeout(TimeoutKind.IDLE, 2) == 7
+    assert config.timeout(TimeoutKind.GATHER, 2) == 9
     assert [k.value for k in TimeoutKind] == ["propose", "prevote", "precommit", "idle", "gather"]
 
 

@@ -1,12 +1,14 @@
 """Real HTTP servers on loopback for tests that need a node or peer that lies: a thread's
-`http.server`, or uvicorn serving an ASGI app in the test's own event loop."""
+`http.server`, uvicorn serving an ASGI app in the test's own event loop, or a raw keep-alive
+HTTP/1.1 server whose every answer (or silence) the test writes as bytes."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -61,3 +63,46 @@ async def serving_asgi(app: Any) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+
+
+@dataclass
+class RawServer:
+    """A loopback server answering each request as `answer(number, head, body)` says: the
+    whole response as bytes, or None to close the connection without answering."""
+
+    answer: Callable[[int, bytes, bytes], Awaitable[bytes | None]]
+    connections: int = 0
+    requests: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+                await self._serve(reader, writer)
+        finally:
+            writer.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Requests until the client goes or an answer is None."""
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            body = await reader.readexactly(length)
+            self.requests.append((head, body))
+            reply = await self.answer(len(self.requests), head, body)
+            if reply is None:  # close without answering
+                return
+            writer.write(reply)
+            await writer.drain()
+
+
+@contextlib.asynccontextmanager
+async def serving_raw(server: RawServer) -> AsyncIterator[str]:
+    """`server` listening on a free loopback port for the block; yields its base URL."""
+    listener = await asyncio.start_server(server.handle, "127.0.0.1", 0)
+    async with listener:
+        yield f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}"

@@ -15,6 +15,7 @@ import pytest
 
 from node.bench import cluster, httpbound, loadgen, profile
 from node.bench import ledger as bench
+from tests.node.fake_http import RawServer, serving_raw
 
 # --- a tiny HTTP/1.1 server on loopback -----------------------------------------------------
 
@@ -22,39 +23,23 @@ Answer = Callable[[bytes, bytes], tuple[int, bytes]]
 
 
 @asynccontextmanager
-async def http_server(answer: Answer) -> AsyncIterator[tuple[str, list[bytes]]]:
-    """Serves keep-alive requests with `answer(request head, body)`; yields its URL and the
-    bodies it received."""
-    bodies: list[bytes] = []
+async def http_server(answer: Answer) -> AsyncIterator[tuple[str, RawServer]]:
+    """Serves keep-alive requests with `answer(request head, body)` -> (status, JSON body);
+    yields its URL and the server (its `requests` as received)."""
 
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":")[1])
-                body = await reader.readexactly(length)
-                bodies.append(body)
-                status, payload = answer(head, body)
-                writer.write(
-                    b"HTTP/1.1 %d X\r\ncontent-type: application/json\r\n"
-                    b"content-length: %d\r\n\r\n%s" % (status, len(payload), payload)
-                )
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
+    async def reply(number: int, head: bytes, body: bytes) -> bytes:
+        status, payload = answer(head, body)
+        head = b"HTTP/1.1 %d X\r\ncontent-type: application/json\r\n" % status
+        return head + b"content-length: %d\r\n\r\n" % len(payload) + payload
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}", bodies
-    finally:
-        server.close()
-        await server.wait_closed()
+    server = RawServer(reply)
+    async with serving_raw(server) as url:
+        yield url, server
+
+
+def received(server: RawServer) -> list[bytes]:
+    """The bodies `server` received, in order."""
+    return [body for _, body in server.requests]
 
 
 # --- the request and the response head ------------------------------------------------------
@@ -99,9 +84,9 @@ def committed_unless(envelope: str, status: int) -> Answer:
 
 def test_one_at_a_time_counts_committed_answers_in_order() -> None:
     async def scenario() -> tuple[dict[str, int], list[bytes]]:
-        async with http_server(committed_unless("03", 409)) as (url, bodies):
+        async with http_server(committed_unless("03", 409)) as (url, server):
             requests = [loadgen.submit_request(url, bytes([i]), wait=True) for i in range(8)]
-            return await loadgen.one_at_a_time(url, requests), bodies
+            return await loadgen.one_at_a_time(url, requests), received(server)
 
     statuses, bodies = loadgen.run(scenario())
     assert statuses == {"committed": 7, "409": 1}
@@ -126,9 +111,10 @@ def test_flood_submits_every_event_once_and_offers_a_429_again() -> None:
         return 202, b'{"status":"pending"}'
 
     async def scenario() -> tuple[loadgen.FloodResult, list[bytes]]:
-        async with http_server(answer) as (url, bodies):
+        async with http_server(answer) as (url, server):
             requests = [[loadgen.submit_request(url, bytes([i]))] for i in range(40)]
-            return await loadgen.flood([url], requests, connections=4, retry_pause_s=0), bodies
+            result = await loadgen.flood([url], requests, connections=4, retry_pause_s=0)
+            return result, received(server)
 
     result, bodies = loadgen.run(scenario())
     assert result.statuses == {"202": 40}
@@ -334,3 +320,10 @@ def test_bench_single_runs_end_to_end_and_loses_nothing(tmp_path: Path) -> None:
     ratios = results["ratios"]
     assert ratios["single_vs_verify_bound"] > 0 and ratios["batched_vs_verify_bound"] > 0
     assert not list(tmp_path.iterdir()), "the throwaway cluster is removed"
+
+
+def test_the_presigned_load_is_cut_into_consecutive_parts() -> None:
+    items = list(range(10))
+    assert cluster.consecutive(items, 3, 0, 5, 2) == [[0, 1, 2], [], [3, 4, 5, 6, 7], [8, 9]]
+    with pytest.raises(AssertionError):
+        cluster.consecutive(items, 3, 3)

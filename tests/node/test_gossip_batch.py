@@ -37,7 +37,6 @@ def test_single_events_queued_one_by_one_leave_in_one_post() -> None:
             await wait_until(lambda: len(peer.events) == len(singles))
             assert peer.events == singles
             assert peer.event_batches == [len(singles)]
-            await link.close()
 
     asyncio.run(scenario())
 
@@ -55,7 +54,6 @@ def test_without_linger_the_first_single_event_leaves_alone() -> None:
             link.send_events([b"second"])
             await wait_until(lambda: len(peer.events) == 2)
             assert peer.event_batches == [1, 1]
-            await link.close()
 
     asyncio.run(scenario())
 
@@ -69,7 +67,6 @@ def test_a_lone_event_is_sent_when_no_company_comes() -> None:
             link.send_events([b"alone"])
             await wait_until(lambda: peer.events == [b"alone"])
             assert peer.event_batches == [1]
-            await link.close()
 
     asyncio.run(scenario())
 
@@ -86,7 +83,6 @@ def test_coalesced_posts_stay_within_the_batch_bound_and_keep_order() -> None:
             await wait_until(lambda: len(peer.events) == len(envelopes))
             assert peer.events == envelopes
             assert peer.event_batches == [MAX_BATCH_EVENTS, MAX_BATCH_EVENTS, 7]
-            await link.close()
 
     asyncio.run(scenario())
 

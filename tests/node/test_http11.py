@@ -5,9 +5,7 @@ kept-alive connection, and the peer link's POSTs going through it."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -23,48 +21,9 @@ from node.client.http11 import (
 )
 from node.server.p2p import MAX_ANSWER_BYTES, PeerChannel, PeerLink
 from node.server.peer_auth import PEER_DIGEST_HEADER, PeerAuthenticator
+from tests.node.fake_http import RawServer, serving_raw
 
 NO_CONTENT = b"HTTP/1.1 204 No Content\r\n\r\n"
-
-
-@dataclass
-class Server:
-    """A loopback server answering each request as `answer(number, head, body)` says."""
-
-    answer: Callable[[int, bytes, bytes], Awaitable[bytes | None]]
-    connections: int = 0
-    requests: list[tuple[bytes, bytes]] = field(default_factory=list)
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        try:
-            while True:
-                try:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                except asyncio.IncompleteReadError:
-                    return
-                length = 0
-                for line in head.split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                body = await reader.readexactly(length)
-                self.requests.append((head, body))
-                reply = await self.answer(len(self.requests), head, body)
-                if reply is None:  # close without answering
-                    return
-                writer.write(reply)
-                await writer.drain()
-        finally:
-            writer.close()
-
-
-@contextlib.asynccontextmanager
-async def serving(server: Server) -> AsyncIterator[str]:
-    """`server` listening on a free loopback port for the block; yields its base URL."""
-    listener = await asyncio.start_server(server.handle, "127.0.0.1", 0)
-    async with listener:
-        yield f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}"
 
 
 def always(reply: bytes | None) -> Callable[[int, bytes, bytes], Awaitable[bytes | None]]:
@@ -114,8 +73,8 @@ def test_a_request_is_its_line_host_headers_length_and_body() -> None:
 
 def test_a_kept_alive_connection_carries_many_requests() -> None:
     async def go() -> None:
-        server = Server(always(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"))
-        async with serving(server) as url:
+        server = RawServer(always(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"))
+        async with serving_raw(server) as url:
             connection = await Connection.open(url)
             for _ in range(3):
                 assert await connection.exchange(get(url), timeout_s=5) == (200, b"ok")
@@ -127,8 +86,8 @@ def test_a_kept_alive_connection_carries_many_requests() -> None:
 
 def test_a_server_that_says_close_closes_the_connection() -> None:
     async def go() -> None:
-        server = Server(always(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n"))
-        async with serving(server) as url:
+        server = RawServer(always(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n"))
+        async with serving_raw(server) as url:
             connection = await Connection.open(url)
             assert await connection.exchange(get(url), timeout_s=5) == (204, b"")
             assert connection.closed
@@ -138,7 +97,7 @@ def test_a_server_that_says_close_closes_the_connection() -> None:
 
 def test_closing_without_answer_and_cutting_an_answer_short_are_told_apart() -> None:
     async def go() -> None:
-        async with serving(Server(always(None))) as url:
+        async with serving_raw(RawServer(always(None))) as url:
             connection = await Connection.open(url)
             with pytest.raises(ServerClosed):
                 await connection.exchange(get(url), timeout_s=5)
@@ -167,7 +126,7 @@ def test_an_answer_over_the_cap_is_refused_and_the_connection_closed() -> None:
     async def go() -> None:
         body = b"x" * 101
         reply = b"HTTP/1.1 200 OK\r\ncontent-length: 101\r\n\r\n" + body
-        async with serving(Server(always(reply))) as url:
+        async with serving_raw(RawServer(always(reply))) as url:
             connection = await Connection.open(url)
             with pytest.raises(HttpError, match="over 100"):
                 await connection.exchange(get(url), max_body=100, timeout_s=5)
@@ -182,7 +141,7 @@ def test_an_answer_over_the_cap_is_refused_and_the_connection_closed() -> None:
 def test_a_head_past_its_cap_is_refused() -> None:
     async def go() -> None:
         huge = b"HTTP/1.1 200 OK\r\nx-pad: " + b"a" * MAX_HEAD_BYTES + b"\r\n\r\n"
-        async with serving(Server(always(huge))) as url:
+        async with serving_raw(RawServer(always(huge))) as url:
             connection = await Connection.open(url)
             with pytest.raises(HttpError):
                 await connection.exchange(get(url), timeout_s=5)
@@ -197,7 +156,7 @@ def test_a_server_that_never_answers_times_out() -> None:
         return NO_CONTENT
 
     async def go() -> None:
-        async with serving(Server(silent)) as url:
+        async with serving_raw(RawServer(silent)) as url:
             connection = await Connection.open(url)
             with pytest.raises(HttpError, match="TimeoutError"):
                 await connection.exchange(get(url), timeout_s=0.2)
@@ -208,7 +167,7 @@ def test_a_server_that_never_answers_times_out() -> None:
 
 def test_a_refused_connection_is_an_http_error() -> None:
     async def go() -> None:
-        async with serving(Server(always(NO_CONTENT))) as url:
+        async with serving_raw(RawServer(always(NO_CONTENT))) as url:
             pass  # the port is closed again below
         with pytest.raises(HttpError, match="cannot connect"):
             await Connection.open(url, timeout_s=1)
@@ -224,8 +183,8 @@ def test_the_channel_sends_msgpack_with_its_headers_and_fails_on_other_than_2xx(
         return NO_CONTENT if number == 1 else b"HTTP/1.1 400 Bad\r\ncontent-length: 0\r\n\r\n"
 
     async def go() -> None:
-        server = Server(answer)
-        async with serving(server) as url:
+        server = RawServer(answer)
+        async with serving_raw(server) as url:
             channel = PeerChannel(url, None, timeout_s=5)
             await channel.post("/p2p/events", b"\x80", {"x-provledger-test": "1"})
             with pytest.raises(HttpError, match="answered 400"):
@@ -243,8 +202,8 @@ def test_the_channel_sends_msgpack_with_its_headers_and_fails_on_other_than_2xx(
 
 def test_a_peer_url_with_a_path_prefix_keeps_it_before_every_path() -> None:
     async def go() -> None:
-        server = Server(always(NO_CONTENT))
-        async with serving(server) as url:
+        server = RawServer(always(NO_CONTENT))
+        async with serving_raw(server) as url:
             channel = PeerChannel(url + "/gateway/node-1/", None, timeout_s=5)
             await channel.post("/p2p/events", b"1", {})
             await channel.get("/p2p/status", {}, max_body=100)
@@ -260,8 +219,8 @@ def test_a_peer_closing_a_kept_alive_connection_costs_one_more_try_not_a_failure
         return None if number == 2 else NO_CONTENT  # the second request is dropped unanswered
 
     async def go() -> None:
-        server = Server(answer)
-        async with serving(server) as url:
+        server = RawServer(answer)
+        async with serving_raw(server) as url:
             channel = PeerChannel(url, None, timeout_s=5)
             await channel.post("/p2p/consensus", b"1", {})
             await channel.post("/p2p/consensus", b"2", {})  # sent again on a fresh connection
@@ -274,8 +233,8 @@ def test_a_peer_closing_a_kept_alive_connection_costs_one_more_try_not_a_failure
 
 def test_a_fresh_connection_closed_unanswered_is_a_failure_not_a_loop() -> None:
     async def go() -> None:
-        server = Server(always(None))
-        async with serving(server) as url:
+        server = RawServer(always(None))
+        async with serving_raw(server) as url:
             channel = PeerChannel(url, None, timeout_s=5)
             with pytest.raises(ServerClosed):
                 await channel.post("/p2p/events", b"1", {})
@@ -294,8 +253,8 @@ def test_the_channel_gets_a_200_body_and_refuses_more_than_the_cap_unread() -> N
         return b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n" + b"x" * 1000
 
     async def go() -> None:
-        server = Server(answer)
-        async with serving(server) as url:
+        server = RawServer(answer)
+        async with serving_raw(server) as url:
             channel = PeerChannel(url, None, timeout_s=5)
             assert await channel.get("/p2p/status", {"x-a": "1"}, max_body=100) == b"abc"
             assert await channel.get("/p2p/blocks/9", {}, max_body=100) is None
@@ -316,8 +275,8 @@ def test_the_peer_link_gossips_through_the_channel_signed() -> None:
     key = PrivateKey.generate()
 
     async def go() -> None:
-        server = Server(always(NO_CONTENT))
-        async with serving(server) as url:
+        server = RawServer(always(NO_CONTENT))
+        async with serving_raw(server) as url:
             link = PeerLink(url, "me", 100, key=key, chain_id="c", clock=lambda: 1_000)
             link.start()
             link.send_events([b"e1", b"e2"])

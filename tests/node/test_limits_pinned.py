@@ -24,7 +24,7 @@ def test_peer_protocol_constants() -> None:
     assert P2P_PORT_OFFSET == 100
     assert p2p.MAX_ANSWER_BYTES == 65_536
     assert p2p.CHANNELS == ("consensus", "events", "sync")
-    assert p2p.EVENTS_PATH == "/p2p/events"
+    assert p2p.POST_PATHS == {"consensus": "/p2p/consensus", "events": "/p2p/events"}
     assert p2p.FETCH_TIMEOUT_S == 30.0
     assert p2p.CONNECT_TIMEOUT_S == 1.0
     assert http11.MAX_HEAD_BYTES == 65_536

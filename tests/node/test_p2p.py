@@ -57,8 +57,8 @@ async def link_to(
         try:
             yield link
         finally:
-            peer.release_events.set()  # requests held open finish, so the server can stop
             await link.close()
+            peer.release_events.set()  # requests held open finish, so the server can stop
 
 
 async def wait_until(condition: Any, timeout: float = 5.0) -> None:
@@ -79,7 +79,6 @@ def test_consensus_messages_pass_event_gossip_that_is_held_up() -> None:
             assert peer.events == []
             peer.release_events.set()
             await wait_until(lambda: len(peer.events) == 10)
-            await link.close()
 
     asyncio.run(scenario())
 
@@ -95,7 +94,6 @@ def test_event_batches_are_bounded_and_keep_their_order() -> None:
             await wait_until(lambda: len(peer.events) == len(envelopes))
             assert peer.events == envelopes
             assert max(peer.event_batches) == MAX_BATCH_EVENTS
-            await link.close()
 
     asyncio.run(scenario())
 
@@ -115,6 +113,5 @@ def test_a_failed_event_batch_is_sent_again_but_a_failed_vote_batch_is_not() -> 
             peer.fail_first = 1
             link.send_events([b"a", b"b"])
             await wait_until(lambda: peer.events == [b"a", b"b"])
-            await link.close()
 
     asyncio.run(scenario())
