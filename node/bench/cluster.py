@@ -6,7 +6,9 @@ checkpoint), submit-to-commit latency at half that rate, CPU time per committed 
 and peak memory per node. It also measures this machine's bounds — ECDSA P-256 verifies/s per
 core, LevelDB synced batch writes/s, a trivial endpoint's requests/s in the node's server stack
 measured by wrk (`node.bench.httpbound`) — and prints each result as a ratio to the bound it
-runs into.
+runs into. Beside the batch figures it prints the floor under them (`node.bench.floor`): the
+core's own CPU per event in one process, the ceiling that sets on the share of the signature
+bound, and how far the cluster's CPU per event is above it.
 
 `--single` (`bench_single`, issue 16): one JSON `POST /v1/events` per event over many
 keep-alive connections from the lean client of `node.bench.loadgen`, with the client's CPU
@@ -43,6 +45,7 @@ import plyvel
 
 from ledger import crypto, events
 from node.bench import httpbound, loadgen
+from node.bench.floor import FLOOR_EVENTS, floor_rows, ledger_floor
 from node.client import AsyncNodeClient, ClientError
 from node.clock import now_ms
 from node.config import NodeSettings
@@ -483,6 +486,7 @@ def bench_cluster(
     workdir: str | None = None,
     rss_at: tuple[int, ...] = (),
     compare_map: bool = True,
+    floor_events: int = FLOOR_EVENTS,
 ) -> dict[str, Any]:
     cores = os.cpu_count() or 1
     results: dict[str, Any] = {
@@ -496,6 +500,7 @@ def bench_cluster(
         "leveldb_synced_batches_per_s": round(leveldb_synced_batches_per_s()),
         **http_bound(base_port + 90),
     }
+    results["floor"] = ledger_floor(floor_events)
     _require_free_ports(base_port, nodes)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         root = Path(tmp) / "cluster"
@@ -674,6 +679,7 @@ def print_cluster(results: dict[str, Any]) -> None:
             "CPU ms per event per node",
             ", ".join(str(x) for x in results["cpu_ms_per_event_per_node"]),
         ),
+        *floor_rows(results["floor"], results["cpu_ms_per_event_per_node"]),
         ("peak RSS MB per node", ", ".join(str(x) for x in results["peak_rss_mb_per_node"])),
     ]
     light = results["light_latency"]
@@ -876,6 +882,7 @@ def bench_single(
     workdir: str | None = None,
     profile_dir: str | None = None,
     block_cost_events: int = BLOCK_COST_EVENTS,
+    floor_events: int = FLOOR_EVENTS,
 ) -> dict[str, Any]:
     """One JSON `POST /v1/events` per event over `clients` keep-alive connections spread
     over the nodes, beside batches of `batch` in the same run, each against the bounds."""
@@ -900,6 +907,7 @@ def bench_single(
             httpbound.trivial_server_requests_per_s(wrk, base_port + 90)
         )
     results["bounds"] = bounds
+    results["floor"] = ledger_floor(floor_events)
     _require_free_ports(base_port, nodes)
     latency_events = latency_events or max(2_000, int(rate * 5))
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
@@ -1122,6 +1130,7 @@ def print_single(results: dict[str, Any]) -> None:
             ", ".join(str(x) for x in bat["cpu_ms_per_event_per_node"])
             + f" ({bat['blocks']} blocks)",
         ),
+        *floor_rows(results["floor"], bat["cpu_ms_per_event_per_node"]),
         ("peak RSS MB per node", ", ".join(str(x) for x in results["peak_rss_mb_per_node"])),
     ]
     width = max(len(k) for k, _ in rows)

@@ -290,7 +290,9 @@ def test_single_mode_on_the_command_line() -> None:
 
 
 @pytest.mark.cluster
-def test_bench_single_runs_end_to_end_and_loses_nothing(tmp_path: Path) -> None:
+def test_bench_single_runs_end_to_end_and_loses_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from tests.cluster.harness import free_port_block
 
     base = free_port_block(120)  # nodes, their peer ports (+100) and the trivial server (+90)
@@ -303,6 +305,7 @@ def test_bench_single_runs_end_to_end_and_loses_nothing(tmp_path: Path) -> None:
         batch=40,
         workdir=str(tmp_path),
         block_cost_events=12,
+        floor_events=60,
     )
     single, batched = results["single"], results["batched"]
     cost = results["block_cost"]
@@ -319,7 +322,11 @@ def test_bench_single_runs_end_to_end_and_loses_nothing(tmp_path: Path) -> None:
     assert results["light_latency"]["failures"] == 0
     ratios = results["ratios"]
     assert ratios["single_vs_verify_bound"] > 0 and ratios["batched_vs_verify_bound"] > 0
+    assert results["floor"]["events"] == 60 and 0 < results["floor"]["ceiling_vs_verify_bound"] < 1
     assert not list(tmp_path.iterdir()), "the throwaway cluster is removed"
+    cluster.print_single(results)
+    printed = capsys.readouterr().out
+    assert "  vs verify bound" in printed and "  ceiling of the batch path" in printed
 
 
 def test_the_presigned_load_is_cut_into_consecutive_parts() -> None:

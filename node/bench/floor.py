@@ -1,0 +1,188 @@
+"""The floor under the cluster's CPU per batched event: the pure core's own work for one
+event on one validator, measured in this process on a fresh store.
+
+A validator does, for every event of a batch, whatever the network around it: decode the
+envelope, check its signature, apply the rules at admission (against the committed state
+and the events pending before it), check the proposal's events against its header, execute
+the block, and append it. `ledger_floor` times exactly those calls of `ledger/` (CPU time,
+phase by phase, register events in blocks) and nothing else: no HTTP, no consensus
+messages, no gossip, no mempool bookkeeping (that is the daemon's, measured only in the
+cluster's figure).
+
+Its use is the ceiling it sets. The batch path's share of the signature bound is at most
+`signature / total` of this floor: that is the share with every node's CPU spent on the
+core and on nothing else. The cluster's CPU per event per node, beside it, says how much
+the rest of the node adds.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from ledger import events
+from ledger.blocks import Block
+from ledger.crypto import PrivateKey
+from ledger.rules import BlockContext
+from ledger.store import Execution, Store
+from node.bench.ledger import CHAIN_ID, EVENT_TIME, make_genesis, sign_commit
+
+FLOOR_EVENTS = 8_000
+FLOOR_BLOCK_EVENTS = 2_000
+"""About the blocks the batch run makes on two cores (2,000-3,000 events)."""
+FLOOR_SIGNERS = 8
+PHASES = ("decode", "signature", "admission_rules", "execution", "append")
+
+T = TypeVar("T")
+
+
+@dataclass
+class _Clock:
+    """CPU seconds spent per phase."""
+
+    spent: dict[str, float]
+
+    def run(self, phase: str, work: Callable[[], T]) -> T:
+        started = time.process_time()
+        result = work()
+        self.spent[phase] += time.process_time() - started
+        return result
+
+
+def _envelopes(count: int) -> list[bytes]:
+    keys = [PrivateKey.generate() for _ in range(FLOOR_SIGNERS)]
+    return [
+        events.sign_event(
+            keys[i % FLOOR_SIGNERS],
+            events.Register(
+                chain=CHAIN_ID,
+                actor=keys[i % FLOOR_SIGNERS].public_key,
+                time=EVENT_TIME,
+                nonce=os.urandom(16),
+                dataset=os.urandom(32),
+                meta={"title": f"floor dataset {i}"},
+                open=False,
+            ),
+        ).envelope
+        for i in range(count)
+    ]
+
+
+def _check_signatures(decoded: Sequence[events.SignedEvent]) -> None:
+    for event in decoded:
+        event.verify_signature()
+
+
+def _admit(store: Store, decoded: Sequence[events.SignedEvent], time_ms: int) -> None:
+    """The rules at admission, as a mempool applies them: each event in a child of the
+    pending overlay, merged when it passes."""
+    pending = store.state()
+    for index, event in enumerate(decoded):
+        draft = pending.child()
+        ctx = BlockContext(store.height + 1, time_ms, store.tree_size + index)
+        store.rules.apply_to_draft(draft, event, ctx)
+        draft.merge_into_parent()
+
+
+class FloorError(RuntimeError):
+    """The core refused what the floor fed it: the figure would not be the work it names."""
+
+
+def _commit_block(
+    store: Store,
+    keys: Sequence[PrivateKey],
+    block_events: Sequence[events.SignedEvent],
+    clock: _Clock,
+) -> None:
+    """A proposal's events checked against its header, the block executed and appended."""
+    height = store.height + 1
+    built = store.execute(block_events, height, EVENT_TIME + height)
+    if built.rejected:
+        raise FloorError(f"the core rejected a floor event: {built.rejected[0][1]}")
+    validators = store.genesis.validators.hash()
+    header = built.header(CHAIN_ID, store.head_hash, keys[0].public_key, validators)
+    block = Block(header, tuple(e.envelope for e in built.accepted))
+    commit = sign_commit(keys, height, header.block_hash)
+
+    def validate() -> Execution:
+        if not block.events_match_header():
+            raise FloorError("a floor block's events do not match its header")
+        execution = store.execute(block_events, height, header.time)
+        if not execution.matches(header):
+            raise FloorError("a floor block re-executed to another header")
+        return execution
+
+    execution = clock.run("execution", validate)
+    clock.run("append", lambda: store.append_block(block, commit, execution))
+
+
+def _one_block(
+    store: Store, keys: Sequence[PrivateKey], envelopes: Sequence[bytes], clock: _Clock
+) -> None:
+    """Admit `envelopes` as one batch, then commit them as one block."""
+    decoded = clock.run(
+        "decode",
+        lambda: [events.decode_envelope(e, chain_id=CHAIN_ID, verify=False) for e in envelopes],
+    )
+    clock.run("signature", lambda: _check_signatures(decoded))
+    clock.run("admission_rules", lambda: _admit(store, decoded, EVENT_TIME + 1))
+    _commit_block(store, keys, decoded, clock)
+
+
+def ledger_floor(
+    events_total: int = FLOOR_EVENTS, block_events: int = FLOOR_BLOCK_EVENTS
+) -> dict[str, Any]:
+    """CPU ms per event of each phase, their total, and the ceiling the signature's share
+    of it sets on the batch path (a fraction of the verify bound)."""
+    keys, genesis = make_genesis()
+    envelopes = _envelopes(events_total)
+    clock = _Clock(dict.fromkeys(PHASES, 0.0))
+    with tempfile.TemporaryDirectory() as tmp, Store(tmp, genesis) as store:
+        for start in range(0, events_total, block_events):
+            _one_block(store, keys, envelopes[start : start + block_events], clock)
+        if store.tree_size != events_total:
+            raise FloorError(f"{store.tree_size} of {events_total} floor events on the chain")
+    per_event = {phase: 1000 * spent / events_total for phase, spent in clock.spent.items()}
+    total = sum(per_event.values())
+    return {
+        "events": events_total,
+        "block_events": block_events,
+        "ms_per_event": {phase: round(ms, 4) for phase, ms in per_event.items()},
+        "total_ms": round(total, 4),
+        "ceiling_vs_verify_bound": round(per_event["signature"] / total, 3),
+    }
+
+
+def over_floor(floor: dict[str, Any], cpu_ms_per_event_per_node: Sequence[float]) -> float:
+    """How much more CPU per event the cluster's nodes spent than the floor (a fraction)."""
+    mean = sum(cpu_ms_per_event_per_node) / len(cpu_ms_per_event_per_node)
+    return round(mean / floor["total_ms"] - 1, 3)
+
+
+def floor_rows(
+    floor: dict[str, Any], cpu_ms_per_event_per_node: Sequence[float]
+) -> list[tuple[str, str]]:
+    """The floor, its ceiling and the cluster's CPU over it, as printed rows."""
+    phases = ", ".join(
+        f"{phase.replace('_', ' ')} {ms:.4f}" for phase, ms in floor["ms_per_event"].items()
+    )
+    return [
+        (
+            "ledger work per event, one process",
+            f"{floor['total_ms']:.4f} ms CPU ({phases})",
+        ),
+        (
+            "  ceiling of the batch path",
+            f"{floor['ceiling_vs_verify_bound']:.1%} of the verify bound "
+            "(signature / ledger work: every node's CPU on the core, nothing else)",
+        ),
+        (
+            "  batch CPU per event over it",
+            f"{over_floor(floor, cpu_ms_per_event_per_node):+.0%} (HTTP, gossip, consensus, "
+            "mempool, kernel)",
+        ),
+    ]
