@@ -768,6 +768,32 @@ def cluster_post_counts(urls: list[str]) -> dict[str, float]:
     return total
 
 
+@dataclass(frozen=True)
+class Meter:
+    """The nodes' CPU seconds and the peer POSTs they served, at one moment."""
+
+    cpu_s: tuple[float, ...]
+    posts: dict[str, float]
+
+    @classmethod
+    def read(cls, urls: list[str], pids: list[int]) -> Meter:
+        return cls(tuple(_cpu_seconds(pid) for pid in pids), cluster_post_counts(urls))
+
+    def work_since(self, before: Meter, events: int) -> dict[str, Any]:
+        """CPU ms per event per node and peer POSTs per event (all nodes) since `before`."""
+        return {
+            "cpu_ms_per_event_per_node": [
+                round(1000 * (after - earlier) / events, 3)
+                for earlier, after in zip(before.cpu_s, self.cpu_s, strict=True)
+            ],
+            "peer_posts_per_event": {
+                route: round((self.posts.get(route, 0) - count) / events, 3)
+                for route, count in before.posts.items()
+                if route.startswith("/p2p/")
+            },
+        }
+
+
 def _height(url: str) -> int:
     return int(httpx.get(f"{url}/v1/status", timeout=10).json()["height"])
 
@@ -935,15 +961,13 @@ def bench_single(
             results["block_cost"] = block_cost(urls[0], one_by_one, pids)
 
             start_size, start_height = _tree_size(urls[0]), _height(urls[0])
-            posts_before = cluster_post_counts(urls)
-            cpu_before = [_cpu_seconds(pid) for pid in pids]
+            before = Meter.read(urls, pids)
             profiler = Profiler(_subdir(profile_dir, "single"), pids, 600)
             flood, elapsed = loadgen.run(flood_single(urls, flood_requests, clients, start_size))
             profiles = profiler.stop()
-            cpu_after = [_cpu_seconds(pid) for pid in pids]
-            posts_after = cluster_post_counts(urls)
+            after = Meter.read(urls, pids)
             blocks = _height(urls[0]) - start_height
-            nodes_cpu = sum(cpu_after) - sum(cpu_before)
+            nodes_cpu = sum(after.cpu_s) - sum(before.cpu_s)
             single: dict[str, Any] = {
                 "events": events_total,
                 "http_statuses": flood.statuses,
@@ -952,29 +976,19 @@ def bench_single(
                 "commit_s": round(elapsed, 3),
                 "events_per_s": round(events_total / elapsed, 1),
                 "requests_per_s": round(events_total / flood.submit_s, 1),
-                "cpu_ms_per_event_per_node": [
-                    round(1000 * (after - before) / events_total, 3)
-                    for before, after in zip(cpu_before, cpu_after, strict=True)
-                ],
+                **after.work_since(before, events_total),
                 "client": loadgen.client_share(flood.client_cpu_s, nodes_cpu, flood.submit_s),
                 "blocks": blocks,
-                "peer_posts_per_event": {
-                    route: round((posts_after.get(route, 0) - count) / events_total, 3)
-                    for route, count in posts_before.items()
-                    if route.startswith("/p2p/")
-                },
             }
             single.update(asyncio.run(count_committed(urls[0], {i for i, _ in flood_load})))
             if profiles:
                 single["profiles"] = [str(path) for path in profiles]
             results["single"] = single
 
-            results["latency"] = loadgen.run(loadgen.latency_at_rate(urls, rate_requests, rate))
+            results["latency"] = open_loop(urls, pids, rate_requests, rate)
             half = single["events_per_s"] / 2
             if half < rate:  # `rate` is past what the cluster sustains: also at half its rate
-                results["latency_at_half"] = loadgen.run(
-                    loadgen.latency_at_rate(urls, half_requests, half)
-                )
+                results["latency_at_half"] = open_loop(urls, pids, half_requests, half)
 
             start_height = _height(urls[0])
             cpu_before = [_cpu_seconds(pid) for pid in pids]
@@ -1008,6 +1022,22 @@ def bench_single(
     return results
 
 
+def open_loop(
+    urls: list[str], pids: list[int], requests: list[list[bytes]], rate: float
+) -> dict[str, Any]:
+    """The open-loop latency run at `rate`, with the nodes' work per event meanwhile."""
+    before = Meter.read(urls, pids)
+    latency = loadgen.run(loadgen.latency_at_rate(urls, requests, rate))
+    return {**latency, **Meter.read(urls, pids).work_since(before, len(requests))}
+
+
+def _work_row(phase: dict[str, Any]) -> tuple[str, str]:
+    """A phase's CPU per event per node and peer POSTs per event, as one printed row."""
+    cpu = ", ".join(str(x) for x in phase["cpu_ms_per_event_per_node"])
+    posts = ", ".join(f"{k} {v}" for k, v in sorted(phase["peer_posts_per_event"].items()))
+    return ("  CPU ms per event per node; POSTs", f"{cpu}; {posts}")
+
+
 def _block_cost_row(results: dict[str, Any]) -> list[tuple[str, str]]:
     cost = results.get("block_cost")
     if cost is None:
@@ -1035,7 +1065,8 @@ def _half_rate_row(results: dict[str, Any]) -> list[tuple[str, str]]:
             "  same, at half the single rate",
             f"{half['rate']}/s: p50 {half.get('p50_ms')} ms, p95 {half.get('p95_ms')} ms, "
             f"p99 {half.get('p99_ms')} ms ({half['failures']} failed {half['failure_statuses']})",
-        )
+        ),
+        _work_row(half),
     ]
 
 
@@ -1114,6 +1145,7 @@ def print_single(results: dict[str, Any]) -> None:
             f"{lat['peak_connections']} connections at most)",
         ),
         ("  p50 per half second, ms", _timeline(lat)),
+        _work_row(lat),
         *_block_cost_row(results),
         *_half_rate_row(results),
         (
