@@ -1025,17 +1025,30 @@ def bench_single(
 def open_loop(
     urls: list[str], pids: list[int], requests: list[list[bytes]], rate: float
 ) -> dict[str, Any]:
-    """The open-loop latency run at `rate`, with the nodes' work per event meanwhile."""
+    """The open-loop latency run at `rate`, with the nodes' work per event and the load
+    client's share of the CPU meanwhile."""
     before = Meter.read(urls, pids)
+    client_before, started = time.process_time(), time.perf_counter()
     latency = loadgen.run(loadgen.latency_at_rate(urls, requests, rate))
-    return {**latency, **Meter.read(urls, pids).work_since(before, len(requests))}
+    client_cpu_s, wall_s = time.process_time() - client_before, time.perf_counter() - started
+    after = Meter.read(urls, pids)
+    nodes_cpu_s = sum(after.cpu_s) - sum(before.cpu_s)
+    return {
+        **latency,
+        **after.work_since(before, len(requests)),
+        "client": loadgen.client_share(client_cpu_s, nodes_cpu_s, wall_s),
+    }
 
 
-def _work_row(phase: dict[str, Any]) -> tuple[str, str]:
-    """A phase's CPU per event per node and peer POSTs per event, as one printed row."""
+def _work_rows(phase: dict[str, Any]) -> list[tuple[str, str]]:
+    """An open-loop run's CPU per event per node, peer POSTs per event and the load client's
+    share, as printed rows."""
     cpu = ", ".join(str(x) for x in phase["cpu_ms_per_event_per_node"])
     posts = ", ".join(f"{k} {v}" for k, v in sorted(phase["peer_posts_per_event"].items()))
-    return ("  CPU ms per event per node; POSTs", f"{cpu}; {posts}")
+    return [
+        ("  CPU ms per event per node; POSTs", f"{cpu}; {posts}"),
+        ("  load client CPU", loadgen.describe_client_share(phase["client"])),
+    ]
 
 
 def _block_cost_row(results: dict[str, Any]) -> list[tuple[str, str]]:
@@ -1066,7 +1079,7 @@ def _half_rate_row(results: dict[str, Any]) -> list[tuple[str, str]]:
             f"{half['rate']}/s: p50 {half.get('p50_ms')} ms, p95 {half.get('p95_ms')} ms, "
             f"p99 {half.get('p99_ms')} ms ({half['failures']} failed {half['failure_statuses']})",
         ),
-        _work_row(half),
+        *_work_rows(half),
     ]
 
 
@@ -1145,7 +1158,7 @@ def print_single(results: dict[str, Any]) -> None:
             f"{lat['peak_connections']} connections at most)",
         ),
         ("  p50 per half second, ms", _timeline(lat)),
-        _work_row(lat),
+        *_work_rows(lat),
         *_block_cost_row(results),
         *_half_rate_row(results),
         (

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 _FRAME = re.compile(r"^(?P<name>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
 _WRAPPERS = ("node/server/__main__.py", "node/server/run.py", "node/server/http/guard.py")
 _OURS = ("node/", "ledger/", "consensus/")
-_FAST_ROUTE = "node/server/http/fast_events.py"
+_FAST_ROUTES = ("node/server/http/fast_events.py", "node/server/http/fast_peer.py")
 _ROUTES = ("node/server/http/public.py", "node/server/http/peer.py")
 TOP_PHASES = 10
 TOP_LAYERS = 5
@@ -52,8 +52,10 @@ def split_frame(frame: str) -> tuple[str, str]:
 def phase_of(frames: list[tuple[str, str]]) -> str:
     ours = [(n, p) for n, p in frames if p.startswith(_OURS) and p not in _WRAPPERS]
     for index, (name, path) in enumerate(ours):
-        # The hot route's middleware wraps every request it passes on to FastAPI.
-        if path == _FAST_ROUTE and any(p.startswith(_ROUTES) for _, p in ours[index + 1 :]):
+        # The hot routes' middleware wraps every request it passes on to FastAPI.
+        if path in _FAST_ROUTES and any(
+            p.startswith(_ROUTES) or p in _FAST_ROUTES for _, p in ours[index + 1 :]
+        ):
             continue
         return f"{name} ({path})"
     if any(path.startswith("uvicorn/") for _, path in frames):

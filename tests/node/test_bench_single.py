@@ -255,8 +255,12 @@ RAW_PROFILE = "\n".join(
         "main (node/server/run.py:1);run (uvicorn/x.py:2);__call__ (node/server/http/guard.py:3);"
         "__call__ (node/server/http/fast_events.py:4);p2p_events (node/server/http/peer.py:5);"
         "verify (ledger/crypto.py:6) 30",
-        "main (node/server/run.py:1);__call__ (node/server/http/fast_events.py:4);"
+        "main (node/server/run.py:1);__call__ (node/server/http/fast_peer.py:2);"
+        "__call__ (node/server/http/fast_events.py:4);"
         "submit (node/server/service.py:9);sha256 (ledger/crypto.py:7) 10",
+        "main (node/server/run.py:1);__call__ (node/server/http/fast_peer.py:2);"
+        "answer_or_pass (node/server/http/fast_path.py:3);"
+        "receive_events (node/server/service.py:9);verify (ledger/crypto.py:6) 20",
         "main (node/server/run.py:1);_run_once (asyncio/base_events.py:8) 10",
         "not a profile line",
     ]
@@ -265,15 +269,16 @@ RAW_PROFILE = "\n".join(
 
 def test_profile_summary_puts_samples_in_phases_and_layers() -> None:
     summary = profile.summarize(RAW_PROFILE)
-    assert summary.samples == 50
+    assert summary.samples == 70
     assert summary.phases == {
         "p2p_events (node/server/http/peer.py)": 30,
         "__call__ (node/server/http/fast_events.py)": 10,
+        "__call__ (node/server/http/fast_peer.py)": 20,
         "event loop (waiting, callbacks)": 10,
     }
     assert summary.layers["p2p_events (node/server/http/peer.py)"] == {"ECDSA verify": 30}
     text = profile.format_summary(profile.merge([summary, summary]))
-    assert "100 samples" in text and "60.0%  p2p_events" in text
+    assert "140 samples" in text and "42.9%  p2p_events" in text
 
 
 def test_single_mode_on_the_command_line() -> None:

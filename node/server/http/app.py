@@ -2,7 +2,8 @@
 
 The app starts the node service with its lifespan and stops it after; routes find it at
 `app.state.service`. The body guard runs in front of every route as middleware, and behind
-it `fast_events.FastSubmit` answers the common `POST /v1/events` without FastAPI's routing.
+it `fast_peer.FastPeer` answers the peer protocol's POSTs and `fast_events.FastSubmit` the
+common `POST /v1/events` without FastAPI's routing.
 """
 
 from __future__ import annotations
@@ -11,14 +12,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 
 from node.server.http import explorer, lineage, peer, public
 from node.server.http.fast_events import FastSubmit
+from node.server.http.fast_peer import FastPeer
 from node.server.http.guard import BodyGuard
 from node.server.http.problems import install_handlers
 from node.server.metrics import Metrics
 from node.server.service import NodeService
 from node.wire import MAX_P2P_BODY
+
+NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
 def create_app(service: NodeService) -> FastAPI:
@@ -37,6 +42,9 @@ def create_app(service: NodeService) -> FastAPI:
         version="1",
         description="Signed data-circulation events, agreed by BFT consensus, provable offline.",
         lifespan=lifespan,
+        # The node's metrics are its own (`/metrics`); FastAPI's OpenTelemetry hooks would
+        # only ask, on every request, whether a provider was configured.
+        telemetry=NO_TELEMETRY,
     )
     metrics = Metrics()
     metrics.bind(service)
@@ -47,8 +55,9 @@ def create_app(service: NodeService) -> FastAPI:
     app.include_router(peer.router)
     app.include_router(lineage.router)
     app.include_router(explorer.router)
-    # Inside the guard: the hot route's common requests skip FastAPI's machinery.
+    # Inside the guard: the hot routes' common requests skip FastAPI's machinery.
     app.add_middleware(FastSubmit)
+    app.add_middleware(FastPeer)
     app.add_middleware(
         BodyGuard,
         metrics=metrics,

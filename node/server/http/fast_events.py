@@ -11,7 +11,7 @@ its strict checks and of its RFC 9457 answers: a msgpack body, any other query, 
 body the quick check does not accept (which is replayed to the route, whose parser then
 reports exactly what is wrong). Errors raised while submitting are answered by the app's
 own exception handlers (`problems.install_handlers`), the ones FastAPI would call, and an
-unexpected error goes up to the outer middleware as from the route.
+unexpected error goes up to the outer middleware as from the route (`fast_path`).
 """
 
 from __future__ import annotations
@@ -19,12 +19,11 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from starlette.requests import Request
-from starlette.routing import BaseRoute
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ledger import codec
 from node.server.http.encoding import MAX_ENVELOPE_HEX
+from node.server.http.fast_path import Answer, answer_or_pass, header, route_of
 from node.server.http.public import outcome_json, router
 from node.wire import JSON, MSGPACK
 
@@ -55,19 +54,12 @@ def quick_envelope(body: bytes) -> bytes | None:
     return envelope if 2 * len(envelope) == len(text) else None
 
 
-def _header(scope: Scope, name: bytes) -> bytes | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return bytes(value)
-    return None
-
-
 class FastSubmit:
     """Answers the common `POST /v1/events` itself; passes every other request on."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.route = _route()
+        self.route = route_of(router, PATH, "POST")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -78,99 +70,25 @@ class FastSubmit:
         ):
             await self.app(scope, receive, send)
             return
-        content_type = _header(scope, b"content-type")
+        content_type = header(scope, b"content-type")
         if content_type is not None and content_type.split(b";")[0].strip() == _MSGPACK:
             await self.app(scope, receive, send)
             return
-        app = scope["app"]
-        scope["route"] = self.route
-        started = False
-
-        async def tracked_send(message: Message) -> None:
-            nonlocal started
-            started = True
-            await send(message)
-
-        try:
-            body = await _read_body(receive)
-            if body is None:  # the client went away
-                return
-            envelope = quick_envelope(body)
-            if envelope is not None:
-                wait = scope["query_string"] == _WAIT_COMMIT
-                outcome = await app.state.service.submit(envelope, wait)
-                await _reply(scope, tracked_send, outcome_json(outcome), 200 if wait else 202)
-                return
-        except Exception as exc:
-            handler = _handler_for(app, exc)
-            if handler is None or started:
-                raise
-            response = await handler(Request(scope, receive), exc)
-            await response(scope, receive, send)
-            return
-        # Not the plain form: the route parses it again and says what is wrong.
-        await self.app(scope, _replay(body, receive), send)
+        await answer_or_pass(self.app, self.route, _submit, scope, receive, send)
 
 
-def _route() -> BaseRoute:
-    """The FastAPI route this stands in for (the metrics label requests by its path)."""
-    for route in router.routes:
-        if getattr(route, "path", None) == PATH and "POST" in getattr(route, "methods", ()):
-            return route
-    raise LookupError(f"no POST {PATH} route in node.server.http.public")
+async def _submit(scope: Scope, body: bytes) -> Answer | None:
+    envelope = quick_envelope(body)
+    if envelope is None:
+        return None
+    wait = scope["query_string"] == _WAIT_COMMIT
+    outcome = await scope["app"].state.service.submit(envelope, wait)
+    return _reply(scope, outcome_json(outcome), 200 if wait else 202)
 
 
-def _handler_for(app: Any, exc: Exception) -> Any:
-    """The app's handler for `exc`, as FastAPI's exception middleware would pick it; None
-    for the catch-all (`Exception`), which the outer middleware applies after logging."""
-    handlers = app.exception_handlers
-    for cls in type(exc).__mro__:
-        if cls is Exception:
-            return None
-        if cls in handlers:
-            return handlers[cls]
-    return None
-
-
-async def _read_body(receive: Receive) -> bytes | None:
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return None
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """`receive` that first hands over the body already read."""
-    replayed = False
-
-    async def again() -> Message:
-        nonlocal replayed
-        if not replayed:
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return again
-
-
-async def _reply(scope: Scope, send: Send, doc: dict[str, Any], status: int) -> None:
+def _reply(scope: Scope, doc: dict[str, Any], status: int) -> Answer:
     """JSON, or msgpack when the client asked for it (as `encoding.reply`)."""
-    accept = _header(scope, b"accept")
+    accept = header(scope, b"accept")
     if accept is not None and _MSGPACK in accept:
-        body = codec.encode(doc)
-        content_type = (b"content-type", _MSGPACK)
-    else:
-        body = orjson.dumps(doc)
-        content_type = _JSON_HEADER
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-length", str(len(body)).encode()), content_type],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+        return Answer(status, ((b"content-type", _MSGPACK),), codec.encode(doc))
+    return Answer(status, (_JSON_HEADER,), orjson.dumps(doc))

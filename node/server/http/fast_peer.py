@@ -1,0 +1,92 @@
+"""The peer protocol's two POSTs, `/p2p/consensus` and `/p2p/events` (docs/PROTOCOL.md
+§10.5), served in front of FastAPI.
+
+Every vote, proposal and batch of gossiped events is one of these, so their per-request
+cost is paid hundreds of times a second whatever the load (issue 16). `FastPeer` is ASGI
+middleware inside the body guard, which has already authenticated the sender and left its
+key in the scope: a body that is a canonical msgpack map with the route's list of byte
+strings, within the route's bound, is handed to the node service here, answered 204, with
+no FastAPI routing, dependency solving or request object. Anything else — a body that does
+not decode, a missing or mistyped list, too many items, a query — goes to the FastAPI route
+in `peer` unchanged, which answers what is wrong (`fast_path`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ledger import codec
+from ledger.errors import LedgerError
+from node.server.http.fast_path import Answer, answer_or_pass, route_of
+from node.server.http.peer import router
+from node.wire import MAX_P2P_BODY, MAX_PEER_MESSAGES, MAX_PUBLIC_BATCH
+
+CONSENSUS = "/p2p/consensus"
+EVENTS = "/p2p/events"
+LISTS = {CONSENSUS: ("messages", MAX_PEER_MESSAGES), EVENTS: ("events", MAX_PUBLIC_BATCH)}
+"""Each path's list of byte strings and the most items it takes."""
+_NO_CONTENT = Answer(204)
+
+
+def quick_items(body: bytes, name: str, limit: int) -> list[bytes] | None:
+    """The list `name` of a canonical msgpack map, if it is a list of at most `limit` byte
+    strings; None for anything else (the route's own checks then say what is wrong)."""
+    try:
+        doc = codec.decode(body, MAX_P2P_BODY)
+    except LedgerError:
+        return None
+    items = doc.get(name) if isinstance(doc, dict) else None
+    if not isinstance(items, list) or len(items) > limit:
+        return None
+    return items if all(isinstance(item, bytes) for item in items) else None
+
+
+class FastPeer:
+    """Answers well-formed `POST /p2p/consensus` and `/p2p/events` itself; passes every
+    other request on."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.routes = {path: route_of(router, path, "POST") for path in LISTS}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path")
+        peer = scope.get("state", {}).get("peer") if scope["type"] == "http" else None
+        if (
+            path not in LISTS
+            or scope["method"] != "POST"
+            or scope["query_string"]
+            or not isinstance(peer, bytes)
+        ):
+            await self.app(scope, receive, send)
+            return
+        quick = _consensus if path == CONSENSUS else _events
+        await answer_or_pass(self.app, self.routes[path], quick, scope, receive, send)
+
+
+def _handler(path: str, hand_over: Callable[[Any, list[bytes], bytes], Awaitable[None]]) -> Any:
+    name, limit = LISTS[path]
+
+    async def quick(scope: Scope, body: bytes) -> Answer | None:
+        items = quick_items(body, name, limit)
+        if items is None:
+            return None
+        await hand_over(scope["app"].state.service, items, scope["state"]["peer"])
+        return _NO_CONTENT
+
+    return quick
+
+
+async def _receive_consensus(service: Any, messages: list[bytes], peer: bytes) -> None:
+    service.receive_consensus(messages, peer)
+
+
+async def _receive_events(service: Any, envelopes: list[bytes], peer: bytes) -> None:
+    await service.receive_events(envelopes, peer)
+
+
+_consensus = _handler(CONSENSUS, _receive_consensus)
+_events = _handler(EVENTS, _receive_events)
