@@ -194,6 +194,15 @@ class RunningNode:
     def peer_get(self, path: str) -> httpx.Response:
         return self.client.get(self.peer_url(path), headers=self.peer_headers("GET", path, b""))
 
+    def requests_counted(self, route: str, method: str) -> float:
+        """`provledger_http_requests_total` for `route` and `method`, from /metrics."""
+        for line in self.client.get("/metrics").text.splitlines():
+            if line.startswith("provledger_http_requests_total{") and (
+                f'route="{route}"' in line and f'method="{method}"' in line
+            ):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
     def submit(self, event: events.SignedEvent | bytes, wait: bool = False) -> httpx.Response:
         envelope = event if isinstance(event, bytes) else event.envelope
         path = "/v1/events?wait=commit" if wait else "/v1/events"

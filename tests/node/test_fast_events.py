@@ -138,15 +138,7 @@ def test_other_queries_and_msgpack_bodies_go_to_the_route_untouched(
 def test_requests_on_the_fast_path_are_counted_under_the_routes_label(
     node: RunningNode,
 ) -> None:
-    def count() -> float:
-        for line in node.client.get("/metrics").text.splitlines():
-            if line.startswith("provledger_http_requests_total{") and (
-                'route="/v1/events"' in line and 'method="POST"' in line
-            ):
-                return float(line.rsplit(" ", 1)[1])
-        return 0.0
-
-    before = count()
+    before = node.requests_counted("/v1/events", "POST")
     event = node.make.admit(node.registrar, PrivateKey.generate().public_key, "counted")
     assert node.submit(event).status_code == 202
-    assert count() == before + 1
+    assert node.requests_counted("/v1/events", "POST") == before + 1

@@ -123,15 +123,7 @@ def test_a_refusal_on_the_fast_path_is_the_routes_problem_document(
 def test_requests_on_the_fast_path_are_counted_under_the_routes_label(
     node: RunningNode,
 ) -> None:
-    def count() -> float:
-        for line in node.client.get("/metrics").text.splitlines():
-            if line.startswith("provledger_http_requests_total{") and (
-                f'route="{CONSENSUS}"' in line and 'method="POST"' in line
-            ):
-                return float(line.rsplit(" ", 1)[1])
-        return 0.0
-
-    before = count()
+    before = node.requests_counted(CONSENSUS, "POST")
     body = codec.encode({"from": "t", "messages": []})
     assert node.peer_post(CONSENSUS, body).status_code == 204
-    assert count() == before + 1
+    assert node.requests_counted(CONSENSUS, "POST") == before + 1

@@ -5,7 +5,8 @@ POST, a full batch never waits, and a POST never carries more than MAX_BATCH_EVE
 from __future__ import annotations
 
 import asyncio
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from node.server.p2p import GOSSIP_INTERVAL_S, MAX_BATCH_EVENTS, PeerLink
 from tests.node import test_p2p
@@ -18,8 +19,20 @@ INTERVAL_S = 0.5
 FOREVER_S = 3_600.0
 
 
-def link_to(peer: FakePeer, interval_s: float) -> AbstractAsyncContextManager[PeerLink]:
-    return test_p2p.link_to(peer, gossip_interval_s=interval_s)
+@asynccontextmanager
+async def started_link(interval_s: float) -> AsyncIterator[tuple[FakePeer, PeerLink]]:
+    """A started link with `interval_s` to a peer that answers every POST at once."""
+    peer = FakePeer()
+    peer.release_events.set()
+    async with test_p2p.link_to(peer, gossip_interval_s=interval_s) as link:
+        link.start()
+        yield peer, link
+
+
+async def post_first(peer: FakePeer, link: PeerLink) -> None:
+    """One event on the quiet link, delivered: from now on the interval runs."""
+    link.send_events([b"first"])
+    await wait_until(lambda: peer.events == [b"first"])
 
 
 def test_the_default_gossip_interval_is_25_ms() -> None:
@@ -28,12 +41,8 @@ def test_the_default_gossip_interval_is_25_ms() -> None:
 
 def test_an_event_on_a_quiet_link_leaves_at_once() -> None:
     async def scenario() -> None:
-        peer = FakePeer()
-        peer.release_events.set()
-        async with link_to(peer, FOREVER_S) as link:
-            link.start()
-            link.send_events([b"alone"])
-            await wait_until(lambda: peer.events == [b"alone"])
+        async with started_link(FOREVER_S) as (peer, link):
+            await post_first(peer, link)
             assert peer.event_batches == [1]
 
     asyncio.run(scenario())
@@ -41,12 +50,8 @@ def test_an_event_on_a_quiet_link_leaves_at_once() -> None:
 
 def test_single_events_within_the_interval_leave_together_in_one_post() -> None:
     async def scenario() -> None:
-        peer = FakePeer()
-        peer.release_events.set()
-        async with link_to(peer, INTERVAL_S) as link:
-            link.start()
-            link.send_events([b"first"])
-            await wait_until(lambda: peer.events == [b"first"])
+        async with started_link(INTERVAL_S) as (peer, link):
+            await post_first(peer, link)
             singles = [b"s%d" % i for i in range(20)]
             for envelope in singles:
                 link.send_events([envelope])
@@ -60,12 +65,8 @@ def test_single_events_within_the_interval_leave_together_in_one_post() -> None:
 
 def test_an_event_after_a_post_waits_for_the_interval() -> None:
     async def scenario() -> None:
-        peer = FakePeer()
-        peer.release_events.set()
-        async with link_to(peer, FOREVER_S) as link:
-            link.start()
-            link.send_events([b"first"])
-            await wait_until(lambda: peer.events == [b"first"])
+        async with started_link(FOREVER_S) as (peer, link):
+            await post_first(peer, link)
             link.send_events([b"second"])
             for _ in range(50):
                 await asyncio.sleep(0.001)
@@ -78,12 +79,8 @@ def test_without_an_interval_each_single_event_leaves_alone() -> None:
     """The contrast that shows the interval is what gathers them."""
 
     async def scenario() -> None:
-        peer = FakePeer()
-        peer.release_events.set()
-        async with link_to(peer, 0.0) as link:
-            link.start()
-            link.send_events([b"first"])
-            await wait_until(lambda: peer.events == [b"first"])
+        async with started_link(0.0) as (peer, link):
+            await post_first(peer, link)
             link.send_events([b"second"])
             await wait_until(lambda: len(peer.events) == 2)
             assert peer.event_batches == [1, 1]
@@ -93,12 +90,8 @@ def test_without_an_interval_each_single_event_leaves_alone() -> None:
 
 def test_a_full_batch_never_waits_for_the_interval() -> None:
     async def scenario() -> None:
-        peer = FakePeer()
-        peer.release_events.set()
-        async with link_to(peer, FOREVER_S) as link:
-            link.start()
-            link.send_events([b"first"])
-            await wait_until(lambda: peer.events == [b"first"])
+        async with started_link(FOREVER_S) as (peer, link):
+            await post_first(peer, link)
             full = [b"f%d" % i for i in range(MAX_BATCH_EVENTS + 3)]
             link.send_events(full)
             await wait_until(lambda: len(peer.events) == 1 + MAX_BATCH_EVENTS)
@@ -110,10 +103,7 @@ def test_a_full_batch_never_waits_for_the_interval() -> None:
 
 def test_coalesced_posts_stay_within_the_batch_bound_and_keep_order() -> None:
     async def scenario() -> None:
-        peer = FakePeer()
-        peer.release_events.set()
-        async with link_to(peer, INTERVAL_S) as link:
-            link.start()
+        async with started_link(INTERVAL_S) as (peer, link):
             envelopes = [b"e%d" % i for i in range(MAX_BATCH_EVENTS * 2 + 7)]
             for envelope in envelopes:
                 link.send_events([envelope])
