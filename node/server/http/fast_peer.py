@@ -13,15 +13,13 @@ in `peer` unchanged, which answers what is wrong (`fast_path`).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
-
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ledger import codec
 from ledger.errors import LedgerError
 from node.server.http.fast_path import Answer, answer_or_pass, route_of
 from node.server.http.peer import router
+from node.server.service import NodeService
 from node.wire import MAX_P2P_BODY, MAX_PEER_MESSAGES, MAX_PUBLIC_BATCH
 
 CONSENSUS = "/p2p/consensus"
@@ -63,30 +61,20 @@ class FastPeer:
         ):
             await self.app(scope, receive, send)
             return
-        quick = _consensus if path == CONSENSUS else _events
-        await answer_or_pass(self.app, self.routes[path], quick, scope, receive, send)
+        await answer_or_pass(self.app, self.routes[path], _hand_over, scope, receive, send)
 
 
-def _handler(path: str, hand_over: Callable[[Any, list[bytes], bytes], Awaitable[None]]) -> Any:
+async def _hand_over(scope: Scope, body: bytes) -> Answer | None:
+    """Give a plain body's list to the node service as the route would; None otherwise."""
+    path = scope["path"]
     name, limit = LISTS[path]
-
-    async def quick(scope: Scope, body: bytes) -> Answer | None:
-        items = quick_items(body, name, limit)
-        if items is None:
-            return None
-        await hand_over(scope["app"].state.service, items, scope["state"]["peer"])
-        return _NO_CONTENT
-
-    return quick
-
-
-async def _receive_consensus(service: Any, messages: list[bytes], peer: bytes) -> None:
-    service.receive_consensus(messages, peer)
-
-
-async def _receive_events(service: Any, envelopes: list[bytes], peer: bytes) -> None:
-    await service.receive_events(envelopes, peer)
-
-
-_consensus = _handler(CONSENSUS, _receive_consensus)
-_events = _handler(EVENTS, _receive_events)
+    items = quick_items(body, name, limit)
+    if items is None:
+        return None
+    service: NodeService = scope["app"].state.service
+    peer: bytes = scope["state"]["peer"]
+    if path == CONSENSUS:
+        service.receive_consensus(items, peer)
+    else:
+        await service.receive_events(items, peer)
+    return _NO_CONTENT
