@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -43,9 +44,10 @@ from typing import Any, TypeVar
 import httpx
 import plyvel
 
-from ledger import crypto, events
+from ledger import crypto
 from node.bench import httpbound, loadgen
 from node.bench.floor import FLOOR_EVENTS, floor_rows, ledger_floor
+from node.bench.ledger import bench_register
 from node.client import AsyncNodeClient, ClientError
 from node.clock import now_ms
 from node.config import NodeSettings
@@ -181,16 +183,7 @@ def _sign_batch(args: tuple[str, int, int, int]) -> list[tuple[str, bytes]]:
     out = []
     for i in range(count):
         key = keys[(seed + i) % SIGNING_KEYS]
-        body = events.Register(
-            chain=chain_id,
-            actor=key.public_key,
-            time=time_ms,
-            nonce=os.urandom(16),
-            dataset=os.urandom(32),
-            meta={"title": f"bench dataset {seed}-{i}"},
-            open=False,
-        )
-        event = events.sign_event(key, body)
+        event = bench_register(key, chain_id, time_ms, f"bench dataset {seed}-{i}")
         out.append((event.event_id.hex(), event.envelope))
     return out
 
@@ -223,6 +216,15 @@ def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def cpu_ms_each(before: Sequence[float], after: Sequence[float], count: int) -> list[float]:
+    """The CPU ms each node spent per one of `count` things (events, blocks) between two
+    readings of its CPU seconds."""
+    return [
+        round(1000 * (later - earlier) / max(count, 1), 3)
+        for earlier, later in zip(before, after, strict=True)
+    ]
 
 
 MEMORY_GROWTH_BOUND = 0.20
@@ -528,10 +530,7 @@ def bench_cluster(
                 asyncio.run(count_committed(urls[0], {i for i, _ in load[:events_total]}))
             )
             results["saturation"] = saturation
-            results["cpu_ms_per_event_per_node"] = [
-                round(1000 * (after - before) / events_total, 3)
-                for before, after in zip(cpu_before, cpu_after, strict=True)
-            ]
+            results["cpu_ms_per_event_per_node"] = cpu_ms_each(cpu_before, cpu_after, events_total)
             half = saturation["events_per_s"] / 2
             results["latency"] = asyncio.run(
                 latency_at_rate(
@@ -782,10 +781,7 @@ class Meter:
     def work_since(self, before: Meter, events: int) -> dict[str, Any]:
         """CPU ms per event per node and peer POSTs per event (all nodes) since `before`."""
         return {
-            "cpu_ms_per_event_per_node": [
-                round(1000 * (after - earlier) / events, 3)
-                for earlier, after in zip(before.cpu_s, self.cpu_s, strict=True)
-            ],
+            "cpu_ms_per_event_per_node": cpu_ms_each(before.cpu_s, self.cpu_s, events),
             "peer_posts_per_event": {
                 route: round((self.posts.get(route, 0) - count) / events, 3)
                 for route, count in before.posts.items()
@@ -890,10 +886,9 @@ def block_cost(url: str, load: list[tuple[str, bytes]], pids: list[int]) -> dict
         "statuses": statuses,
         "blocks": blocks,
         "ms_per_block": round(1000 * elapsed / max(blocks, 1), 2),
-        "cpu_ms_per_block_per_node": [
-            round(1000 * (_cpu_seconds(pid) - before) / max(blocks, 1), 2)
-            for pid, before in zip(pids, cpu_before, strict=True)
-        ],
+        "cpu_ms_per_block_per_node": cpu_ms_each(
+            cpu_before, [_cpu_seconds(pid) for pid in pids], blocks
+        ),
     }
 
 
@@ -991,14 +986,11 @@ def bench_single(
                 results["latency_at_half"] = open_loop(urls, pids, half_requests, half)
 
             start_height = _height(urls[0])
-            cpu_before = [_cpu_seconds(pid) for pid in pids]
+            before = Meter.read(urls, pids)
             profiler = Profiler(_subdir(profile_dir, "batched"), pids, 600)
             batched = asyncio.run(saturate(urls, batch_load, CLIENT_CONNECTIONS, batch, pids))
             batch_profiles = profiler.stop()
-            batched["cpu_ms_per_event_per_node"] = [
-                round(1000 * (_cpu_seconds(pid) - before) / events_total, 3)
-                for pid, before in zip(pids, cpu_before, strict=True)
-            ]
+            batched.update(Meter.read(urls, pids).work_since(before, events_total))
             batched["blocks"] = _height(urls[0]) - start_height
             if batch_profiles:
                 batched["profiles"] = [str(path) for path in batch_profiles]
@@ -1028,16 +1020,11 @@ def open_loop(
     """The open-loop latency run at `rate`, with the nodes' work per event and the load
     client's share of the CPU meanwhile."""
     before = Meter.read(urls, pids)
-    client_before, started = time.process_time(), time.perf_counter()
     latency = loadgen.run(loadgen.latency_at_rate(urls, requests, rate))
-    client_cpu_s, wall_s = time.process_time() - client_before, time.perf_counter() - started
     after = Meter.read(urls, pids)
     nodes_cpu_s = sum(after.cpu_s) - sum(before.cpu_s)
-    return {
-        **latency,
-        **after.work_since(before, len(requests)),
-        "client": loadgen.client_share(client_cpu_s, nodes_cpu_s, wall_s),
-    }
+    client = loadgen.client_share(latency.pop("client_cpu_s"), nodes_cpu_s, latency["run_s"])
+    return {**latency, **after.work_since(before, len(requests)), "client": client}
 
 
 def _work_rows(phase: dict[str, Any]) -> list[tuple[str, str]]:

@@ -98,6 +98,21 @@ def _sign_fillers(span: tuple[int, int]) -> list[SignedEvent]:
     return signed
 
 
+def bench_register(key: PrivateKey, chain_id: str, time_ms: int, title: str) -> SignedEvent:
+    """A `register` of a fresh random dataset, signed by `key`: the event the cluster
+    benchmarks submit and the ledger floor times."""
+    body = Register(
+        chain=chain_id,
+        actor=key.public_key,
+        time=time_ms,
+        nonce=os.urandom(16),
+        dataset=os.urandom(32),
+        meta={"title": title},
+        open=False,
+    )
+    return sign_event(key, body)
+
+
 def sign_fillers(count: int) -> list[SignedEvent]:
     """`count` signed filler events by a handful of keys, on 2 processes when it pays off."""
     pems = [PrivateKey.generate().to_pem() for _ in range(FILLER_KEYS)]

@@ -211,7 +211,7 @@ async def latency_at_rate(
             statuses[str(status)] = statuses.get(str(status), 0) + 1
 
     tasks = []
-    begin = time.perf_counter()
+    cpu, begin = time.process_time(), time.perf_counter()
     try:
         for index in range(len(requests)):
             due = begin + index / rate
@@ -222,8 +222,11 @@ async def latency_at_rate(
         await asyncio.gather(*tasks)
     finally:
         pool.close()
+    run_s, client_cpu_s = time.perf_counter() - begin, time.process_time() - cpu
     return {
         "rate": round(rate, 1),
+        "run_s": round(run_s, 3),
+        "client_cpu_s": client_cpu_s,
         "events": len(requests),
         "failures": len(requests) - len(timeline),
         "failure_statuses": statuses,

@@ -137,6 +137,8 @@ def test_latency_run_counts_only_committed_answers() -> None:
     assert len(result["p50_by_window_ms"]) == 1  # all 20 were due within the first 10 ms
     assert 0 <= result["p50_ms"] <= result["p99_ms"]  # type: ignore[operator]
     assert 1 <= result["peak_connections"] <= loadgen.MAX_OPEN_LOOP_CONNECTIONS  # type: ignore[operator]
+    assert result["run_s"] >= 0.009  # type: ignore[operator]  # the last was due at 9.5 ms
+    assert result["client_cpu_s"] > 0  # type: ignore[operator]
 
 
 def test_the_open_loop_pool_never_opens_more_than_its_limit() -> None:
@@ -324,6 +326,12 @@ def test_bench_single_runs_end_to_end_and_loses_nothing(
     assert single["blocks"] >= 1 and "/p2p/events" in single["peer_posts_per_event"]
     latency = results["latency"]
     assert latency["events"] == 60 and latency["failures"] == 0
+    assert len(latency["cpu_ms_per_event_per_node"]) == 4
+    assert all(ms > 0 for ms in latency["cpu_ms_per_event_per_node"])
+    assert "/p2p/consensus" in latency["peer_posts_per_event"]
+    assert set(latency["client"]) >= {"machine_share", "core_share", "ok"}
+    assert "client_cpu_s" not in latency, "the client's CPU is reported as its share"
+    assert len(batched["cpu_ms_per_event_per_node"]) == 4 and batched["peer_posts_per_event"]
     assert results["light_latency"]["failures"] == 0
     ratios = results["ratios"]
     assert ratios["single_vs_verify_bound"] > 0 and ratios["batched_vs_verify_bound"] > 0

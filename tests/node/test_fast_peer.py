@@ -103,13 +103,8 @@ def test_bodies_the_quick_check_refuses_get_the_routes_own_answer(
 
 
 def test_a_refusal_on_the_fast_path_is_the_routes_problem_document(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, quick_calls: list[list[bytes] | None]
 ) -> None:
-    calls: list[list[bytes] | None] = []
-    real = fast_peer.quick_items
-    monkeypatch.setattr(
-        fast_peer, "quick_items", lambda *args: calls.append(real(*args)) or calls[-1]
-    )
     with running_node(tmp_path) as node:
         node.service.sync.best_peer_height = node.service.store.height + 10
         event = node.make.admit(node.registrar, PrivateKey.generate().public_key)
@@ -117,7 +112,9 @@ def test_a_refusal_on_the_fast_path_is_the_routes_problem_document(
             node.peer_post(EVENTS, codec.encode({"events": [event.envelope]})), 503
         )
         assert doc["type"].endswith("/not-caught-up") and doc["instance"] == EVENTS
-        assert calls == [[event.envelope]], "the fast path took it, the app's handler answered"
+        assert quick_calls == [[event.envelope]], (
+            "the fast path took it, the app's handler answered"
+        )
 
 
 def test_requests_on_the_fast_path_are_counted_under_the_routes_label(

@@ -51,17 +51,16 @@ class FastPeer:
         self.routes = {path: route_of(router, path, "POST") for path in LISTS}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path")
-        peer = scope.get("state", {}).get("peer") if scope["type"] == "http" else None
         if (
-            path not in LISTS
+            scope["type"] != "http"
+            or scope["path"] not in LISTS
             or scope["method"] != "POST"
             or scope["query_string"]
-            or not isinstance(peer, bytes)
         ):
             await self.app(scope, receive, send)
             return
-        await answer_or_pass(self.app, self.routes[path], _hand_over, scope, receive, send)
+        route = self.routes[scope["path"]]
+        await answer_or_pass(self.app, route, _hand_over, scope, receive, send)
 
 
 async def _hand_over(scope: Scope, body: bytes) -> Answer | None:
@@ -72,7 +71,8 @@ async def _hand_over(scope: Scope, body: bytes) -> Answer | None:
     if items is None:
         return None
     service: NodeService = scope["app"].state.service
-    peer: bytes = scope["state"]["peer"]
+    peer = scope["state"]["peer"]
+    assert isinstance(peer, bytes), "the guard authenticates every /p2p/ request"
     if path == CONSENSUS:
         service.receive_consensus(items, peer)
     else:
