@@ -783,8 +783,8 @@ class Meter:
         return {
             "cpu_ms_per_event_per_node": cpu_ms_each(before.cpu_s, self.cpu_s, events),
             "peer_posts_per_event": {
-                route: round((self.posts.get(route, 0) - count) / events, 3)
-                for route, count in before.posts.items()
+                route: round((count - before.posts.get(route, 0)) / events, 3)
+                for route, count in sorted(self.posts.items())
                 if route.startswith("/p2p/")
             },
         }

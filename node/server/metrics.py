@@ -23,6 +23,8 @@ from prometheus_client import (
 if TYPE_CHECKING:
     from node.server.service import NodeService
 
+MAX_REQUEST_SERIES = 1024
+"""(route, method) pairs whose request series a node keeps looked up."""
 FSYNC_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
 
 
@@ -32,6 +34,7 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self._service: NodeService | None = None
+        self._request_series: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
         self.height = Gauge("provledger_height", "Committed height", registry=self.registry)
         self.round = Gauge("provledger_round", "Current consensus round", registry=self.registry)
         self.mempool = Gauge(
@@ -114,8 +117,20 @@ class Metrics:
         self.commit_latency.observe(max(latency_ms, 0) / 1000)
 
     def observe_request(self, route: str, method: str, seconds: float) -> None:
-        self.requests.labels(route, method).inc()
-        self.latency.labels(route).observe(seconds)
+        counter, histogram = self._request_children(route, method)
+        counter.inc()
+        histogram.observe(seconds)
+
+    def _request_children(self, route: str, method: str) -> tuple[Counter, Histogram]:
+        """The labelled series of one route and method, looked up once (`labels` costs a
+        lock and a tuple per call). Routes are the app's templates and methods those the
+        HTTP parser knows; past MAX_REQUEST_SERIES pairs nothing more is remembered."""
+        children = self._request_series.get((route, method))
+        if children is None:
+            children = (self.requests.labels(route, method), self.latency.labels(route))
+            if len(self._request_series) < MAX_REQUEST_SERIES:
+                self._request_series[(route, method)] = children
+        return children
 
     def render(self) -> tuple[bytes, str]:
         service = self._service

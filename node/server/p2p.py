@@ -48,7 +48,7 @@ MAX_BATCH_MESSAGES = 512
 # A receiver admits a batch in one go on its event loop; 256 events keep that under ~40 ms.
 MAX_BATCH_EVENTS = 256
 MAX_BACKOFF_S = 2.0
-GOSSIP_INTERVAL_S = 0.025
+GOSSIP_INTERVAL_S = 0.05
 """The least time between two events POSTs on one link, short of a full batch. A client's
 single submissions reach the events queue one by one: an event on a link that has been
 quiet that long leaves at once (light load waits for nothing), and under load the events

@@ -125,6 +125,7 @@ def server_config(settings: NodeSettings, app: object, *, peer: bool) -> uvicorn
         lifespan="off" if peer else "on",
         log_level="warning",
         access_log=False,
+        proxy_headers=False,  # the node reads no client address: no X-Forwarded-* layer
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         timeout_keep_alive=KEEP_ALIVE_S,
         limit_concurrency=settings.max_peer_requests if peer else settings.max_public_requests,

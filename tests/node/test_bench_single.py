@@ -252,6 +252,14 @@ def test_post_counts_read_the_request_counter_per_route() -> None:
     assert cluster.post_counts(text) == {"/p2p/events": 12.0, "/v1/events": 3.0}
 
 
+def test_the_meter_counts_a_route_first_served_after_its_first_reading() -> None:
+    before = cluster.Meter((1.0, 2.0), {"/p2p/consensus": 10.0, "/v1/events": 4.0})
+    after = cluster.Meter((1.5, 2.2), {"/p2p/consensus": 30.0, "/p2p/events": 50.0})
+    work = after.work_since(before, 100)
+    assert work["cpu_ms_per_event_per_node"] == [5.0, 2.0]
+    assert work["peer_posts_per_event"] == {"/p2p/consensus": 0.2, "/p2p/events": 0.5}
+
+
 RAW_PROFILE = "\n".join(
     [
         "main (node/server/run.py:1);run (uvicorn/x.py:2);__call__ (node/server/http/guard.py:3);"

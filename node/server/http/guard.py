@@ -126,7 +126,9 @@ class BodyGuard:
             if done:
                 return await receive()
             try:
-                message = await asyncio.wait_for(receive(), timeout)
+                # A deadline on this await, not a task around it (as wait_for makes).
+                async with asyncio.timeout(timeout):
+                    message = await receive()
             except TimeoutError as exc:
                 raise HTTPException(408, f"the body did not arrive within {timeout:g} s") from exc
             if message["type"] != "http.request":
