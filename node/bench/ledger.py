@@ -587,6 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cluster.add_argument("--json", metavar="FILE", help="also write every figure as JSON")
     cluster.set_defaults(run=_run_cluster)
+    _add_compare(commands)
     scale = commands.add_parser(
         "scale", help="one participant's grants and attests: execution per event, bundle pages"
     )
@@ -595,6 +596,66 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("--json", metavar="FILE", help="also write every figure as JSON")
     scale.set_defaults(run=_run_scale)
     return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive count")
+    return value
+
+
+COMPARE_MODES = ("single", "batch", "rate")
+"""`compare --mode` (node.bench.compare.MODES, named here so that parsing imports no cluster
+code)."""
+
+
+def _add_compare(commands: Any) -> None:
+    compare = commands.add_parser(
+        "compare",
+        help="this working tree's nodes beside another revision's, the same load on both at "
+        "the same time: CPU per event and its ratio",
+    )
+    compare.add_argument("--against", required=True, metavar="REV", help="a git revision")
+    compare.add_argument("--mode", choices=COMPARE_MODES, default="single")
+    compare.add_argument("--events", type=_positive, default=10_000, help="per cluster per round")
+    compare.add_argument("--rounds", type=_positive, default=3)
+    compare.add_argument(
+        "--clients",
+        type=_positive,
+        default=None,
+        help="per cluster: connections (single, default 16) or batch submitters (batch, 4)",
+    )
+    compare.add_argument("--batch", type=_positive, default=100, help="envelopes per request")
+    compare.add_argument(
+        "--rate", type=float, default=250.0, help="rate mode: events/s into each cluster"
+    )
+    compare.add_argument("--base-port", type=int, default=18800)
+    compare.add_argument("--json", metavar="FILE", help="also write every figure as JSON")
+    compare.set_defaults(run=_run_compare)
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    """`compare`; a revision or tree it cannot run prints why and exits 2."""
+    from node.bench import compare
+
+    clients = args.clients or compare.DEFAULT_CLIENTS[args.mode]
+    load = compare.Load(args.mode, args.events, clients, args.batch, args.rate)
+    try:
+        results = compare.compare(
+            args.against,
+            load,
+            args.rounds,
+            args.base_port,
+            lambda m: print(f"[bench] {m}", file=sys.stderr, flush=True),
+        )
+    except compare.CompareError as exc:
+        print(f"scripts/bench compare: {exc}", file=sys.stderr)
+        return 2
+    compare.print_compare(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"compare": results}, indent=2) + "\n")
+    return 0
 
 
 def _run_scale(args: argparse.Namespace) -> int:
