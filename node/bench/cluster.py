@@ -61,8 +61,9 @@ CLIENT_CONNECTIONS = 4
 LIGHT_EVENTS = 100
 LIGHT_RATE = 5.0
 NO_MAP_PORT_OFFSET = 200
-"""The cluster without the state map listens from base port + this (the first one's ports
-may linger in TIME_WAIT)."""
+"""The state map's two fresh clusters listen from base port + this (with the map) and + twice
+this (without it): apart from the measured cluster's ports and from each other's peer ports
+(+ 100)."""
 
 
 # --- machine bounds -------------------------------------------------------------------------
@@ -542,11 +543,8 @@ def bench_cluster(
         finally:
             stop_nodes(homes)
     if compare_map:
-        results["state_map"] = state_map_comparison(
-            saturation["events_per_s"],
-            saturation_without_map(
-                events_total, clients, batch, nodes, base_port + NO_MAP_PORT_OFFSET, workdir
-            ),
+        results["state_map"] = map_cost_side_by_side(
+            events_total, clients, batch, nodes, base_port + NO_MAP_PORT_OFFSET, workdir
         )
     bounds = results["bounds"]
     verify_bound = cores * bounds["ecdsa_verifies_per_core"] / nodes
@@ -562,32 +560,70 @@ def bench_cluster(
     return results
 
 
-def saturation_without_map(
-    events_total: int, clients: int, batch: int, nodes: int, base_port: int, workdir: str | None
-) -> dict[str, Any]:
-    """Saturate a fresh cluster whose every node runs without the state map (the bench-only
-    `bench_without_state_map` setting, on this throwaway cluster only)."""
+@dataclass
+class _MapSide:
+    """One of the two fresh clusters of the state map's cost: with the map or without."""
+
+    with_map: bool
+    homes: list[Path]
+    urls: list[str]
+    chain_id: str
+    pids: list[int] = field(default_factory=list)
+
+
+def _map_side(root: Path, with_map: bool, nodes: int, base_port: int) -> _MapSide:
     _require_free_ports(base_port, nodes)
-    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        root = Path(tmp) / "cluster-without-map"
-        genesis = init_cluster(root, nodes, base_port=base_port, open_admission=True)
-        homes = [node_home(root, i) for i in range(nodes)]
+    genesis = init_cluster(root, nodes, base_port=base_port, open_admission=True)
+    homes = [node_home(root, i) for i in range(nodes)]
+    if not with_map:
         for home in homes:
             replace(NodeSettings.load(home), bench_without_state_map=True).save()
-        urls = [f"http://127.0.0.1:{base_port + i}" for i in range(nodes)]
-        load = presign(genesis.chain_id, events_total)
+    urls = [f"http://127.0.0.1:{base_port + i}" for i in range(nodes)]
+    return _MapSide(with_map, homes, urls, genesis.chain_id)
+
+
+def map_cost_side_by_side(
+    events_total: int, clients: int, batch: int, nodes: int, base_port: int, workdir: str | None
+) -> dict[str, Any]:
+    """Saturate two fresh clusters at once, one with the state map and one whose every node
+    runs without it (the bench-only `bench_without_state_map` setting, on that throwaway
+    cluster only): each one's committed events/s, lost and duplicated events and CPU per
+    event per node. At the same time, whatever slows the machine slows both; one after the
+    other, the drop read anywhere from -1% to 28% for the same code (README)."""
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        sides = [
+            _map_side(Path(tmp) / "with-map", True, nodes, base_port),
+            _map_side(Path(tmp) / "without-map", False, nodes, base_port + NO_MAP_PORT_OFFSET),
+        ]
         try:
-            for home in homes:
-                start_node(home)
-            asyncio.run(_wait_started(urls))
-            pids = [node_pid(home) or 0 for home in homes]
-            saturation = asyncio.run(saturate(urls, load, clients, batch, pids))
-            saturation.update(asyncio.run(count_committed(urls[0], {i for i, _ in load})))
-            head = asyncio.run(_head_header(urls[0]))
+            for side in sides:
+                for home in side.homes:
+                    start_node(home)
+            for side in sides:
+                asyncio.run(_wait_started(side.urls))
+                side.pids = [node_pid(home) or 0 for home in side.homes]
+            loads = [presign(side.chain_id, events_total) for side in sides]
+            before = [[_cpu_seconds(pid) for pid in side.pids] for side in sides]
+
+            async def both() -> list[dict[str, Any]]:
+                return await asyncio.gather(
+                    *(
+                        saturate(side.urls, load, clients, batch, side.pids)
+                        for side, load in zip(sides, loads, strict=True)
+                    )
+                )
+
+            saturations = asyncio.run(both())
+            for side, load, was, saturation in zip(sides, loads, before, saturations, strict=True):
+                now = [_cpu_seconds(pid) for pid in side.pids]
+                saturation["cpu_ms_per_event_per_node"] = cpu_ms_each(was, now, events_total)
+                saturation.update(asyncio.run(count_committed(side.urls[0], {i for i, _ in load})))
+            head = asyncio.run(_head_header(sides[1].urls[0]))
         finally:
-            stop_nodes(homes)
-    assert head["state_root"] == "00" * 32, "the nodes ran without the state map"
-    return saturation
+            for side in sides:
+                stop_nodes(side.homes)
+    assert head["state_root"] == "00" * 32, "the second cluster ran without the state map"
+    return state_map_comparison(*saturations)
 
 
 async def _head_header(url: str) -> dict[str, Any]:
@@ -601,15 +637,43 @@ async def _head_header(url: str) -> dict[str, Any]:
         await close_clients(nodes)
 
 
-def state_map_comparison(with_map: float, without: dict[str, Any]) -> dict[str, Any]:
-    """Committed events/s with and without the state map, measured in the same run."""
-    rate = without["events_per_s"]
+def state_map_comparison(with_map: dict[str, Any], without: dict[str, Any]) -> dict[str, Any]:
+    """The state map's cost from two clusters saturated at once: the drop is the share of a
+    node's CPU per event that the map adds, which is the drop in committed events/s of a
+    cluster bound by its CPU (a concurrent run's own events/s understate it: the cheaper
+    cluster finishes first and leaves the other the whole machine)."""
+    cpu_with = statistics.fmean(with_map["cpu_ms_per_event_per_node"])
+    cpu_without = statistics.fmean(without["cpu_ms_per_event_per_node"])
     return {
-        "with_map_events_per_s": with_map,
-        "without_map_events_per_s": rate,
-        "drop_pct": round(100 * (1 - with_map / rate), 1) if rate else None,
+        "with_map": with_map,
         "without_map": without,
+        "cpu_ms_per_event_with_map": round(cpu_with, 4),
+        "cpu_ms_per_event_without_map": round(cpu_without, 4),
+        "drop_pct": round(100 * (1 - cpu_without / cpu_with), 1),
     }
+
+
+def map_cost_rows(m: dict[str, Any], events: int) -> list[tuple[str, str]]:
+    """The state map's cost, as printed rows."""
+    rows = [("state map, two fresh clusters at once", f"{events:,} events each, same load")]
+    for label, key in (("with the map", "with_map"), ("without it", "without_map")):
+        side = m[key]
+        rows.append(
+            (
+                f"  {label}",
+                f"CPU ms per event per node {m[f'cpu_ms_per_event_{key}']:.4f}; "
+                f"{side['events_per_s']:,} events/s; lost / duplicated "
+                f"{side['lost']} / {side['duplicated']}",
+            )
+        )
+    rows.append(
+        (
+            "  drop due to the map",
+            f"{m['drop_pct']}% of the events/s a CPU-bound cluster commits (1 - CPU without / "
+            "with; issue 12 budget: 15%)",
+        )
+    )
+    return rows
 
 
 def _require_free_ports(base_port: int, count: int) -> None:
@@ -694,15 +758,7 @@ def print_cluster(results: dict[str, Any]) -> None:
     if s.get("retried_429"):
         rows.append(("requests retried after 429", f"{s['retried_429']:,}"))
     if "state_map" in results:
-        m = results["state_map"]
-        rows.append(
-            (
-                "committed events/s without map",
-                f"{m['without_map_events_per_s']:,} (same run, fresh cluster; lost / duplicated "
-                f"{m['without_map']['lost']} / {m['without_map']['duplicated']})",
-            )
-        )
-        rows.append(("  drop due to the map", f"{m['drop_pct']}% (issue 12 budget: 15%)"))
+        rows += map_cost_rows(results["state_map"], s["events"])
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from node.bench import ledger as bench
 
 POSITIVE = (
@@ -59,13 +61,28 @@ def test_main_writes_json(tmp_path: Path, capsys) -> None:
     assert "last/first" in capsys.readouterr().out
 
 
-def test_cluster_map_comparison_reports_both_rates_and_the_drop() -> None:
+def test_cluster_map_comparison_reports_both_clusters_and_the_cpu_drop() -> None:
     from node.bench import cluster
 
-    figures = cluster.state_map_comparison(850.0, {"events_per_s": 1000.0, "lost": 0})
-    assert figures["with_map_events_per_s"] == 850.0
-    assert figures["without_map_events_per_s"] == 1000.0
-    assert figures["drop_pct"] == 15.0
+    with_map = {
+        "events_per_s": 900.0,
+        "lost": 0,
+        "duplicated": 0,
+        "cpu_ms_per_event_per_node": [0.2, 0.2, 0.2, 0.2],
+    }
+    without = {**with_map, "events_per_s": 1100.0, "cpu_ms_per_event_per_node": [0.17] * 4}
+    figures = cluster.state_map_comparison(with_map, without)
+    assert figures["cpu_ms_per_event_with_map"] == 0.2
+    assert figures["cpu_ms_per_event_without_map"] == 0.17
+    assert figures["drop_pct"] == 15.0  # 1 - 0.17 / 0.2: CPU, not the concurrent events/s
+    rows = dict(cluster.map_cost_rows(figures, 20_000))
+    assert rows["state map, two fresh clusters at once"] == "20,000 events each, same load"
+    assert rows["  with the map"] == (
+        "CPU ms per event per node 0.2000; 900.0 events/s; lost / duplicated 0 / 0"
+    )
+    assert rows["  without it"].startswith("CPU ms per event per node 0.1700; 1,100.0 events/s")
+    assert rows["  drop due to the map"].startswith("15.0% of the events/s a CPU-bound cluster")
+    assert "issue 12 budget: 15%" in rows["  drop due to the map"]
     assert cluster.NO_MAP_PORT_OFFSET == 200
     parser = bench.build_parser()
     assert parser.parse_args(["cluster"]).no_map_compare is False
@@ -128,3 +145,28 @@ def test_bench_scale_small() -> None:
     for key in ("grant_exec_ms_first", "grant_exec_ms_last", "use_exec_ms_after_grants"):
         assert results[key] > 0
     assert results["page_ms_max"] >= results["page_ms_median"] > 0
+
+
+@pytest.mark.cluster
+def test_the_map_cost_runs_both_clusters_at_once_and_loses_nothing(tmp_path: Path) -> None:
+    from node.bench import cluster
+    from tests.cluster.harness import free_port_block
+
+    base = free_port_block(2 * cluster.NO_MAP_PORT_OFFSET + 104)
+    figures = cluster.map_cost_side_by_side(
+        300, clients=2, batch=50, nodes=4, base_port=base, workdir=str(tmp_path)
+    )
+    for side in ("with_map", "without_map"):
+        saturation = figures[side]
+        assert (saturation["committed"], saturation["lost"], saturation["duplicated"]) == (
+            300,
+            0,
+            0,
+        )
+        assert len(saturation["cpu_ms_per_event_per_node"]) == 4
+    cpu_with, cpu_without = (
+        figures["cpu_ms_per_event_with_map"],
+        figures["cpu_ms_per_event_without_map"],
+    )
+    assert figures["drop_pct"] == round(100 * (1 - cpu_without / cpu_with), 1)
+    assert list(tmp_path.iterdir()) == []  # both clusters' homes went with their directory
