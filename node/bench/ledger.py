@@ -548,15 +548,9 @@ def build_parser() -> argparse.ArgumentParser:
     cluster = commands.add_parser(
         "cluster", help="committed events/s, latency, CPU and memory of a 4-validator cluster"
     )
-    cluster.add_argument("--events", type=int, default=20_000)
-    cluster.add_argument(
-        "--clients",
-        type=int,
-        default=None,
-        help="concurrent submitters (default 4; --single: connections, default 32)",
+    _add_load_options(
+        cluster, 20_000, "concurrent submitters (default 4; --single: connections, default 32)"
     )
-    cluster.add_argument("--batch", type=int, default=100, help="envelopes per request")
-    cluster.add_argument("--base-port", type=int, default=18800)
     cluster.add_argument(
         "--rss-at",
         default="",
@@ -605,6 +599,14 @@ def _positive(text: str) -> int:
     return value
 
 
+def _add_load_options(parser: argparse.ArgumentParser, events: int, clients_help: str) -> None:
+    """The options `cluster` and `compare` share: how much load, from how many clients."""
+    parser.add_argument("--events", type=_positive, default=events)
+    parser.add_argument("--clients", type=_positive, default=None, help=clients_help)
+    parser.add_argument("--batch", type=_positive, default=100, help="envelopes per request")
+    parser.add_argument("--base-port", type=int, default=18800)
+
+
 COMPARE_MODES = ("single", "batch", "rate")
 """`compare --mode` (node.bench.compare.MODES, named here so that parsing imports no cluster
 code)."""
@@ -618,19 +620,15 @@ def _add_compare(commands: Any) -> None:
     )
     compare.add_argument("--against", required=True, metavar="REV", help="a git revision")
     compare.add_argument("--mode", choices=COMPARE_MODES, default="single")
-    compare.add_argument("--events", type=_positive, default=10_000, help="per cluster per round")
-    compare.add_argument("--rounds", type=_positive, default=3)
-    compare.add_argument(
-        "--clients",
-        type=_positive,
-        default=None,
-        help="per cluster: connections (single, default 16) or batch submitters (batch, 4)",
+    _add_load_options(
+        compare,
+        10_000,
+        "per cluster: connections (single, default 16) or batch submitters (batch, 4)",
     )
-    compare.add_argument("--batch", type=_positive, default=100, help="envelopes per request")
+    compare.add_argument("--rounds", type=_positive, default=3)
     compare.add_argument(
         "--rate", type=float, default=250.0, help="rate mode: events/s into each cluster"
     )
-    compare.add_argument("--base-port", type=int, default=18800)
     compare.add_argument("--json", metavar="FILE", help="also write every figure as JSON")
     compare.set_defaults(run=_run_compare)
 
