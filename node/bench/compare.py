@@ -226,6 +226,8 @@ def run_round(sides: tuple[Side, Side], load: Load, first: int) -> list[dict[str
         figure.update(work)
         each = work["cpu_ms_per_event_per_node"]
         figure["cpu_ms_per_event"] = round(sum(each) / len(each), 4)
+    for side, events, figure in zip(sides, signed, figures, strict=True):
+        figure.update(asyncio.run(cluster.count_committed(side.urls[0], {i for i, _ in events})))
     return figures
 
 
@@ -277,7 +279,10 @@ def compare(
                 time.sleep(2)
                 for index in range(rounds):
                     say(f"round {index + 1} of {rounds}: {load.events:,} events each, {load.mode}")
-                    results.append(run_round(sides, load, first=index % 2))
+                    try:
+                        results.append(run_round(sides, load, first=index % 2))
+                    except TimeoutError as exc:
+                        raise CompareError(f"round {index + 1}: {exc}") from exc
             finally:
                 for side in sides:
                     stop(side)
@@ -300,7 +305,10 @@ def print_compare(results: dict[str, Any]) -> None:
         f"this tree vs {revision} ({results['commit'][:12]}), both clusters at once, "
         f"{results['mode']}, {results['events']:,} events per cluster per round"
     )
-    print(f"{'round':<6} {'cluster':<14} {'CPU ms/event/node':>17} {'events/s':>9}  statuses")
+    print(
+        f"{'round':<6} {'cluster':<14} {'CPU ms/event/node':>17} {'events/s':>9}  "
+        "lost/duplicated  statuses"
+    )
     for number, pair in enumerate(results["rounds"], 1):
         for label, figure in zip(("this tree", revision), pair, strict=True):
             extra = ""
@@ -308,8 +316,11 @@ def print_compare(results: dict[str, Any]) -> None:
                 extra = f"  p50 {figure['p50_ms']} ms, p99 {figure['p99_ms']} ms"
             print(
                 f"{number:<6} {label[:14]:<14} {figure['cpu_ms_per_event']:>17.4f} "
-                f"{figure['events_per_s']:>9,.1f}  {figure['statuses']}{extra}"
+                f"{figure['events_per_s']:>9,.1f}  "
+                f"{figure['lost']}/{figure['duplicated']:<14} {figure['statuses']}{extra}"
             )
     summary = results["summary"]
     print(f"{revision} / this tree, CPU per event: {', '.join(map(str, summary['cpu_ratios']))}")
     print(verdict(summary, revision))
+    if any(f["lost"] or f["duplicated"] for pair in results["rounds"] for f in pair):
+        print("events were lost or duplicated: the CPU per event of that cluster is not comparable")

@@ -109,6 +109,7 @@ def test_head_against_itself_loses_nothing_and_cleans_up(
     (pair,) = results["rounds"]
     for side in pair:
         assert side["statuses"] == {"202": 300}
+        assert (side["committed"], side["lost"], side["duplicated"]) == (300, 0, 0)
         assert side["cpu_ms_per_event"] > 0
         assert len(side["cpu_ms_per_event_per_node"]) == compare.VALIDATORS
     (ratio,) = results["summary"]["cpu_ratios"]
@@ -124,3 +125,7 @@ def test_head_against_itself_loses_nothing_and_cleans_up(
     compare.print_compare(results)
     out = capsys.readouterr().out
     assert "this tree vs HEAD" in out and "HEAD / this tree, CPU per event:" in out
+    assert "not comparable" not in out
+    pair[1]["lost"] = 1
+    compare.print_compare(results)
+    assert "events were lost or duplicated" in capsys.readouterr().out
