@@ -504,7 +504,7 @@ def bench_cluster(
         **http_bound(base_port + 90),
     }
     results["floor"] = ledger_floor(floor_events)
-    _require_free_ports(base_port, nodes)
+    require_free_ports(base_port, nodes)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         root = Path(tmp) / "cluster"
         genesis = init_cluster(root, nodes, base_port=base_port, open_admission=True)
@@ -572,7 +572,7 @@ class _MapSide:
 
 
 def _map_side(root: Path, with_map: bool, nodes: int, base_port: int) -> _MapSide:
-    _require_free_ports(base_port, nodes)
+    require_free_ports(base_port, nodes)
     genesis = init_cluster(root, nodes, base_port=base_port, open_admission=True)
     homes = [node_home(root, i) for i in range(nodes)]
     if not with_map:
@@ -676,7 +676,7 @@ def map_cost_rows(m: dict[str, Any], events: int) -> list[tuple[str, str]]:
     return rows
 
 
-def _require_free_ports(base_port: int, count: int) -> None:
+def require_free_ports(base_port: int, count: int) -> None:
     """Refuse to measure a cluster that something else is already answering for."""
     for port in range(base_port, base_port + count):
         with socket.socket() as probe:
@@ -850,7 +850,7 @@ def _height(url: str) -> int:
     return int(httpx.get(f"{url}/v1/status", timeout=10).json()["height"])
 
 
-def _tree_size(url: str) -> int:
+def tree_size(url: str) -> int:
     async def size() -> int:
         async with AsyncNodeClient(url, timeout=10) as client:
             return int((await client.status())["tree_size"])
@@ -985,7 +985,7 @@ def bench_single(
         )
     results["bounds"] = bounds
     results["floor"] = ledger_floor(floor_events)
-    _require_free_ports(base_port, nodes)
+    require_free_ports(base_port, nodes)
     latency_events = latency_events or max(2_000, int(rate * 5))
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         root = Path(tmp) / "cluster"
@@ -1011,7 +1011,7 @@ def bench_single(
             results["light_latency"] = asyncio.run(latency_at_rate(urls, light, LIGHT_RATE, 1))
             results["block_cost"] = block_cost(urls[0], one_by_one, pids)
 
-            start_size, start_height = _tree_size(urls[0]), _height(urls[0])
+            start_size, start_height = tree_size(urls[0]), _height(urls[0])
             before = Meter.read(urls, pids)
             profiler = Profiler(_subdir(profile_dir, "single"), pids, 600)
             flood, elapsed = loadgen.run(flood_single(urls, flood_requests, clients, start_size))

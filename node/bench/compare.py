@@ -149,7 +149,7 @@ def check_imports(side: Side) -> None:
 
 def start(side: Side) -> None:
     """Create and start `side`'s cluster with its own command line; wait for block 1."""
-    cluster._require_free_ports(side.base_port, VALIDATORS)
+    cluster.require_free_ports(side.base_port, VALIDATORS)
     started = _python(
         side,
         *("-m", "node.cli", "cluster", "up", "--dir", str(side.cluster_dir)),
@@ -176,6 +176,10 @@ def stop(side: Side) -> None:
 
 @dataclass(frozen=True)
 class Load:
+    """What each cluster gets per round: `events` in `mode`, from `clients` connections (or
+    submitters of `batch` envelopes), or at `rate` events/s (rate mode, whose events/s figure
+    is this offered rate)."""
+
     mode: str
     events: int
     clients: int
@@ -209,7 +213,7 @@ def run_round(sides: tuple[Side, Side], load: Load, first: int) -> list[dict[str
     """One round: each side's load at once (side `first`'s started first); per side its
     figures and its CPU ms per event per node."""
     signed = [cluster.presign(side.chain_id, load.events) for side in sides]
-    sizes = [cluster._tree_size(side.urls[0]) for side in sides]
+    sizes = [cluster.tree_size(side.urls[0]) for side in sides]
     before = [cluster.Meter.read(side.urls, side.pids) for side in sides]
     order = (first, 1 - first)
 
