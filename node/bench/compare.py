@@ -10,7 +10,9 @@ both get the same kind of load from this one client at the same moment, so whate
 the machine slows both. Every round prints, for each cluster, the CPU per event per node
 and the committed events/s, and REV's CPU per event over this tree's; rounds alternate
 which cluster's load starts first. The two clusters share the cores, so each one's
-absolute figures are about half of what it would reach alone: the ratio is the result.
+absolute figures are about half of what it would reach alone: the ratio is the result. For
+the same reason the rate mode's latencies favour neither side's savings: what one cluster
+saves lowers the other's latency too.
 
 The modes are the paths of `scripts/bench cluster`: `single` (one JSON event per request
 over `--clients` connections per cluster), `batch` (batches of `--batch` over four
