@@ -151,7 +151,10 @@ def check_imports(side: Side) -> None:
 
 def start(side: Side) -> None:
     """Create and start `side`'s cluster with its own command line; wait for block 1."""
-    cluster.require_free_ports(side.base_port, VALIDATORS)
+    try:
+        cluster.require_free_ports(side.base_port, VALIDATORS)
+    except RuntimeError as exc:
+        raise CompareError(f"{side.label}: {exc}") from exc
     started = _python(
         side,
         *("-m", "node.cli", "cluster", "up", "--dir", str(side.cluster_dir)),

@@ -78,6 +78,17 @@ def test_a_tree_whose_commands_import_other_packages_is_refused(tmp_path: Path) 
     compare.check_imports(compare.Side("this tree", compare.repository_root(), tmp_path, 0))
 
 
+def test_a_busy_port_is_refused_before_the_cluster_starts(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        side = compare.Side("this tree", compare.repository_root(), tmp_path / "cluster", port)
+        with pytest.raises(compare.CompareError, match=f"this tree: port {port} is in use"):
+            compare.start(side)
+    assert not (tmp_path / "cluster").exists()
+
+
 def _worktrees(root: Path) -> str:
     listed = subprocess.run(
         ["git", "worktree", "list"], cwd=root, capture_output=True, text=True, check=True
