@@ -35,11 +35,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import plyvel
@@ -602,22 +602,7 @@ def map_cost_side_by_side(
             for side in sides:
                 asyncio.run(_wait_started(side.urls))
                 side.pids = [node_pid(home) or 0 for home in side.homes]
-            loads = [presign(side.chain_id, events_total) for side in sides]
-            before = [[_cpu_seconds(pid) for pid in side.pids] for side in sides]
-
-            async def both() -> list[dict[str, Any]]:
-                return await asyncio.gather(
-                    *(
-                        saturate(side.urls, load, clients, batch, side.pids)
-                        for side, load in zip(sides, loads, strict=True)
-                    )
-                )
-
-            saturations = asyncio.run(both())
-            for side, load, was, saturation in zip(sides, loads, before, saturations, strict=True):
-                now = [_cpu_seconds(pid) for pid in side.pids]
-                saturation["cpu_ms_per_event_per_node"] = cpu_ms_each(was, now, events_total)
-                saturation.update(asyncio.run(count_committed(side.urls[0], {i for i, _ in load})))
+            saturations = side_by_side(sides, Load("batch", events_total, clients, batch, 0.0))
             head = asyncio.run(_head_header(sides[1].urls[0]))
         finally:
             for side in sides:
@@ -638,10 +623,11 @@ async def _head_header(url: str) -> dict[str, Any]:
 
 
 def state_map_comparison(with_map: dict[str, Any], without: dict[str, Any]) -> dict[str, Any]:
-    """The state map's cost from two clusters saturated at once: the drop is the share of a
-    node's CPU per event that the map adds, which is the drop in committed events/s of a
-    cluster bound by its CPU (a concurrent run's own events/s understate it: the cheaper
-    cluster finishes first and leaves the other the whole machine)."""
+    """The state map's cost from two clusters saturated at once (`side_by_side`'s figures):
+    the drop is the share of a node's CPU per event that the map adds, which is the drop in
+    committed events/s of a cluster bound by its CPU (a concurrent run's own events/s
+    understate it: the cheaper cluster finishes first and leaves the other the whole
+    machine)."""
     cpu_with = statistics.fmean(with_map["cpu_ms_per_event_per_node"])
     cpu_without = statistics.fmean(without["cpu_ms_per_event_per_node"])
     return {
@@ -762,6 +748,88 @@ def print_cluster(results: dict[str, Any]) -> None:
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
+
+
+# --- two clusters side by side ---------------------------------------------------------------
+
+LOAD_MODES = ("single", "batch", "rate")
+"""One event per request (a flood), batches (a flood), or single events at a rate (open
+loop, `?wait=commit`)."""
+
+
+class RunningCluster(Protocol):
+    """A started cluster as `side_by_side` drives it."""
+
+    urls: list[str]
+    pids: list[int]
+    chain_id: str
+
+
+@dataclass(frozen=True)
+class Load:
+    """What each cluster gets in a side-by-side round: `events` in `mode` (`LOAD_MODES`), from
+    `clients` connections (or submitters of `batch` envelopes), or at `rate` events/s (rate
+    mode, whose events/s figure is this offered rate)."""
+
+    mode: str
+    events: int
+    clients: int
+    batch: int
+    rate: float
+
+
+async def _drive(
+    side: RunningCluster, load: Load, signed: list[tuple[str, bytes]], start_size: int
+) -> dict[str, Any]:
+    """Submit `signed` to `side` (holding `start_size` events) as `load.mode` says; its own
+    figures (events/s, p99)."""
+    if load.mode == "batch":
+        result = await saturate(side.urls, signed, load.clients, load.batch, side.pids)
+        return {"events_per_s": result["events_per_s"], "statuses": result["http_statuses"]}
+    wait = load.mode == "rate"
+    requests = single_requests(side.urls, signed, wait=wait)
+    if wait:
+        latency = await loadgen.latency_at_rate(side.urls, requests, load.rate)
+        return {
+            "events_per_s": load.rate,
+            "statuses": {"committed": load.events - latency["failures"]},
+            "p50_ms": latency.get("p50_ms"),
+            "p99_ms": latency.get("p99_ms"),
+        }
+    flood, seconds = await flood_single(side.urls, requests, load.clients, start_size)
+    return {"events_per_s": round(load.events / seconds, 1), "statuses": flood.statuses}
+
+
+def side_by_side(
+    sides: Sequence[RunningCluster], load: Load, first: int = 0
+) -> list[dict[str, Any]]:
+    """Two running clusters under the same load at the same time (side `first`'s started
+    first): whatever slows the machine slows both. Per side: its own figures (events/s,
+    statuses, p50/p99 in rate mode), its CPU ms per event per node and their mean, its peer
+    POSTs per event, and every submitted event counted in its blocks (committed, lost,
+    duplicated)."""
+    assert len(sides) == 2 and first in (0, 1) and load.mode in LOAD_MODES
+    signed = [presign(side.chain_id, load.events) for side in sides]
+    sizes = [tree_size(side.urls[0]) for side in sides]
+    before = [Meter.read(side.urls, side.pids) for side in sides]
+    order = (first, 1 - first)
+
+    async def both() -> list[dict[str, Any]]:
+        jobs: list[Awaitable[dict[str, Any]]] = [
+            _drive(sides[i], load, signed[i], sizes[i]) for i in order
+        ]
+        results = await asyncio.gather(*jobs)
+        return [results[order.index(i)] for i in range(2)]
+
+    figures = loadgen.run(both())
+    for side, was, figure in zip(sides, before, figures, strict=True):
+        work = Meter.read(side.urls, side.pids).work_since(was, load.events)
+        figure.update(work)
+        each = work["cpu_ms_per_event_per_node"]
+        figure["cpu_ms_per_event"] = round(sum(each) / len(each), 4)
+    for side, events, figure in zip(sides, signed, figures, strict=True):
+        figure.update(asyncio.run(count_committed(side.urls[0], {i for i, _ in events})))
+    return figures
 
 
 # --- one event per request (`--single`) -----------------------------------------------------

@@ -17,12 +17,12 @@ saves lowers the other's latency too.
 The modes are the paths of `scripts/bench cluster`: `single` (one JSON event per request
 over `--clients` connections per cluster), `batch` (batches of `--batch` over four
 clients), and `rate` (single events at `--rate` per cluster, open loop, `?wait=commit`,
-with the p99 of each). Nothing here asserts a figure.
+with the p99 of each). A round is `cluster.side_by_side`, which the state map's cost in
+`scripts/bench cluster` runs too. Nothing here asserts a figure.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import statistics
@@ -30,18 +30,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ledger.genesis import Genesis
-from node.bench import cluster, loadgen
+from node.bench import cluster
 from node.config import GENESIS_FILE
 from node.ops.homes import node_home
 from node.ops.processes import node_pid
 
-MODES = ("single", "batch", "rate")
+MODES = cluster.LOAD_MODES
 VALIDATORS = 4
 DEFAULT_CLIENTS = {
     "single": cluster.SINGLE_CLIENTS // 2,  # `cluster --single`'s 32 connections, shared
@@ -179,67 +179,6 @@ def stop(side: Side) -> None:
 # --- one round -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Load:
-    """What each cluster gets per round: `events` in `mode`, from `clients` connections (or
-    submitters of `batch` envelopes), or at `rate` events/s (rate mode, whose events/s figure
-    is this offered rate)."""
-
-    mode: str
-    events: int
-    clients: int
-    batch: int
-    rate: float
-
-
-async def _drive(
-    side: Side, load: Load, signed: list[tuple[str, bytes]], start_size: int
-) -> dict[str, Any]:
-    """Submit `signed` to `side` (holding `start_size` events) as `load.mode` says; its own
-    figures (events/s, p99)."""
-    if load.mode == "batch":
-        result = await cluster.saturate(side.urls, signed, load.clients, load.batch, side.pids)
-        return {"events_per_s": result["events_per_s"], "statuses": result["http_statuses"]}
-    wait = load.mode == "rate"
-    requests = cluster.single_requests(side.urls, signed, wait=wait)
-    if wait:
-        latency = await loadgen.latency_at_rate(side.urls, requests, load.rate)
-        return {
-            "events_per_s": load.rate,
-            "statuses": {"committed": load.events - latency["failures"]},
-            "p50_ms": latency.get("p50_ms"),
-            "p99_ms": latency.get("p99_ms"),
-        }
-    flood, seconds = await cluster.flood_single(side.urls, requests, load.clients, start_size)
-    return {"events_per_s": round(load.events / seconds, 1), "statuses": flood.statuses}
-
-
-def run_round(sides: tuple[Side, Side], load: Load, first: int) -> list[dict[str, Any]]:
-    """One round: each side's load at once (side `first`'s started first); per side its
-    figures and its CPU ms per event per node."""
-    signed = [cluster.presign(side.chain_id, load.events) for side in sides]
-    sizes = [cluster.tree_size(side.urls[0]) for side in sides]
-    before = [cluster.Meter.read(side.urls, side.pids) for side in sides]
-    order = (first, 1 - first)
-
-    async def both() -> list[dict[str, Any]]:
-        jobs: list[Awaitable[dict[str, Any]]] = [
-            _drive(sides[i], load, signed[i], sizes[i]) for i in order
-        ]
-        results = await asyncio.gather(*jobs)
-        return [results[order.index(i)] for i in range(2)]
-
-    figures = loadgen.run(both())
-    for side, was, figure in zip(sides, before, figures, strict=True):
-        work = cluster.Meter.read(side.urls, side.pids).work_since(was, load.events)
-        figure.update(work)
-        each = work["cpu_ms_per_event_per_node"]
-        figure["cpu_ms_per_event"] = round(sum(each) / len(each), 4)
-    for side, events, figure in zip(sides, signed, figures, strict=True):
-        figure.update(asyncio.run(cluster.count_committed(side.urls[0], {i for i, _ in events})))
-    return figures
-
-
 def summarize(rounds: list[list[dict[str, Any]]]) -> dict[str, Any]:
     """REV's CPU per event over this tree's, each round, and their median and range."""
     ratios = [round(r[1]["cpu_ms_per_event"] / r[0]["cpu_ms_per_event"], 3) for r in rounds]
@@ -263,7 +202,7 @@ def verdict(summary: dict[str, Any], revision: str) -> str:
 
 def compare(
     revision: str,
-    load: Load,
+    load: cluster.Load,
     rounds: int,
     base_port: int,
     say: Callable[[str], None],
@@ -289,7 +228,7 @@ def compare(
                 for index in range(rounds):
                     say(f"round {index + 1} of {rounds}: {load.events:,} events each, {load.mode}")
                     try:
-                        results.append(run_round(sides, load, first=index % 2))
+                        results.append(cluster.side_by_side(sides, load, first=index % 2))
                     except TimeoutError as exc:
                         raise CompareError(f"round {index + 1}: {exc}") from exc
             finally:

@@ -635,10 +635,10 @@ def _add_compare(commands: Any) -> None:
 
 def _run_compare(args: argparse.Namespace) -> int:
     """`compare`; a revision or tree it cannot run prints why and exits 2."""
-    from node.bench import compare
+    from node.bench import cluster, compare
 
     clients = args.clients or compare.DEFAULT_CLIENTS[args.mode]
-    load = compare.Load(args.mode, args.events, clients, args.batch, args.rate)
+    load = cluster.Load(args.mode, args.events, clients, args.batch, args.rate)
     try:
         results = compare.compare(
             args.against,

@@ -115,7 +115,7 @@ def test_head_against_itself_loses_nothing_and_cleans_up(
     base = free_port_block(compare.SECOND_CLUSTER_PORT_OFFSET + 104)
     root = compare.repository_root()
     said: list[str] = []
-    load = compare.Load("batch", events=300, clients=2, batch=50, rate=0.0)
+    load = cluster.Load("batch", events=300, clients=2, batch=50, rate=0.0)
     results = compare.compare("HEAD", load, rounds=1, base_port=base, say=said.append)
     (pair,) = results["rounds"]
     for side in pair:
