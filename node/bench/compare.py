@@ -176,7 +176,7 @@ def stop(side: Side) -> None:
         _python(side, "-m", "node.cli", "cluster", "down", "--dir", str(side.cluster_dir))
 
 
-# --- one round -----------------------------------------------------------------------------
+# --- the rounds' result --------------------------------------------------------------------
 
 
 def summarize(rounds: list[list[dict[str, Any]]]) -> dict[str, Any]:

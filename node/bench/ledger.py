@@ -608,8 +608,8 @@ def _add_load_options(parser: argparse.ArgumentParser, events: int, clients_help
 
 
 COMPARE_MODES = ("single", "batch", "rate")
-"""`compare --mode` (node.bench.compare.MODES, named here so that parsing imports no cluster
-code)."""
+"""`compare --mode`: node.bench.cluster.LOAD_MODES (a test holds them equal), named here
+because that module imports this one."""
 
 
 def _add_compare(commands: Any) -> None:

@@ -39,7 +39,7 @@ def test_the_parser_takes_the_modules_modes_and_refuses_empty_counts(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     parser = bench.build_parser()
-    assert bench.COMPARE_MODES == compare.MODES == ("single", "batch", "rate")
+    assert bench.COMPARE_MODES == compare.MODES == cluster.LOAD_MODES == ("single", "batch", "rate")
     args = parser.parse_args(["compare", "--against", "main"])
     assert (args.mode, args.events, args.rounds, args.clients) == ("single", 10_000, 3, None)
     assert compare.DEFAULT_CLIENTS["single"] == 16  # --single's 32 connections, shared
