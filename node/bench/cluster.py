@@ -46,6 +46,7 @@ import plyvel
 
 from ledger import crypto
 from node.bench import httpbound, loadgen
+from node.bench.anatomy import Totals, anatomy, anatomy_rows, histogram_totals
 from node.bench.floor import FLOOR_EVENTS, floor_rows, ledger_floor
 from node.bench.ledger import bench_register
 from node.client import AsyncNodeClient, ClientError
@@ -789,7 +790,10 @@ async def _drive(
         latency = await loadgen.latency_at_rate(side.urls, requests, load.rate)
         return {
             "events_per_s": load.rate,
-            "statuses": {"committed": load.events - latency["failures"]},
+            "statuses": {
+                "committed": load.events - latency["failures"],
+                **latency["failure_statuses"],
+            },
             "p50_ms": latency.get("p50_ms"),
             "p99_ms": latency.get("p99_ms"),
         }
@@ -879,25 +883,29 @@ def post_counts(metrics_text: str) -> dict[str, float]:
     return counts
 
 
-def cluster_post_counts(urls: list[str]) -> dict[str, float]:
-    """POST requests served per route, summed over the nodes."""
+def cluster_post_counts(metrics_texts: Sequence[str]) -> dict[str, float]:
+    """POST requests served per route, summed over the nodes' /metrics texts."""
     total: dict[str, float] = {}
-    for url in urls:
-        for route, count in post_counts(httpx.get(f"{url}/metrics", timeout=10).text).items():
+    for text in metrics_texts:
+        for route, count in post_counts(text).items():
             total[route] = total.get(route, 0.0) + count
     return total
 
 
 @dataclass(frozen=True)
 class Meter:
-    """The nodes' CPU seconds and the peer POSTs they served, at one moment."""
+    """The nodes' CPU seconds, the peer POSTs they served and their histograms' totals
+    (`node.bench.anatomy`), at one moment."""
 
     cpu_s: tuple[float, ...]
     posts: dict[str, float]
+    histograms: tuple[dict[str, Totals], ...] = ()
 
     @classmethod
     def read(cls, urls: list[str], pids: list[int]) -> Meter:
-        return cls(tuple(_cpu_seconds(pid) for pid in pids), cluster_post_counts(urls))
+        cpu_s = tuple(_cpu_seconds(pid) for pid in pids)
+        texts = [httpx.get(f"{url}/metrics", timeout=10).text for url in urls]
+        return cls(cpu_s, cluster_post_counts(texts), tuple(histogram_totals(t) for t in texts))
 
     def work_since(self, before: Meter, events: int) -> dict[str, Any]:
         """CPU ms per event per node and peer POSTs per event (all nodes) since `before`."""
@@ -1025,6 +1033,7 @@ def bench_single(
     profile_dir: str | None = None,
     block_cost_events: int = BLOCK_COST_EVENTS,
     floor_events: int = FLOOR_EVENTS,
+    light_events: int = LIGHT_EVENTS,
 ) -> dict[str, Any]:
     """One JSON `POST /v1/events` per event over `clients` keep-alive connections spread
     over the nodes, beside batches of `batch` in the same run, each against the bounds."""
@@ -1057,7 +1066,7 @@ def bench_single(
         genesis = init_cluster(root, nodes, base_port=base_port, open_admission=True)
         homes = [node_home(root, i) for i in range(nodes)]
         urls = [f"http://127.0.0.1:{base_port + i}" for i in range(nodes)]
-        sizes = (events_total, events_total, latency_events, latency_events, LIGHT_EVENTS)
+        sizes = (events_total, events_total, latency_events, latency_events, light_events)
         flood_load, batch_load, rate_load, half_load, light, one_by_one = consecutive(
             presign(genesis.chain_id, sum(sizes) + block_cost_events), *sizes, block_cost_events
         )
@@ -1138,14 +1147,19 @@ def bench_single(
 def open_loop(
     urls: list[str], pids: list[int], requests: list[list[bytes]], rate: float
 ) -> dict[str, Any]:
-    """The open-loop latency run at `rate`, with the nodes' work per event and the load
-    client's share of the CPU meanwhile."""
+    """The open-loop latency run at `rate`, with the nodes' work per event, the load
+    client's share of the CPU and where the heights' time went meanwhile."""
     before = Meter.read(urls, pids)
     latency = loadgen.run(loadgen.latency_at_rate(urls, requests, rate))
     after = Meter.read(urls, pids)
     nodes_cpu_s = sum(after.cpu_s) - sum(before.cpu_s)
     client = loadgen.client_share(latency.pop("client_cpu_s"), nodes_cpu_s, latency["run_s"])
-    return {**latency, **after.work_since(before, len(requests)), "client": client}
+    return {
+        **latency,
+        **after.work_since(before, len(requests)),
+        "client": client,
+        "anatomy": anatomy(before.histograms, after.histograms),
+    }
 
 
 def _work_rows(phase: dict[str, Any]) -> list[tuple[str, str]]:
@@ -1156,6 +1170,7 @@ def _work_rows(phase: dict[str, Any]) -> list[tuple[str, str]]:
     return [
         ("  CPU ms per event per node; POSTs", f"{cpu}; {posts}"),
         ("  load client CPU", loadgen.describe_client_share(phase["client"])),
+        *(anatomy_rows(phase["anatomy"]) if "anatomy" in phase else []),
     ]
 
 

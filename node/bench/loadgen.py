@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import uvloop
 
-from node.client.http11 import Connection, HttpError, request_bytes
+from node.client.http11 import Connection, HttpError, ServerClosed, request_bytes
 from node.wire import JSON
 
 T = TypeVar("T")
@@ -96,11 +96,20 @@ async def flood(
         try:
             while pending:
                 item = pending.pop()
+                resent = False
                 while True:
                     if conn.closed:
                         conn = await Connection.open(urls[node])
                     try:
                         status, _ = await conn.exchange(requests[item][node])
+                    except ServerClosed:
+                        if not resent:  # closed before any answer: once more, fresh
+                            resent = True
+                            continue
+                        result.statuses["lost-connection"] = (
+                            result.statuses.get("lost-connection", 0) + 1
+                        )
+                        break
                     except HttpError:
                         result.statuses["lost-connection"] = (
                             result.statuses.get("lost-connection", 0) + 1
@@ -179,6 +188,22 @@ class ConnectionPool:
                 self._idle[node].append(conn)
             self._free.notify()
 
+    async def exchange(self, node: int, request: bytes) -> tuple[int, bytes]:
+        """`request` on a connection to `node`; sent once more if the node closed the
+        kept-alive connection just as it went (`ServerClosed`: nothing was answered, so
+        nothing was submitted), as the node's peer links do."""
+        try:
+            return await self._exchange_once(node, request)
+        except ServerClosed:
+            return await self._exchange_once(node, request)
+
+    async def _exchange_once(self, node: int, request: bytes) -> tuple[int, bytes]:
+        conn = await self.acquire(node)
+        try:
+            return await conn.exchange(request)
+        finally:
+            await self.release(node, conn)
+
     def close(self) -> None:
         for idle in self._idle:
             while idle:
@@ -197,14 +222,11 @@ async def latency_at_rate(
 
     async def one(index: int, due: float) -> None:
         node = index % len(urls)
-        conn = await pool.acquire(node)
         try:
-            status, body = await conn.exchange(requests[index][node])
+            status, body = await pool.exchange(node, requests[index][node])
         except HttpError:
             statuses["lost-connection"] = statuses.get("lost-connection", 0) + 1
             return
-        finally:
-            await pool.release(node, conn)
         if committed(status, body):
             timeline.append((due - begin, time.perf_counter() - due))
         else:

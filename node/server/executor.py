@@ -4,7 +4,8 @@
 verifies each event signature once per node (through the admission's `SignatureCache`), and
 keeps the execution of every block it built or validated so a decided block is not executed
 twice. An optional `CommitObserver` (the node's metrics) is told how long each synced block
-write took and how long after its proposal the block committed; without one, no clock is read.
+write took, how long after its proposal the block committed, how long after the block before
+it the block was proposed, and how many events it holds; without one, no clock is read.
 """
 
 from __future__ import annotations
@@ -34,9 +35,13 @@ SET_CACHE = 8
 class CommitObserver(Protocol):
     """Told of every block this node stores (its metrics; absent in the simulator)."""
 
-    def block_stored(self, append_seconds: float, latency_ms: int) -> None:
+    def block_stored(
+        self, append_seconds: float, latency_ms: int, interval_ms: int | None, events: int
+    ) -> None:
         """`append_seconds`: the store's synced batch write; `latency_ms`: from the block's
-        time (its proposal) to this commit, by the node's clock."""
+        time (its proposal) to this commit, by the node's clock; `interval_ms`: from the
+        previous block's time to this one's (None for a chain's first block, whose
+        predecessor is genesis); `events`: the block's events."""
         ...
 
 
@@ -180,10 +185,17 @@ class BlockExecutor:
             ) from exc
         observer = self.observer
         started = time.perf_counter() if observer is not None else 0.0
+        previous_time = self.store.head_time if self.store.height > 0 else None
         self.store.append_block(block, commit, execution)
         if observer is not None:
             appended = time.perf_counter() - started
-            observer.block_stored(appended, self.clock() - block.header.time)
+            header = block.header
+            observer.block_stored(
+                appended,
+                self.clock() - header.time,
+                None if previous_time is None else header.time - previous_time,
+                len(block.events),
+            )
         self._executions.clear()
         self._sets.clear()
         self.mempool.after_block(

@@ -1,9 +1,12 @@
 """Prometheus metrics of one node: chain height, round, mempool, commits, peers, latencies.
 
 Gauges are read from the service when scraped. The histograms are fed as things happen:
-commit latency (a block's time, i.e. its proposal, to its commit here) and the store's
-synced block write, through the executor's `CommitObserver` hook; the signer state's
-fdatasync through `FileSignerPersistence.on_fsync`. The dashboard in
+commit latency (a block's time, i.e. its proposal, to its commit here), the store's synced
+block write, the interval between block times and the events per block, through the
+executor's `CommitObserver` hook; the signer state's fdatasync through
+`FileSignerPersistence.on_fsync`; each consensus input's wait in the inbox and the consensus
+task's time on it, through the service's `ConsensusObserver` hook. Together they say where
+a height's time goes (the anatomy `scripts/bench cluster --single` prints). The dashboard in
 docker/k8s/monitoring/ plots these names; tests/deploy checks that they exist.
 """
 
@@ -20,12 +23,32 @@ from prometheus_client import (
     generate_latest,
 )
 
+from consensus import core as cc
+
 if TYPE_CHECKING:
     from node.server.service import NodeService
 
 MAX_REQUEST_SERIES = 1024
 """(route, method) pairs whose request series a node keeps looked up."""
 FSYNC_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
+CONSENSUS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5)
+# Every 25 ms up to 300 ms (a loaded chain's pace), then coarser.
+BLOCK_INTERVAL_BUCKETS = (
+    0.025, 0.05, 0.075, 0.1, 0.125, 0.15, 0.175, 0.2, 0.225, 0.25, 0.275, 0.3,
+    0.4, 0.5, 0.75, 1, 2, 5, 10, 30, 60,
+)  # fmt: skip
+BLOCK_EVENTS_BUCKETS = (0, 1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+CONSENSUS_INPUTS: dict[str, str] = {
+    cc.ProposalReceived.__name__: "proposal",
+    cc.VoteReceived.__name__: "vote",
+    cc.TimeoutFired.__name__: "timeout",
+    cc.EventsAvailable.__name__: "events",
+    cc.CommitReceived.__name__: "block_sync",
+    cc.Tick.__name__: "tick",
+    cc.Start.__name__: "start",
+}
+"""The `input` label of each consensus input the inbox carries, by its class name (any
+other: "other")."""
 
 
 class Metrics:
@@ -100,21 +123,67 @@ class Metrics:
         self.catching_up = Gauge(
             "provledger_catching_up", "1 while the node is behind its peers", registry=self.registry
         )
+        self.block_interval = Histogram(
+            "provledger_block_interval_seconds",
+            "Between a stored block's time and the time of the block before it",
+            registry=self.registry,
+            buckets=BLOCK_INTERVAL_BUCKETS,
+        )
+        self.block_events = Histogram(
+            "provledger_block_events",
+            "Events in each stored block",
+            registry=self.registry,
+            buckets=BLOCK_EVENTS_BUCKETS,
+        )
+        wait = Histogram(
+            "provledger_consensus_wait_seconds",
+            "How long a consensus input waited in the inbox for the consensus task",
+            ["input"],
+            registry=self.registry,
+            buckets=CONSENSUS_BUCKETS,
+        )
+        work = Histogram(
+            "provledger_consensus_work_seconds",
+            "The consensus task's time on one input, with all it set off: building or "
+            "validating a block, signing (the signer's fdatasync included), storing a block",
+            ["input"],
+            registry=self.registry,
+            buckets=CONSENSUS_BUCKETS,
+        )
+        # One series per label, made now: the label set is fixed, never taken from input.
+        self._consensus_series = {
+            label: (wait.labels(label), work.labels(label))
+            for label in (*CONSENSUS_INPUTS.values(), "other")
+        }
 
     def bind(self, service: NodeService | None) -> None:
         """Read gauges from `service` and receive its commit and fsync timings."""
         if self._service is not None:
             self._service.replica.executor.observer = None
             self._service.signer_file.on_fsync = None
+            self._service.consensus_observer = None
         self._service = service
         if service is not None:
             service.replica.executor.observer = self
             service.signer_file.on_fsync = self.signer_fsync.observe
+            service.consensus_observer = self
 
-    def block_stored(self, append_seconds: float, latency_ms: int) -> None:
+    def block_stored(
+        self, append_seconds: float, latency_ms: int, interval_ms: int | None, events: int
+    ) -> None:
         """`CommitObserver`: one block was stored (see `BlockExecutor.commit`)."""
         self.store_append.observe(append_seconds)
         self.commit_latency.observe(max(latency_ms, 0) / 1000)
+        if interval_ms is not None:
+            self.block_interval.observe(max(interval_ms, 0) / 1000)
+        self.block_events.observe(events)
+
+    def consensus_input(self, kind: str, waited_ms: int, work_seconds: float) -> None:
+        """`ConsensusObserver`: the consensus task took an input of class `kind` after it
+        waited `waited_ms` in the inbox, and spent `work_seconds` on it."""
+        wait, work = self._consensus_series[CONSENSUS_INPUTS.get(kind, "other")]
+        wait.observe(max(waited_ms, 0) / 1000)
+        work.observe(work_seconds)
 
     def observe_request(self, route: str, method: str, seconds: float) -> None:
         counter, histogram = self._request_children(route, method)

@@ -16,8 +16,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from consensus import core as cc
 from consensus.messages import Evidence, Message, Proposal, decode_message, encode_message
@@ -107,6 +109,15 @@ def peer_keys(settings: NodeSettings, genesis: Genesis) -> frozenset[bytes]:
     return frozenset(keys)
 
 
+class ConsensusObserver(Protocol):
+    """Told of every input the consensus task takes (the node's metrics)."""
+
+    def consensus_input(self, kind: str, waited_ms: int, work_seconds: float) -> None:
+        """`kind`: the input's class name; `waited_ms`: from its queueing to its taking, by
+        the node's clock; `work_seconds`: the consensus task's time on it."""
+        ...
+
+
 class NodeService:
     """A replica, its network and block sync, driven by one consensus task."""
 
@@ -119,6 +130,9 @@ class NodeService:
         self.on_fatal: Callable[[BaseException], None] | None = None
         # Awaited first when the service stops (the daemon stops its peer listener there).
         self.before_stop: Callable[[], Awaitable[None]] | None = None
+        # Told how long each consensus input waited and took (the metrics); None: no clock
+        # is read for it.
+        self.consensus_observer: ConsensusObserver | None = None
         self.genesis = Genesis.load(settings.genesis_path)
         # GET /v1/genesis serves these exact bytes; their SHA-256 is the genesis fingerprint.
         self.genesis_bytes = settings.genesis_path.read_bytes()
@@ -243,7 +257,7 @@ class NodeService:
                 # Let the HTTP handlers run (and queue what peers send) now and then.
                 await asyncio.sleep(0)
             try:
-                self.replica.feed(item)
+                self._feed(item)
             except Exception as exc:
                 log.critical(
                     "consensus input %r failed; this node stops deciding",
@@ -253,6 +267,18 @@ class NodeService:
                 if self.on_fatal is not None:
                     self.on_fatal(exc)
                 raise
+
+    def _feed(self, item: cc.Input) -> None:
+        """Hand the core one input; tell the observer, if any, how long the input waited
+        (its `now` is when it was queued) and how long the core and driver took on it."""
+        observer = self.consensus_observer
+        if observer is None:
+            self.replica.feed(item)
+            return
+        waited_ms = self.clock() - item.now
+        started = time.perf_counter()
+        self.replica.feed(item)
+        observer.consensus_input(type(item).__name__, waited_ms, time.perf_counter() - started)
 
     async def _ticker(self) -> None:
         while True:

@@ -237,6 +237,9 @@ def test_the_dashboard_plots_every_topic_with_metrics_the_node_exports() -> None
         "provledger_commit_latency_seconds_bucket",
         "provledger_store_append_seconds_bucket",
         "provledger_signer_fsync_seconds_bucket",
+        "provledger_block_interval_seconds_bucket",
+        "provledger_consensus_wait_seconds_bucket",
+        "provledger_consensus_work_seconds_bucket",
         "provledger_peer_reachable",
         "provledger_evidence",
     ):

@@ -141,6 +141,63 @@ def test_latency_run_counts_only_committed_answers() -> None:
     assert result["client_cpu_s"] > 0  # type: ignore[operator]
 
 
+def hanging_up_on(numbers: set[int]) -> RawServer:
+    """A node that closes the connection without answering requests `numbers` (counted
+    from 1 over all connections), as when a kept-alive connection times out just as a
+    request arrives; it answers every other one committed (202 for a plain submit)."""
+
+    async def reply(number: int, head: bytes, body: bytes) -> bytes | None:
+        if number in numbers:
+            return None
+        payload = b'{"status":"committed","height":3}'
+        status = 200 if b"wait=commit" in head else 202
+        return b"HTTP/1.1 %d X\r\ncontent-length: %d\r\n\r\n" % (status, len(payload)) + payload
+
+    return RawServer(reply)
+
+
+def test_the_open_loop_sends_once_more_when_the_node_hangs_up_unanswered() -> None:
+    server = hanging_up_on({3})
+
+    async def scenario() -> dict[str, object]:
+        async with serving_raw(server) as url:
+            requests = [[loadgen.submit_request(url, bytes([i]), wait=True)] for i in range(8)]
+            return await loadgen.latency_at_rate([url], requests, rate=50)
+
+    result = loadgen.run(scenario())
+    assert result["failures"] == 0 and result["failure_statuses"] == {}
+    bodies = received(server)
+    assert len(bodies) == 9 and bodies[2] == bodies[3], "the unanswered request went again"
+    assert server.connections >= 2, "on another connection"
+
+
+def test_the_open_loop_sends_a_request_at_most_twice() -> None:
+    server = hanging_up_on({1, 2})
+
+    async def scenario() -> dict[str, object]:
+        async with serving_raw(server) as url:
+            requests = [[loadgen.submit_request(url, bytes([i]), wait=True)] for i in range(3)]
+            return await loadgen.latency_at_rate([url], requests, rate=20)
+
+    result = loadgen.run(scenario())
+    assert result["failures"] == 1 and result["failure_statuses"] == {"lost-connection": 1}
+    assert len(received(server)) == 4
+
+
+def test_the_flood_sends_once_more_when_the_node_hangs_up_unanswered() -> None:
+    server = hanging_up_on({5})
+
+    async def scenario() -> loadgen.FloodResult:
+        async with serving_raw(server) as url:
+            requests = [[loadgen.submit_request(url, bytes([i]))] for i in range(12)]
+            return await loadgen.flood([url], requests, connections=1)
+
+    result = loadgen.run(scenario())
+    assert result.statuses == {"202": 12}
+    bodies = received(server)
+    assert len(bodies) == 13 and bodies[4] == bodies[5]
+
+
 def test_the_open_loop_pool_never_opens_more_than_its_limit() -> None:
     class Fake:
         closed = False
@@ -321,6 +378,7 @@ def test_bench_single_runs_end_to_end_and_loses_nothing(
         workdir=str(tmp_path),
         block_cost_events=12,
         floor_events=60,
+        light_events=10,  # at 5/s: 2 s, not the 20 s of the default 100
     )
     single, batched = results["single"], results["batched"]
     cost = results["block_cost"]
@@ -339,8 +397,14 @@ def test_bench_single_runs_end_to_end_and_loses_nothing(
     assert "/p2p/consensus" in latency["peer_posts_per_event"]
     assert set(latency["client"]) >= {"machine_share", "core_share", "ok"}
     assert "client_cpu_s" not in latency, "the client's CPU is reported as its share"
+    anatomy = latency["anatomy"]  # where the heights' time went, from the nodes' histograms
+    assert anatomy["events_per_block"] > 0 and anatomy["store_append_ms"] > 0
+    assert anatomy["proposal_to_commit_ms"] > 0 and anatomy["block_interval_p50_ms"] > 0
+    # Each validator signs a prevote and a precommit per height (its fsyncs: before each).
+    assert anatomy["signer_fsyncs_per_block"] > 1
+    assert {"proposal", "vote"} <= set(anatomy["consensus_inputs"])
     assert len(batched["cpu_ms_per_event_per_node"]) == 4 and batched["peer_posts_per_event"]
-    assert results["light_latency"]["failures"] == 0
+    assert results["light_latency"]["failures"] == 0 and results["light_latency"]["events"] == 10
     ratios = results["ratios"]
     assert ratios["single_vs_verify_bound"] > 0 and ratios["batched_vs_verify_bound"] > 0
     assert results["floor"]["events"] == 60 and 0 < results["floor"]["ceiling_vs_verify_bound"] < 1
@@ -348,6 +412,7 @@ def test_bench_single_runs_end_to_end_and_loses_nothing(
     cluster.print_single(results)
     printed = capsys.readouterr().out
     assert "  vs verify bound" in printed and "  ceiling of the batch path" in printed
+    assert "  consensus task per input, ms" in printed and "  durable writes, ms" in printed
 
 
 def test_the_presigned_load_is_cut_into_consecutive_parts() -> None:

@@ -1,13 +1,18 @@
 """The metrics the dashboard plots exist and move: commit latency, the store's synced block
-write, the signer's fdatasync, catching up (besides height, round, mempool, peers, evidence)."""
+write, the signer's fdatasync, catching up (besides height, round, mempool, peers, evidence),
+the block interval and events per block, each consensus input's wait and work."""
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from consensus import core as cc
 from consensus.signer import SignerState
+from node.bench.anatomy import histogram_totals
+from node.server.metrics import CONSENSUS_INPUTS, Metrics
 from node.server.signer_file import FileSignerPersistence
 from tests.node.conftest import RunningNode
 
@@ -15,6 +20,7 @@ HISTOGRAMS = (
     "provledger_commit_latency_seconds",
     "provledger_store_append_seconds",
     "provledger_signer_fsync_seconds",
+    "provledger_block_events",
 )
 GAUGES = (
     "provledger_height",
@@ -80,3 +86,70 @@ def test_the_signer_file_reports_each_fdatasync(tmp_path: Path) -> None:
     finally:
         persistence.close()
     assert len(timings) == 2 and all(t >= 0 for t in timings)
+
+
+def labelled(node: RunningNode, name: str) -> dict[str, float]:
+    """One labelled histogram's sample values by their `input` label (`_count` series)."""
+    response = node.client.get("/metrics")
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            if sample.name == f"{name}_count":
+                counts[sample.labels["input"]] = sample.value
+    return counts
+
+
+def test_a_commit_counts_its_events_and_the_interval_from_the_block_before(
+    node: RunningNode,
+) -> None:
+    node.admit_participant("first")  # the chain now has a block before the next
+    before = scrape(node)
+    node.admit_participant("second")
+    after = scrape(node)
+    assert after["provledger_block_events_count"] > before["provledger_block_events_count"]
+    assert after["provledger_block_events_sum"] > before["provledger_block_events_sum"]
+    assert (
+        after["provledger_block_interval_seconds_count"]
+        > before["provledger_block_interval_seconds_count"]
+    )
+
+
+def test_the_consensus_task_reports_each_input_it_takes(node: RunningNode) -> None:
+    assert node.service.consensus_observer is not None, "the app's metrics are bound"
+    before = labelled(node, "provledger_consensus_work_seconds")
+    assert set(before) == {
+        "proposal", "vote", "timeout", "events", "block_sync", "tick", "start", "other"
+    }  # fmt: skip
+    node.admit_participant("observed")
+    after = labelled(node, "provledger_consensus_work_seconds")
+    # A lone validator's own messages never pass the inbox; the event's wake-up and the
+    # height's timeouts do.
+    assert after["events"] + after["timeout"] > before["events"] + before["timeout"]
+    assert labelled(node, "provledger_consensus_wait_seconds").keys() == after.keys()
+
+
+def test_an_unknown_input_is_labelled_other_and_a_clock_step_back_waits_zero() -> None:
+    metrics = Metrics()
+    metrics.consensus_input("SomethingNew", -40, 0.003)
+    metrics.consensus_input("VoteReceived", 7, 0.001)
+    totals = histogram_totals(metrics.render()[0].decode())
+    other_wait = totals["provledger_consensus_wait_seconds{input=other}"]
+    assert other_wait.count == 1 and other_wait.sum == 0.0
+    assert totals["provledger_consensus_work_seconds{input=other}"].sum == 0.003
+    assert totals["provledger_consensus_wait_seconds{input=vote}"].sum == 0.007
+
+
+def test_a_first_block_has_no_interval_but_counts_its_events() -> None:
+    metrics = Metrics()
+    metrics.block_stored(0.002, 30, None, 5)
+    totals = histogram_totals(metrics.render()[0].decode())
+    assert totals["provledger_block_interval_seconds"].count == 0
+    assert totals["provledger_block_events"].count == 1
+    assert totals["provledger_block_events"].sum == 5
+
+
+def test_every_input_the_inbox_carries_has_its_own_label() -> None:
+    """BlockApplied is the driver's own follow-up, fed straight to the core, never queued."""
+    carried = {cls.__name__ for cls in typing.get_args(cc.Input)} - {"BlockApplied"}
+    assert set(CONSENSUS_INPUTS) == carried
+    assert len(set(CONSENSUS_INPUTS.values())) == len(CONSENSUS_INPUTS), "one label each"
