@@ -102,15 +102,10 @@ async def flood(
                         conn = await Connection.open(urls[node])
                     try:
                         status, _ = await conn.exchange(requests[item][node])
-                    except ServerClosed:
-                        if not resent:  # closed before any answer: once more, fresh
-                            resent = True
+                    except HttpError as exc:
+                        if isinstance(exc, ServerClosed) and not resent:
+                            resent = True  # closed before any answer: once more, fresh
                             continue
-                        result.statuses["lost-connection"] = (
-                            result.statuses.get("lost-connection", 0) + 1
-                        )
-                        break
-                    except HttpError:
                         result.statuses["lost-connection"] = (
                             result.statuses.get("lost-connection", 0) + 1
                         )

@@ -38,17 +38,16 @@ BLOCK_INTERVAL_BUCKETS = (
     0.4, 0.5, 0.75, 1, 2, 5, 10, 30, 60,
 )  # fmt: skip
 BLOCK_EVENTS_BUCKETS = (0, 1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
-CONSENSUS_INPUTS: dict[str, str] = {
-    cc.ProposalReceived.__name__: "proposal",
-    cc.VoteReceived.__name__: "vote",
-    cc.TimeoutFired.__name__: "timeout",
-    cc.EventsAvailable.__name__: "events",
-    cc.CommitReceived.__name__: "block_sync",
-    cc.Tick.__name__: "tick",
-    cc.Start.__name__: "start",
+CONSENSUS_INPUTS: dict[type, str] = {
+    cc.ProposalReceived: "proposal",
+    cc.VoteReceived: "vote",
+    cc.TimeoutFired: "timeout",
+    cc.EventsAvailable: "events",
+    cc.CommitReceived: "block_sync",
+    cc.Tick: "tick",
+    cc.Start: "start",
 }
-"""The `input` label of each consensus input the inbox carries, by its class name (any
-other: "other")."""
+"""The `input` label of each consensus input the inbox carries (any other: "other")."""
 
 
 class Metrics:
@@ -101,60 +100,56 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
 
-        self.commit_latency = Histogram(
+        self.commit_latency = self._histogram(
             "provledger_commit_latency_seconds",
             "From a block's time (its proposal) to its commit on this node; blocks fetched by "
             "block sync count too",
-            registry=self.registry,
-            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+            (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
         )
-        self.store_append = Histogram(
+        self.store_append = self._histogram(
             "provledger_store_append_seconds",
             "The store's synced write of one block (one LevelDB batch with sync)",
-            registry=self.registry,
-            buckets=FSYNC_BUCKETS,
+            FSYNC_BUCKETS,
         )
-        self.signer_fsync = Histogram(
+        self.signer_fsync = self._histogram(
             "provledger_signer_fsync_seconds",
             "fdatasync of the signer state file before a signature leaves",
-            registry=self.registry,
-            buckets=FSYNC_BUCKETS,
+            FSYNC_BUCKETS,
         )
         self.catching_up = Gauge(
             "provledger_catching_up", "1 while the node is behind its peers", registry=self.registry
         )
-        self.block_interval = Histogram(
+        self.block_interval = self._histogram(
             "provledger_block_interval_seconds",
             "Between a stored block's time and the time of the block before it",
-            registry=self.registry,
-            buckets=BLOCK_INTERVAL_BUCKETS,
+            BLOCK_INTERVAL_BUCKETS,
         )
-        self.block_events = Histogram(
-            "provledger_block_events",
-            "Events in each stored block",
-            registry=self.registry,
-            buckets=BLOCK_EVENTS_BUCKETS,
+        self.block_events = self._histogram(
+            "provledger_block_events", "Events in each stored block", BLOCK_EVENTS_BUCKETS
         )
-        wait = Histogram(
+        wait = self._histogram(
             "provledger_consensus_wait_seconds",
             "How long a consensus input waited in the inbox for the consensus task",
-            ["input"],
-            registry=self.registry,
-            buckets=CONSENSUS_BUCKETS,
+            CONSENSUS_BUCKETS,
+            "input",
         )
-        work = Histogram(
+        work = self._histogram(
             "provledger_consensus_work_seconds",
             "The consensus task's time on one input, with all it set off: building or "
             "validating a block, signing (the signer's fdatasync included), storing a block",
-            ["input"],
-            registry=self.registry,
-            buckets=CONSENSUS_BUCKETS,
+            CONSENSUS_BUCKETS,
+            "input",
         )
         # One series per label, made now: the label set is fixed, never taken from input.
         self._consensus_series = {
             label: (wait.labels(label), work.labels(label))
             for label in (*CONSENSUS_INPUTS.values(), "other")
         }
+
+    def _histogram(
+        self, name: str, documentation: str, buckets: tuple[float, ...], *labels: str
+    ) -> Histogram:
+        return Histogram(name, documentation, labels, registry=self.registry, buckets=buckets)
 
     def bind(self, service: NodeService | None) -> None:
         """Read gauges from `service` and receive its commit and fsync timings."""
@@ -178,7 +173,7 @@ class Metrics:
             self.block_interval.observe(max(interval_ms, 0) / 1000)
         self.block_events.observe(events)
 
-    def consensus_input(self, kind: str, waited_ms: int, work_seconds: float) -> None:
+    def consensus_input(self, kind: type, waited_ms: int, work_seconds: float) -> None:
         """`ConsensusObserver`: the consensus task took an input of class `kind` after it
         waited `waited_ms` in the inbox, and spent `work_seconds` on it."""
         wait, work = self._consensus_series[CONSENSUS_INPUTS.get(kind, "other")]

@@ -112,8 +112,8 @@ def peer_keys(settings: NodeSettings, genesis: Genesis) -> frozenset[bytes]:
 class ConsensusObserver(Protocol):
     """Told of every input the consensus task takes (the node's metrics)."""
 
-    def consensus_input(self, kind: str, waited_ms: int, work_seconds: float) -> None:
-        """`kind`: the input's class name; `waited_ms`: from its queueing to its taking, by
+    def consensus_input(self, kind: type, waited_ms: int, work_seconds: float) -> None:
+        """`kind`: the input's class; `waited_ms`: from its queueing to its taking, by
         the node's clock; `work_seconds`: the consensus task's time on it."""
         ...
 
@@ -278,7 +278,7 @@ class NodeService:
         waited_ms = self.clock() - item.now
         started = time.perf_counter()
         self.replica.feed(item)
-        observer.consensus_input(type(item).__name__, waited_ms, time.perf_counter() - started)
+        observer.consensus_input(type(item), waited_ms, time.perf_counter() - started)
 
     async def _ticker(self) -> None:
         while True:

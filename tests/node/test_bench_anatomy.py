@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from consensus import core as cc
 from node.bench.anatomy import (
     Totals,
     anatomy,
@@ -25,8 +26,8 @@ def test_totals_are_read_from_the_nodes_own_exposition() -> None:
     metrics = Metrics()
     metrics.block_stored(0.004, 90, 120, 50)
     metrics.block_stored(0.006, 110, 180, 70)
-    metrics.consensus_input("VoteReceived", 3, 0.002)
-    metrics.consensus_input("ProposalReceived", 1, 0.020)
+    metrics.consensus_input(cc.VoteReceived, 3, 0.002)
+    metrics.consensus_input(cc.ProposalReceived, 1, 0.020)
     totals = histogram_totals(rendered(metrics))
     assert totals["provledger_block_events"].count == 2
     assert totals["provledger_block_events"].sum == 120
@@ -52,8 +53,8 @@ def test_the_anatomy_is_the_change_over_the_run_summed_over_nodes() -> None:
     for node in nodes:
         node.signer_fsync.observe(0.002)
         node.signer_fsync.observe(0.004)
-        node.consensus_input("VoteReceived", 10, 0.001)
-    nodes[1].consensus_input("VoteReceived", 4, 0.005)
+        node.consensus_input(cc.VoteReceived, 10, 0.001)
+    nodes[1].consensus_input(cc.VoteReceived, 4, 0.005)
     after = [histogram_totals(rendered(m)) for m in nodes]
     figures = anatomy(before, after)
     assert figures["events_per_block"] == pytest.approx(86.67, abs=0.01)
@@ -89,7 +90,7 @@ def test_the_rows_say_where_a_height_went() -> None:
     before = [histogram_totals(rendered(m)) for m in nodes]
     nodes[0].block_stored(0.015, 110, 210, 80)
     nodes[0].signer_fsync.observe(0.003)
-    nodes[0].consensus_input("ProposalReceived", 2, 0.025)
+    nodes[0].consensus_input(cc.ProposalReceived, 2, 0.025)
     rows = dict(anatomy_rows(anatomy(before, [histogram_totals(rendered(m)) for m in nodes])))
     height = rows["  a height, mean of all nodes"]
     assert "holding 80.0 events" in height and "proposal to commit 110.0 ms" in height
