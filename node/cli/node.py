@@ -1,6 +1,7 @@
-"""`provledger node init|start|snapshot|backup|restore|migrate`: one node's home, running
-it, and its snapshots, backups and store upgrades (the last four run the daemon's own tools,
-`python -m node.server.snapshot|backup`, as a child process: the CLI imports no daemon code)."""
+"""`provledger node init|certify|start|snapshot|backup|restore|migrate`: one node's home, its
+TLS certificate, running it, and its snapshots, backups and store upgrades (the last four run
+the daemon's own tools, `python -m node.server.snapshot|backup`, as a child process: the CLI
+imports no daemon code)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from node.config import NodeSettings
 from node.ops.homes import (
     ClusterError,
     ClusterExists,
+    certify_node,
     init_full_node,
     local_url,
     peer_public_key,
@@ -150,3 +152,38 @@ def node_init(
         "it in their peer_keys"
     )
     typer.echo(f"start it with: provledger node start --home {settings.home}")
+
+
+@app.command("certify")
+def node_certify(
+    home: HomeOption,
+    ca_dir: Annotated[
+        Path,
+        typer.Option(
+            "--ca-dir",
+            metavar="DIR",
+            help="The directory holding the cluster CA (ca.pem, ca_key.pem): the cluster "
+            "directory of `cluster init --tls`.",
+        ),
+    ],
+    hosts: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--host",
+            metavar="NAME",
+            help="A host name or address the certificate names besides the node's own "
+            "(repeatable): the host of the peer URL it will be proposed with.",
+        ),
+    ] = None,
+) -> None:
+    """Certify a home's node key with the cluster CA and serve TLS with it: how a full node
+    joins a TLS chain (the validators pin a new validator's certificate to its key)."""
+    try:
+        settings = certify_node(home, ca_dir, hosts or ())
+    except ClusterError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    cert = settings.tls_cert_path
+    typer.echo(
+        f"{settings.name}: certificate {cert} for node key {peer_public_key(settings).hex()}"
+    )
+    typer.echo(f"it serves HTTPS from its next start: {local_url(settings)}")

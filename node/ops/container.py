@@ -12,9 +12,15 @@ Preparing a home:
    genesis is refused (its store belongs to that chain).
 2. key: copied from the mounted Secret on first start only, written with mode 0600. A key
    already in the home is never overwritten; if the Secret holds a different key the start
-   is refused, since the home's signer state belongs to the home's key. A key that is not
-   a genesis validator is refused; a validator without any key is refused (a missing Secret
-   must not quietly turn it into a full node); a full node has none.
+   is refused, since the home's signer state belongs to the home's key. A validator
+   (`PROVLEDGER_ROLE=validator`) needs a key that genesis names: a missing Secret must not
+   quietly turn it into a full node, nor a wrong one make it a stranger. A full node
+   (`PROVLEDGER_ROLE=full`) may have a key or not. With one, it is the node of an
+   organisation that joins later: it follows, and votes from the height at which governance
+   adds its key (docs/PROTOCOL.md §19), with no restart and no change to the manifest; a
+   genesis validator's key is refused there, since two pods signing with one key would
+   equivocate. Without one, it only follows and makes its own peer key on first start
+   (`peer_key.pem`, logged), which the validators must list in their peer keys.
 3. the signer state and the store are never touched.
 4. `config.json` is rendered anew on every start from the environment (below), so a changed
    manifest takes effect on restart.
@@ -24,15 +30,16 @@ Environment (all optional except `PROVLEDGER_NAME`):
 | variable | default | meaning |
 |---|---|---|
 | `PROVLEDGER_NAME` | | node name (logs, `/v1/status`) |
-| `PROVLEDGER_ROLE` | `validator` | `validator` needs a key; `full` follows without one |
+| `PROVLEDGER_ROLE` | `validator` | `validator`, or `full` (with a key not in genesis, or none) |
 | `PROVLEDGER_HOME` | `/node` | the home (the mounted volume) |
 | `PROVLEDGER_GENESIS` | `/etc/provledger/genesis/genesis.json` | mounted genesis |
-| `PROVLEDGER_KEY` | `/etc/provledger/key/node_key.pem` | mounted key; absent: full node |
+| `PROVLEDGER_KEY` | `/etc/provledger/key/node_key.pem` | mounted key (a full node's optional) |
 | `PROVLEDGER_HOST` | `0.0.0.0` | listen address |
 | `PROVLEDGER_PORT` | `8800` | public API port |
 | `PROVLEDGER_P2P_PORT` | `8900` | peer listener port (`p2p_listen` = host:port) |
 | `PROVLEDGER_ADVERTISE` | | this node's peer URL; a validator's must equal its genesis URL |
 | `PROVLEDGER_PEERS` | every other genesis validator | peer URLs, separated by commas or spaces |
+| `PROVLEDGER_PEER_KEYS` | none | full nodes' keys (hex) let in besides validators (`peer_keys`) |
 | `PROVLEDGER_SETTINGS` | `{}` | JSON object of further `config.json` settings |
 """
 
@@ -48,8 +55,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ledger.crypto import PrivateKey
-from ledger.errors import LedgerError
+from ledger.crypto import PrivateKey, check_public_key
+from ledger.errors import LedgerError, Malformed
 from ledger.genesis import Genesis
 from node.config import NodeSettings
 from node.ops.homes import local_url
@@ -73,10 +80,11 @@ VARIABLES = (
     "PROVLEDGER_P2P_PORT",
     "PROVLEDGER_ADVERTISE",
     "PROVLEDGER_PEERS",
+    "PROVLEDGER_PEER_KEYS",
     "PROVLEDGER_SETTINGS",
 )
 # Settings the environment variables own: PROVLEDGER_SETTINGS may not set them too.
-RENDERED = frozenset({"name", "host", "port", "peers", "p2p_listen"})
+RENDERED = frozenset({"name", "host", "port", "peers", "p2p_listen", "peer_keys"})
 
 
 class ContainerError(Exception):
@@ -97,6 +105,7 @@ class ContainerEnv:
     p2p_port: int
     advertise: str | None
     peers: tuple[str, ...] | None
+    peer_keys: tuple[str, ...]
     settings: dict[str, Any]
 
     @classmethod
@@ -120,6 +129,7 @@ class ContainerEnv:
             p2p_port=_port(environ, "PROVLEDGER_P2P_PORT", P2P_PORT),
             advertise=advertise or None,
             peers=None if peers is None else _urls(peers),
+            peer_keys=_public_keys(environ.get("PROVLEDGER_PEER_KEYS", "")),
             settings=_settings(environ.get("PROVLEDGER_SETTINGS", "{}")),
         )
 
@@ -137,6 +147,18 @@ def _urls(raw: str) -> tuple[str, ...]:
     if bad:
         raise ContainerError(f"PROVLEDGER_PEERS: {bad[0]!r} is not an http(s) URL")
     return urls
+
+
+def _public_keys(raw: str) -> tuple[str, ...]:
+    keys = tuple(dict.fromkeys(k.lower() for k in raw.replace(",", " ").split()))
+    for key in keys:
+        try:
+            check_public_key(bytes.fromhex(key))
+        except (ValueError, Malformed):
+            raise ContainerError(
+                f"PROVLEDGER_PEER_KEYS: {key!r} is not a public key (66 hex digits, compressed)"
+            ) from None
+    return keys
 
 
 def _settings(raw: str) -> dict[str, Any]:
@@ -204,10 +226,6 @@ def install_genesis(env: ContainerEnv, home: NodeSettings) -> Genesis:
 def install_key(env: ContainerEnv, home: NodeSettings, genesis: Genesis) -> PrivateKey | None:
     """Copy the Secret's key into the home on first start; never replace a key in the home."""
     mounted = _load_key(env.key, "node key") if env.key.exists() else None
-    if env.role == FULL:
-        if mounted is not None or home.key_path.exists():
-            raise ContainerError("PROVLEDGER_ROLE=full but a node key is mounted or in the home")
-        return None
     if home.key_path.exists():
         key = _load_key(home.key_path, "node key")
         if mounted is not None and mounted.public_key != key.public_key:
@@ -218,12 +236,24 @@ def install_key(env: ContainerEnv, home: NodeSettings, genesis: Genesis) -> Priv
             )
     elif mounted is not None:
         key = mounted
+    elif env.role == FULL:
+        return None
     else:
         raise ContainerError(
             f"a validator needs its key: none at {env.key} (the Secret) nor in {home.home}"
         )
-    if genesis.validators.get(key.public_key) is None:
-        raise ContainerError(f"the node key {key.public_key.hex()} is not a genesis validator")
+    in_genesis = genesis.validators.get(key.public_key) is not None
+    if env.role == VALIDATOR and not in_genesis:
+        raise ContainerError(
+            f"the node key {key.public_key.hex()} is not a genesis validator (a node that "
+            "joins by governance runs with PROVLEDGER_ROLE=full)"
+        )
+    if env.role == FULL and in_genesis:
+        raise ContainerError(
+            f"PROVLEDGER_ROLE=full but the node key {key.public_key.hex()} is a genesis "
+            "validator's: run it with PROVLEDGER_ROLE=validator (two pods signing with one "
+            "key would equivocate)"
+        )
     if not home.key_path.exists():
         _write_private(home.key_path, env.key.read_bytes())
     return key
@@ -232,9 +262,8 @@ def install_key(env: ContainerEnv, home: NodeSettings, genesis: Genesis) -> Priv
 def peer_urls(env: ContainerEnv, genesis: Genesis, key: PrivateKey | None) -> tuple[str, ...]:
     """The configured peers, or every genesis validator but this node."""
     own_url = None
-    if key is not None:
-        validator = genesis.validators.get(key.public_key)
-        assert validator is not None
+    validator = None if key is None else genesis.validators.get(key.public_key)
+    if validator is not None:
         own_url = validator.url.rstrip("/")
         if env.advertise is not None and env.advertise != own_url:
             raise ContainerError(
@@ -258,6 +287,7 @@ def render_settings(env: ContainerEnv, peers: Sequence[str]) -> NodeSettings:
         port=env.port,
         peers=tuple(peers),
         p2p_listen=f"{host}:{env.p2p_port}",
+        peer_keys=env.peer_keys,
         **env.settings,
     )
 
@@ -304,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ContainerError, OSError) as exc:
         print(f"provledger: cannot prepare the node home: {exc}", file=sys.stderr)
         return 1
-    role = "validator" if settings.is_validator else "full node"
+    role = "full node" if os.environ.get("PROVLEDGER_ROLE") == FULL else "validator"
     print(
         f"provledger: {settings.name} ({role}) home {settings.home}, peers {list(settings.peers)}"
     )

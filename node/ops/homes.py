@@ -242,6 +242,29 @@ def init_full_node(
     return settings
 
 
+def certify_node(home: str | Path, ca_dir: str | Path, hosts: Sequence[str] = ()) -> NodeSettings:
+    """Give an existing home (a full node's, typically: one that joins a TLS chain after
+    `cluster init --tls`) a certificate for its identity key from the cluster CA in `ca_dir`,
+    for its own addresses and `hosts` (the host of the peer URL it will be proposed with),
+    and turn TLS on in its settings (saved). An existing certificate is replaced: the CA
+    decides, and the key stays the same."""
+    settings = load_settings(Path(home).resolve())
+    if not settings.identity_key_path.exists():
+        raise ClusterError(
+            f"{settings.home} has no identity key yet ({settings.identity_key_path.name}): "
+            "make the home with `provledger node init`"
+        )
+    try:
+        authority = CertificateAuthority.load(Path(ca_dir))
+        settings = certify_home(
+            authority, Path(ca_dir) / CA_FILE, settings, peer_public_key(settings), hosts
+        )
+    except TlsSetupError as exc:
+        raise ClusterError(str(exc)) from exc
+    settings.save()
+    return settings
+
+
 def peer_public_key(settings: NodeSettings) -> bytes:
     """The key a node signs its peer requests with (validator key, or full-node peer key)."""
     return PrivateKey.load(settings.identity_key_path).public_key

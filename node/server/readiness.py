@@ -12,7 +12,9 @@ sends clients to a node (docs/PROTOCOL.md §10.3): a node is ready when
    chain is normal and this check is skipped;
 4. a validator has signed at the head's height or later: it voted for the last block or is
    voting on the next one. A validator that only caught up by block sync is not ready until
-   it takes part in a height.
+   it takes part in a height. "Validator" means a member of the current set: a node holding
+   a key the set does not name (a joining organisation's full node, a removed validator) is
+   judged as a full node.
 
 `not_ready_reason` is pure: it judges a `ReadinessView`, which `view_of` takes from a service.
 """
@@ -79,6 +81,6 @@ def view_of(service: NodeService) -> ReadinessView:
         head_time_ms=service.store.head_time,
         now_ms=service.clock(),
         idle_block_interval_ms=service.settings.idle_block_interval_ms,
-        validator=signer is not None,
+        validator=signer is not None and service.core.is_validator,
         last_signed_height=state.height if state is not None else None,
     )

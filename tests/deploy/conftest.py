@@ -19,6 +19,13 @@ EXAMPLE = K8S / "overlays" / "example-4-orgs"
 MONITORING = K8S / "monitoring"
 TLS_COMPONENT = K8S / "components" / "tls"
 TLS_MONITORING = K8S / "components" / "tls-monitoring"
+FULL_NODE_COMPONENT = K8S / "components" / "full-node"
+TLS_COMPONENTS = (TLS_COMPONENT.name, TLS_MONITORING.name)
+ORGS = [f"org-{i}" for i in range(4)]
+"""The example's validators, in genesis order."""
+REGULATOR = "regulator"
+"""The example's full node."""
+NODES = [*ORGS, REGULATOR]
 
 
 def kubectl() -> str:
@@ -49,19 +56,24 @@ def copy_tree(tmp_path: Path) -> Path:
 
 
 def without_tls(tree: Path) -> Path:
-    """Drop the `components` entries (TLS: components/tls per organisation, tls-monitoring
-    for the ServiceMonitor) from the example overlay of `tree`: the same four organisations
-    serving plain HTTP. Returns the overlay's directory."""
+    """Drop the TLS `components` entries (components/tls per node, tls-monitoring for the
+    ServiceMonitor) from the example overlay of `tree`, keeping the others (full-node): the
+    same nodes serving plain HTTP. Returns the overlay's directory."""
     overlay = tree / EXAMPLE.relative_to(K8S)
     dropped = []
     for path in sorted(overlay.rglob("kustomization.yaml")):
         doc = yaml.safe_load(path.read_text())
         components = doc.pop("components", None)
-        if components is not None:
-            dropped.extend(components)
-            path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        if components is None:
+            continue
+        tls = [c for c in components if Path(c).name in TLS_COMPONENTS]
+        dropped.extend(tls)
+        kept = [c for c in components if c not in tls]
+        if kept:
+            doc["components"] = kept
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
     assert sorted(dropped) == sorted(
-        ["../../components/tls-monitoring", *["../../../components/tls"] * 4]
+        ["../../components/tls-monitoring", *["../../../components/tls"] * len(NODES)]
     ), dropped
     return overlay
 

@@ -5,6 +5,7 @@ daemon (`python -m node.server`) which becomes ready."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -29,7 +30,7 @@ from node.client.tls import certificate_key
 from node.config import NodeSettings
 from node.ops import container as entry
 from node.ops.container import ContainerError, prepare_home
-from node.ops.homes import init_cluster
+from node.ops.homes import certify_node, init_cluster, init_full_node
 from node.server.tls import check_server_tls
 from tests.deploy.conftest import (
     DOCKER,
@@ -148,8 +149,58 @@ def test_a_validator_without_its_key_is_refused_a_full_node_follows_every_valida
     )
     assert not full.is_validator
     assert full.peers == tuple(ADVERTISE.format(i=i) for i in range(4))
-    with pytest.raises(ContainerError, match="PROVLEDGER_ROLE=full but"):
+
+
+def test_a_full_node_refuses_a_genesis_validators_key(tmp_path: Path, chain: Path) -> None:
+    """Two pods signing with one validator key would equivocate."""
+    with pytest.raises(ContainerError, match=r"PROVLEDGER_ROLE=full but the node key .* genesis"):
         prepare_home(environ_for(tmp_path, chain, 1, PROVLEDGER_ROLE="full"))
+    assert not (tmp_path / "home-1" / "node_key.pem").exists()
+
+
+def test_a_joining_organisations_full_node_keeps_its_own_key_and_follows_every_validator(
+    tmp_path: Path, chain: Path
+) -> None:
+    """A key genesis does not name: refused for a validator, kept by a full node (it votes
+    once governance adds it), never replaced on restart, and the Secret may not change."""
+    joining = tmp_path / "joining.pem"
+    key = PrivateKey.generate()
+    key.save(joining)
+    environ = environ_for(
+        tmp_path,
+        chain,
+        4,
+        PROVLEDGER_KEY=str(joining),
+        PROVLEDGER_ROLE="full",
+        PROVLEDGER_ADVERTISE="http://org-4-node-p2p:8900",
+    )
+    with pytest.raises(ContainerError, match="joins by governance runs with PROVLEDGER_ROLE=full"):
+        prepare_home({**environ, "PROVLEDGER_ROLE": "validator"})
+    settings = prepare_home(environ)
+    assert PrivateKey.load(settings.key_path).public_key == key.public_key
+    assert settings.key_path.stat().st_mode & 0o777 == 0o600
+    assert settings.peers == tuple(ADVERTISE.format(i=i) for i in range(4))
+    joining.unlink()  # the Secret may go once the key is in the volume
+    assert PrivateKey.load(prepare_home(environ).key_path).public_key == key.public_key
+    PrivateKey.generate().save(joining)
+    with pytest.raises(ContainerError, match="differs from the mounted"):
+        prepare_home(environ)
+    assert PrivateKey.load(settings.key_path).public_key == key.public_key
+
+
+def test_peer_keys_come_from_provledger_peer_keys(tmp_path: Path, chain: Path) -> None:
+    keys = [PrivateKey.generate().public_key.hex() for _ in range(2)]
+    settings = prepare_home(
+        environ_for(tmp_path, chain, 0, PROVLEDGER_PEER_KEYS=f" {keys[0]}, {keys[1].upper()} ")
+    )
+    assert settings.peer_keys == tuple(keys)
+    assert NodeSettings.load(settings.home).peer_keys == tuple(keys)
+    for bad in ("02abc", "zz" * 33, "04" + "11" * 32, keys[0][:-2]):
+        with pytest.raises(ContainerError, match=r"PROVLEDGER_PEER_KEYS: .* is not a public key"):
+            prepare_home(environ_for(tmp_path, chain, 0, PROVLEDGER_PEER_KEYS=bad))
+    owned = json.dumps({"peer_keys": keys})
+    with pytest.raises(ContainerError, match="set by other variables \\['peer_keys'\\]"):
+        prepare_home(environ_for(tmp_path, chain, 0, PROVLEDGER_SETTINGS=owned))
 
 
 def test_an_advertised_url_other_than_the_genesis_one_is_refused(
@@ -236,19 +287,15 @@ def solo_environ(tmp_path: Path, tls: bool) -> tuple[dict[str, str], int]:
     return environ, api
 
 
-@pytest.fixture(params=[False, True], ids=["http", "tls"])
-def started(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    """`entrypoint.sh` (start) for a one-validator chain on free loopback ports, serving
-    plain HTTP or, with the TLS component's settings, HTTPS."""
-    environ, api = solo_environ(tmp_path, tls=request.param)
-    log = (tmp_path / "node.out").open("w")
+@contextlib.contextmanager
+def entrypoint_process(environ: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[str]]:
+    """`entrypoint.sh` (start) with `environ`, its output in `log_path`; stopped at the end."""
+    log = log_path.open("w")
     process = subprocess.Popen(
         ["sh", str(ENTRYPOINT)], env=environ, stdout=log, stderr=subprocess.STDOUT, text=True
     )
     try:
-        yield process, api
+        yield process
     finally:
         log.close()
         process.send_signal(signal.SIGTERM)
@@ -257,6 +304,31 @@ def started(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def wait_ready(process: subprocess.Popen[str], url: str, verify: ssl.SSLContext | bool) -> None:
+    """Until `url`/readyz answers 200; fails if the process exits or after START_TIMEOUT_S."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    status = None
+    while status != 200:
+        assert process.poll() is None, f"the node exited with {process.returncode}"
+        assert time.monotonic() < deadline, f"/readyz never answered 200 (last {status})"
+        try:
+            status = httpx.get(f"{url}/readyz", timeout=2, verify=verify).status_code
+        except httpx.TransportError:
+            status = None
+        time.sleep(0.1)
+
+
+@pytest.fixture(params=[False, True], ids=["http", "tls"])
+def started(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """`entrypoint.sh` (start) for a one-validator chain on free loopback ports, serving
+    plain HTTP or, with the TLS component's settings, HTTPS."""
+    environ, api = solo_environ(tmp_path, tls=request.param)
+    with entrypoint_process(environ, tmp_path / "node.out") as process:
+        yield process, api
 
 
 @pytest.mark.cluster  # a real daemon process: the full run only
@@ -269,16 +341,7 @@ def test_start_execs_the_daemon_which_becomes_ready(
     verify: ssl.SSLContext | bool = (
         ssl.create_default_context(cafile=str(tmp_path / "solo" / "ca.pem")) if tls else True
     )
-    deadline = time.monotonic() + START_TIMEOUT_S
-    status = None
-    while status != 200:
-        assert process.poll() is None, f"the node exited with {process.returncode}"
-        assert time.monotonic() < deadline, f"/readyz never answered 200 (last {status})"
-        try:
-            status = httpx.get(f"{url}/readyz", timeout=2, verify=verify).status_code
-        except httpx.TransportError:
-            status = None
-        time.sleep(0.1)
+    wait_ready(process, url, verify)
     if tls:
         assert_served_like_the_manifests_expect(api, tmp_path / "solo" / "ca.pem")
     # The image's HEALTHCHECK (`python -m node.ops.container health`) finds it, either scheme.
@@ -288,6 +351,54 @@ def test_start_execs_the_daemon_which_becomes_ready(
     # The shell and the entry module replaced themselves: this pid is the daemon itself.
     cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")
     assert b"node.server" in cmdline, cmdline
+
+
+@pytest.mark.cluster  # two real daemon processes: the full run only
+def test_a_joining_full_node_certified_by_the_ca_follows_over_tls_and_becomes_ready(
+    tmp_path: Path,
+) -> None:
+    """The regulator's way (overlays/example-4-orgs/regulator): `node init` makes a full
+    node's key, `node certify` its certificate from the cluster CA; the entry point starts
+    it with PROVLEDGER_ROLE=full and the TLS component's settings, and the validator admits
+    it through PROVLEDGER_PEER_KEYS. It follows over TLS, serves its certificate for its own
+    key, and is ready though it holds a key and never votes."""
+    validator, api = solo_environ(tmp_path, tls=True)
+    cluster = tmp_path / "solo"
+    source = tmp_path / "made"
+    made = init_full_node(source, cluster / "genesis.json", [f"https://127.0.0.1:{api}"])
+    key = PrivateKey.load(made.key_path).public_key
+    certify_node(source, cluster)
+    full_api, full_p2p = free_port(), free_port()
+    full = {
+        **validator,
+        "PROVLEDGER_NAME": "regulator",
+        "PROVLEDGER_ROLE": "full",
+        "PROVLEDGER_HOME": str(tmp_path / "regulator"),
+        "PROVLEDGER_KEY": str(made.key_path),
+        "PROVLEDGER_PORT": str(full_api),
+        "PROVLEDGER_P2P_PORT": str(full_p2p),
+        # The solo genesis names port 8900 (cluster init's peer port); the validator listens
+        # on a free one.
+        "PROVLEDGER_PEERS": f"https://127.0.0.1:{validator['PROVLEDGER_P2P_PORT']}",
+        "PROVLEDGER_SETTINGS": json.dumps(
+            {"tls_cert": str(source / "tls_cert.pem"), "tls_ca": str(cluster / "ca.pem")}
+        ),
+    }
+    validator["PROVLEDGER_PEER_KEYS"] = key.hex()
+    ca = ssl.create_default_context(cafile=str(cluster / "ca.pem"))
+    with (
+        entrypoint_process(validator, tmp_path / "validator.out") as validator_process,
+        entrypoint_process(full, tmp_path / "regulator.out") as full_process,
+    ):
+        wait_ready(validator_process, f"https://127.0.0.1:{api}", ca)
+        wait_ready(full_process, f"https://127.0.0.1:{full_api}", ca)
+        status = httpx.get(f"https://127.0.0.1:{full_api}/v1/status", verify=ca).json()
+        assert status["validator"] is False and status["public_key"] == key.hex()
+        assert status["height"] >= 1
+        head = httpx.get(f"https://127.0.0.1:{api}/v1/status", verify=ca).json()
+        assert status["genesis_fingerprint"] == head["genesis_fingerprint"]
+        served = ssl.get_server_certificate(("127.0.0.1", full_api))
+        assert certificate_key(ssl.PEM_cert_to_DER_cert(served)) == key
 
 
 def scrape_metrics(api: int, context: ssl.SSLContext, server_name: str) -> httpx.Response:
@@ -331,23 +442,27 @@ def pod_home(
     the TLS Secret, its keys (tls.crt: the certificate of node `tls_from`, default i;
     ca.crt: the cluster CA) at their mount paths. Returns the pod's environment and the
     settings its entry point renders."""
-    statefulset = named(docs, "StatefulSet", f"org-{i}-node")
+    tls_home = chain / f"node-{i if tls_from is None else tls_from}"
+    return pod_home_of(docs, f"org-{i}", chain / f"node-{i}", tls_home, chain, mounts)
+
+
+def pod_home_of(
+    docs: list[dict[str, Any]], org: str, key_home: Path, tls_home: Path, chain: Path, mounts: Path
+) -> tuple[dict[str, str], NodeSettings]:
+    """`org`'s pod with the node key of `key_home`, the certificate of `tls_home` and the CA
+    of `chain` as its Secrets (see `pod_home`)."""
+    statefulset = named(docs, "StatefulSet", f"{org}-node")
     environ = pod_environ(statefulset)
     (configmap,) = [c for c in of_kind(docs, "ConfigMap") if "genesis.json" in c["data"]]
     genesis = mount(
         mounts, environ["PROVLEDGER_GENESIS"], configmap["data"]["genesis.json"].encode()
     )
-    key = mount(
-        mounts, environ["PROVLEDGER_KEY"], (chain / f"node-{i}" / "node_key.pem").read_bytes()
-    )
+    key = mount(mounts, environ["PROVLEDGER_KEY"], (key_home / "node_key.pem").read_bytes())
     volumes = {v["name"]: v for v in statefulset["spec"]["template"]["spec"]["volumes"]}
     mounted = {m["name"]: m["mountPath"] for m in container(statefulset)["volumeMounts"]}
     tls_secret = volumes["tls"]["secret"]
     if not tls_secret["optional"]:
-        files = {
-            "tls.crt": chain / f"node-{i if tls_from is None else tls_from}" / "tls_cert.pem",
-            "ca.crt": chain / "ca.pem",
-        }
+        files = {"tls.crt": tls_home / "tls_cert.pem", "ca.crt": chain / "ca.pem"}
         for item in tls_secret["items"]:
             mount(mounts, f"{mounted['tls']}/{item['path']}", files[item["key"]].read_bytes())
     settings = {
@@ -417,6 +532,18 @@ def test_every_organisation_of_the_tls_overlay_serves_a_certificate_for_its_node
         assert f"org-{i}-node-p2p" in hosts and "localhost" in hosts
         assert environ["PROVLEDGER_ADVERTISE"] == genesis.validators.validators[i].url
         assert settings.peers == tuple(TLS_ADVERTISE.format(i=j) for j in range(4) if j != i)
+    # The regulator, made as its kustomization says (node init, node certify --host).
+    made = tmp_path / "regulator"
+    init_full_node(made, chain / "genesis.json", [TLS_ADVERTISE.format(i=0)])
+    certify_node(made, chain, ["regulator-node-p2p"])
+    environ, rendered = pod_home_of(docs, "regulator", made, made, chain, tmp_path / "mounts-r")
+    settings = NodeSettings.load(rendered.home)
+    check_server_tls(settings)
+    key = PrivateKey.load(made / "node_key.pem").public_key
+    assert PrivateKey.load(settings.key_path).public_key == key
+    assert environ["PROVLEDGER_ROLE"] == "full" and genesis.validators.get(key) is None
+    assert settings.tls and settings.peers == tuple(TLS_ADVERTISE.format(i=j) for j in range(4))
+    assert settings.peer_keys == tuple(environ["PROVLEDGER_PEER_KEYS"].split())
 
 
 def test_a_tls_secret_with_another_organisations_certificate_stops_the_node(

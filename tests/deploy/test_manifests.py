@@ -27,6 +27,9 @@ from tests.deploy.conftest import (
     EXAMPLE,
     K8S,
     MONITORING,
+    NODES,
+    ORGS,
+    REGULATOR,
     container,
     copy_tree,
     kustomize,
@@ -39,7 +42,6 @@ from tests.deploy.conftest import (
 
 # The oldest Kubernetes minor still commonly run, and the newest the package knows.
 KUBERNETES_VERSIONS = ("1.29", kubernetes_validate.latest_version())
-ORGS = [f"org-{i}" for i in range(4)]
 CRD_KINDS = {"ServiceMonitor"}
 PROBES = ("startupProbe", "livenessProbe", "readinessProbe")
 TLS_FILES = {"tls_cert": "tls.crt", "tls_ca": "ca.crt"}
@@ -101,9 +103,9 @@ def test_the_service_monitor_validates_against_its_crd_model(example: list[dict[
 
 def test_one_single_pod_statefulset_per_organisation(example: list[dict[str, Any]]) -> None:
     statefulsets = of_kind(example, "StatefulSet")
-    assert sorted(s["metadata"]["name"] for s in statefulsets) == [f"{o}-node" for o in ORGS]
+    assert sorted(s["metadata"]["name"] for s in statefulsets) == [f"{o}-node" for o in NODES]
     selectors = set()
-    for org in ORGS:
+    for org in NODES:
         spec = named(example, "StatefulSet", f"{org}-node")["spec"]
         assert spec["replicas"] == 1
         assert spec["podManagementPolicy"] == "Parallel"
@@ -111,13 +113,13 @@ def test_one_single_pod_statefulset_per_organisation(example: list[dict[str, Any
         assert match["provledger.dev/org"] == org
         assert match.items() <= spec["template"]["metadata"]["labels"].items()
         selectors.add(tuple(sorted(match.items())))
-    assert len(selectors) == len(ORGS)
+    assert len(selectors) == len(NODES)
 
 
 def test_the_volume_holds_store_signer_state_and_key_and_secrets_are_mounted_read_only(
     example: list[dict[str, Any]],
 ) -> None:
-    for org in ORGS:
+    for org in NODES:
         statefulset = named(example, "StatefulSet", f"{org}-node")
         environ = pod_environ(statefulset)
         mounts = {m["name"]: m for m in container(statefulset)["volumeMounts"]}
@@ -205,9 +207,9 @@ def test_api_services_and_the_service_monitor_select_the_api_port_of_each_node(
     scraped = [
         s for s in of_kind(example, "Service") if wanted.items() <= s["metadata"]["labels"].items()
     ]
-    assert sorted(s["metadata"]["name"] for s in scraped) == [f"{o}-node-api" for o in ORGS]
+    assert sorted(s["metadata"]["name"] for s in scraped) == [f"{o}-node-api" for o in NODES]
     for org, service in zip(
-        ORGS, sorted(scraped, key=lambda s: s["metadata"]["name"]), strict=True
+        NODES, sorted(scraped, key=lambda s: s["metadata"]["name"]), strict=True
     ):
         (port,) = service["spec"]["ports"]
         assert port["name"] == monitor["spec"]["endpoints"][0]["port"] == "api"
@@ -264,7 +266,7 @@ def test_an_operator_can_change_the_number_of_organisations_and_the_storage_clas
     docs = render(overlay)
     validate_all(docs)
     statefulsets = of_kind(docs, "StatefulSet")
-    assert len(statefulsets) == 5
+    assert len(statefulsets) == 6  # five validators and the regulator's full node
     claims = [s["spec"]["volumeClaimTemplates"][0]["spec"] for s in statefulsets]
     assert {c["storageClassName"] for c in claims} == {"standard"}
     org4 = named(docs, "StatefulSet", "org-4-node")
@@ -346,7 +348,7 @@ def test_without_the_tls_component_nothing_tls_is_set(
     docs = render(BASE) if which == "base" else plain_example
     validate_all(docs)
     statefulsets = of_kind(docs, "StatefulSet")
-    assert len(statefulsets) == (1 if which == "base" else len(ORGS))
+    assert len(statefulsets) == (1 if which == "base" else len(NODES))
     for statefulset in statefulsets:
         node = container(statefulset)
         for probe in PROBES:
@@ -383,3 +385,60 @@ def test_the_tls_component_refuses_a_base_whose_environment_moved(tmp_path: Path
     assert done.returncode != 0
     assert "components/tls" in done.stderr, done.stderr
     assert "env/9/name failed" in done.stderr, done.stderr
+
+
+def test_the_regulator_is_a_full_node_whose_key_every_node_admits(
+    example: list[dict[str, Any]],
+) -> None:
+    """The regulator's pod runs PROVLEDGER_ROLE=full with its own Secrets and peer Service; its
+    key, which genesis does not name, is in every node's peer keys as the entry point renders
+    them; the validators stay validators."""
+    genesis = Genesis.load(EXAMPLE / "genesis.json")
+    regulator = named(example, "StatefulSet", f"{REGULATOR}-node")
+    environ = pod_environ(regulator)
+    assert environ["PROVLEDGER_ROLE"] == entry.FULL
+    (key,) = environ["PROVLEDGER_PEER_KEYS"].split()
+    assert genesis.validators.get(bytes.fromhex(key)) is None
+    volumes = {v["name"]: v for v in regulator["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["node-key"]["secret"] == {
+        "secretName": f"{REGULATOR}-node-key",
+        "defaultMode": 0o440,
+        "optional": True,
+    }
+    assert volumes["tls"]["secret"]["secretName"] == f"{REGULATOR}-tls"
+    assert environ["PROVLEDGER_ADVERTISE"] == f"https://{REGULATOR}-node-p2p:8900"
+    service = named(example, "Service", f"{REGULATOR}-node-p2p")
+    reached = [s for s in of_kind(example, "StatefulSet") if service_reaches(service, s)]
+    assert reached == [regulator]
+    assert container(regulator)["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    for statefulset in of_kind(example, "StatefulSet"):
+        node_environ = pod_environ(statefulset)
+        env = entry.ContainerEnv.from_environ(node_environ)
+        assert entry.render_settings(env, ()).peer_keys == (key,)
+        if statefulset is not regulator:
+            assert node_environ["PROVLEDGER_ROLE"] == entry.VALIDATOR
+
+
+def test_the_full_node_component_refuses_a_base_whose_environment_moved(tmp_path: Path) -> None:
+    """The component sets PROVLEDGER_ROLE by position; if the base's order changes, the build
+    fails instead of rewriting another variable."""
+    tree = copy_tree(tmp_path)
+    probe = tree / "probe"  # the base with only this component
+    probe.mkdir()
+    (probe / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        "resources: [../base]\ncomponents: [../components/full-node]\n"
+    )
+    assert pod_environ(named(render(probe), "StatefulSet", "node"))["PROVLEDGER_ROLE"] == "full"
+    statefulset = tree / "base" / "statefulset.yaml"
+    text = statefulset.read_text()
+    moved = "            - name: PROVLEDGER_ROLE\n              value: validator\n"
+    assert moved in text
+    statefulset.write_text(
+        text.replace(moved, "").replace(
+            "          startupProbe:", moved + "          startupProbe:", 1
+        )
+    )
+    done = kustomize(probe)
+    assert done.returncode != 0
+    assert "env/2" in done.stderr, done.stderr

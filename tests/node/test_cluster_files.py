@@ -13,12 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from typer.testing import CliRunner
 
 from ledger.crypto import PrivateKey
 from ledger.errors import Malformed
 from ledger.genesis import Genesis
 from node.cli import app
+from node.client.tls import certificate_key
 from node.config import NodeSettings
 from node.homelock import HomeLocked, acquire
 from node.ops.cluster import cluster_down
@@ -194,6 +197,53 @@ def test_node_init_command(tmp_path: Path) -> None:
     assert f"its node key is {node_key}" in result.output
     assert runner.invoke(app, [*args, "--peer", "http://127.0.0.1:8800"]).exit_code == 2
     assert runner.invoke(app, args).exit_code == 2
+
+
+def test_node_certify_command_gives_a_full_node_a_certificate_for_its_key(tmp_path: Path) -> None:
+    """How a full node joins a TLS chain: the cluster CA certifies its node key for its own
+    addresses and the host it will be proposed with, and the home serves TLS with it."""
+    cluster = tmp_path / "c"
+    init_cluster(cluster, 1, tls=True)
+    home = tmp_path / "joining"
+    init_full_node(home, cluster / "genesis.json", ["https://127.0.0.1:8900"])
+    args = ["node", "certify", "--home", str(home), "--ca-dir", str(cluster)]
+    result = runner.invoke(app, [*args, "--host", "org-4-node-p2p"])
+    assert result.exit_code == 0, result.output
+    settings = NodeSettings.load(home)
+    assert settings.tls and settings.tls_key == ""
+    assert (home / settings.tls_ca).read_bytes() == (cluster / "ca.pem").read_bytes()
+    assert settings.tls_cert_path is not None
+    certificate = x509.load_pem_x509_certificate(settings.tls_cert_path.read_bytes())
+    ca = x509.load_pem_x509_certificate((cluster / "ca.pem").read_bytes())
+    certificate.verify_directly_issued_by(ca)
+    key = PrivateKey.load(home / "node_key.pem").public_key
+    assert certificate_key(certificate.public_bytes(serialization.Encoding.DER)) == key
+    names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert {"org-4-node-p2p", "localhost"} <= set(names.get_values_for_type(x509.DNSName))
+    assert f"node key {key.hex()}" in result.output
+
+
+def test_node_certify_refuses_what_it_cannot_certify(tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    init_cluster(plain, 1)
+    home = tmp_path / "joining"
+    init_full_node(home, plain / "genesis.json", ["http://127.0.0.1:8900"])
+    cases = [
+        (home, plain, "cannot read the cluster CA"),
+        (tmp_path / "nowhere", plain, "cannot read node config"),
+    ]
+    tls = tmp_path / "tls"
+    init_cluster(tls, 1, tls=True)
+    keyless = tmp_path / "keyless"
+    NodeSettings(home=keyless).save()
+    cases.append((keyless, tls, "has no identity key yet"))
+    for target, ca_dir, message in cases:
+        result = runner.invoke(
+            app, ["node", "certify", "--home", str(target), "--ca-dir", str(ca_dir)]
+        )
+        assert result.exit_code == 2, result.output
+        assert message in " ".join(result.output.split()), result.output
+    assert not NodeSettings.load(home).tls and not (home / "tls_cert.pem").exists()
 
 
 HOLD_LOCK = (

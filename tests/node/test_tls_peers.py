@@ -287,7 +287,9 @@ def test_every_command_that_talks_to_a_node_takes_ca(command: list[str]) -> None
     assert "--node" in result.output and "--ca FILE" in result.output
 
 
-@pytest.mark.parametrize("command", [["keygen"], ["cluster", "init"], ["node", "init"]])
+@pytest.mark.parametrize(
+    "command", [["keygen"], ["cluster", "init"], ["node", "init"], ["node", "certify"]]
+)
 def test_commands_without_a_node_take_no_ca(command: list[str]) -> None:
     result = runner.invoke(cli_app, [*command, "--help"])
     assert result.exit_code == 0 and "--ca FILE" not in result.output
