@@ -39,8 +39,10 @@ Environment (all optional except `PROVLEDGER_NAME`):
 | `PROVLEDGER_P2P_PORT` | `8900` | peer listener port (`p2p_listen` = host:port) |
 | `PROVLEDGER_ADVERTISE` | | this node's peer URL; a validator's must equal its genesis URL |
 | `PROVLEDGER_PEERS` | every other genesis validator | peer URLs, separated by commas or spaces |
-| `PROVLEDGER_PEER_KEYS` | none | full nodes' keys (hex) let in besides validators (`peer_keys`) |
+| `PROVLEDGER_PEER_KEYS` | none | full nodes' keys (hex) let in besides validators (1) |
 | `PROVLEDGER_SETTINGS` | `{}` | JSON object of further `config.json` settings |
+
+(1) the setting `peer_keys`, which `PROVLEDGER_SETTINGS` may give instead (not both).
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ VARIABLES = (
     "PROVLEDGER_SETTINGS",
 )
 # Settings the environment variables own: PROVLEDGER_SETTINGS may not set them too.
-RENDERED = frozenset({"name", "host", "port", "peers", "p2p_listen", "peer_keys"})
+RENDERED = frozenset({"name", "host", "port", "peers", "p2p_listen"})
 
 
 class ContainerError(Exception):
@@ -105,7 +107,7 @@ class ContainerEnv:
     p2p_port: int
     advertise: str | None
     peers: tuple[str, ...] | None
-    peer_keys: tuple[str, ...]
+    peer_keys: tuple[str, ...] | None
     settings: dict[str, Any]
 
     @classmethod
@@ -118,6 +120,18 @@ class ContainerEnv:
         role = environ.get("PROVLEDGER_ROLE", VALIDATOR)
         if role not in (VALIDATOR, FULL):
             raise ContainerError(f"PROVLEDGER_ROLE={role!r}: use {VALIDATOR} or {FULL}")
+        settings = _settings(environ.get("PROVLEDGER_SETTINGS", "{}"))
+        peer_keys = environ.get("PROVLEDGER_PEER_KEYS")
+        if "peer_keys" in settings:
+            if peer_keys is not None:
+                raise ContainerError(
+                    "peer keys are set twice, by PROVLEDGER_PEER_KEYS and in "
+                    "PROVLEDGER_SETTINGS: keep one"
+                )
+            listed = settings.pop("peer_keys")
+            if not isinstance(listed, list) or not all(isinstance(k, str) for k in listed):
+                raise ContainerError("PROVLEDGER_SETTINGS: peer_keys is a list of hex keys")
+            peer_keys = " ".join(listed)
         return cls(
             name=name,
             role=role,
@@ -129,8 +143,8 @@ class ContainerEnv:
             p2p_port=_port(environ, "PROVLEDGER_P2P_PORT", P2P_PORT),
             advertise=advertise or None,
             peers=None if peers is None else _urls(peers),
-            peer_keys=_public_keys(environ.get("PROVLEDGER_PEER_KEYS", "")),
-            settings=_settings(environ.get("PROVLEDGER_SETTINGS", "{}")),
+            peer_keys=None if peer_keys is None else _public_keys(peer_keys),
+            settings=settings,
         )
 
 
@@ -196,48 +210,77 @@ def _write_private(path: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
-def _load_key(path: Path, what: str) -> PrivateKey:
+def _read(path: Path, what: str) -> bytes:
     try:
-        return PrivateKey.load(path)
+        return path.read_bytes()
+    except OSError as exc:
+        raise ContainerError(f"cannot read {what} {path}: {exc.strerror}") from exc
+
+
+def _parse_key(pem: bytes, path: Path, what: str) -> PrivateKey:
+    try:
+        return PrivateKey.from_pem(pem)
     except LedgerError as exc:
         raise ContainerError(f"{what} {path}: {exc}") from exc
 
 
-def install_genesis(env: ContainerEnv, home: NodeSettings) -> Genesis:
+@dataclass(frozen=True)
+class _Mounted:
+    """A mounted file read once: what is checked is what gets written."""
+
+    path: Path
+    data: bytes
+
+
+def check_genesis(env: ContainerEnv, home: NodeSettings) -> tuple[Genesis, _Mounted | None]:
+    """The mounted genesis, refused if the home holds another chain's; with its bytes to
+    write when the home has none yet (written by `prepare_home` once everything passed)."""
+    raw = _read(env.genesis, "genesis")
     try:
-        genesis = Genesis.load(env.genesis)
-    except LedgerError as exc:
+        genesis = Genesis.from_json(json.loads(raw))
+    except (ValueError, LedgerError) as exc:
         raise ContainerError(f"genesis {env.genesis}: {exc}") from exc
-    if home.genesis_path.exists():
-        try:
-            present = Genesis.load(home.genesis_path).hash()
-        except LedgerError as exc:
-            raise ContainerError(f"{home.genesis_path}: {exc}") from exc
-        if present != genesis.hash():
-            raise ContainerError(
-                f"{home.home} belongs to another chain (its genesis differs from {env.genesis}); "
-                "refusing to start a different chain on it"
-            )
-        return genesis
-    _write_private(home.genesis_path, env.genesis.read_bytes())
-    return genesis
+    if not home.genesis_path.exists():
+        return genesis, _Mounted(home.genesis_path, raw)
+    try:
+        present = Genesis.load(home.genesis_path).hash()
+    except LedgerError as exc:
+        raise ContainerError(f"{home.genesis_path}: {exc}") from exc
+    if present != genesis.hash():
+        raise ContainerError(
+            f"{home.home} belongs to another chain (its genesis differs from {env.genesis}); "
+            "refusing to start a different chain on it"
+        )
+    return genesis, None
 
 
-def install_key(env: ContainerEnv, home: NodeSettings, genesis: Genesis) -> PrivateKey | None:
-    """Copy the Secret's key into the home on first start; never replace a key in the home."""
-    mounted = _load_key(env.key, "node key") if env.key.exists() else None
+def check_key(
+    env: ContainerEnv, home: NodeSettings, genesis: Genesis
+) -> tuple[PrivateKey | None, _Mounted | None]:
+    """The node's key: the home's, or else the Secret's (with its bytes, to copy into the home
+    on first start); never a replacement for a key in the home. Refuses what is unsafe."""
+    mounted = None
+    if env.key.exists():
+        raw = _read(env.key, "node key")
+        mounted = (_parse_key(raw, env.key, "node key"), raw)
+    to_write = None
     if home.key_path.exists():
-        key = _load_key(home.key_path, "node key")
-        if mounted is not None and mounted.public_key != key.public_key:
+        key = _parse_key(_read(home.key_path, "node key"), home.key_path, "node key")
+        if mounted is not None and mounted[0].public_key != key.public_key:
             raise ContainerError(
                 f"the key in {home.key_path} differs from the mounted {env.key}; the home's "
                 "signer state belongs to its own key, so it is kept and the node does not "
                 "start: restore the original Secret or use a new volume"
             )
     elif mounted is not None:
-        key = mounted
+        key, to_write = mounted[0], _Mounted(home.key_path, mounted[1])
     elif env.role == FULL:
-        return None
+        if env.settings.get("tls_cert") and not env.settings.get("tls_key"):
+            raise ContainerError(
+                f"a full node serving TLS needs its key (the certificate is for it): none at "
+                f"{env.key} (the Secret) nor in {home.home}"
+            )
+        return None, None
     else:
         raise ContainerError(
             f"a validator needs its key: none at {env.key} (the Secret) nor in {home.home}"
@@ -254,9 +297,7 @@ def install_key(env: ContainerEnv, home: NodeSettings, genesis: Genesis) -> Priv
             "validator's: run it with PROVLEDGER_ROLE=validator (two pods signing with one "
             "key would equivocate)"
         )
-    if not home.key_path.exists():
-        _write_private(home.key_path, env.key.read_bytes())
-    return key
+    return key, to_write
 
 
 def peer_urls(env: ContainerEnv, genesis: Genesis, key: PrivateKey | None) -> tuple[str, ...]:
@@ -280,6 +321,9 @@ def peer_urls(env: ContainerEnv, genesis: Genesis, key: PrivateKey | None) -> tu
 
 def render_settings(env: ContainerEnv, peers: Sequence[str]) -> NodeSettings:
     host = f"[{env.host}]" if ":" in env.host else env.host
+    further: dict[str, Any] = dict(env.settings)
+    if env.peer_keys is not None:
+        further["peer_keys"] = env.peer_keys
     return NodeSettings(
         home=env.home,
         name=env.name,
@@ -287,21 +331,55 @@ def render_settings(env: ContainerEnv, peers: Sequence[str]) -> NodeSettings:
         port=env.port,
         peers=tuple(peers),
         p2p_listen=f"{host}:{env.p2p_port}",
-        peer_keys=env.peer_keys,
-        **env.settings,
+        **further,
     )
 
 
 def prepare_home(environ: Mapping[str, str]) -> NodeSettings:
     """Make the node home described by `environ`; return its settings (saved)."""
     env = ContainerEnv.from_environ(environ)
-    env.home.mkdir(parents=True, exist_ok=True)
     placeholder = NodeSettings(home=env.home)
-    genesis = install_genesis(env, placeholder)
-    key = install_key(env, placeholder, genesis)
+    genesis, new_genesis = check_genesis(env, placeholder)
+    key, new_key = check_key(env, placeholder, genesis)
     settings = render_settings(env, peer_urls(env, genesis, key))
+    # Everything passed: only now is anything written.
+    env.home.mkdir(parents=True, exist_ok=True)
+    for mounted in (new_genesis, new_key):
+        if mounted is not None:
+            _write_private(mounted.path, mounted.data)
     settings.save()
     return settings
+
+
+def _home_key(settings: NodeSettings) -> bytes | None:
+    if not settings.key_path.exists():
+        return None
+    return PrivateKey.load(settings.key_path).public_key
+
+
+def describe(settings: NodeSettings, environ: Mapping[str, str]) -> str:
+    """The node's role as the start line prints it."""
+    if environ.get("PROVLEDGER_ROLE", VALIDATOR) != FULL:
+        return "validator"
+    key = _home_key(settings)
+    if key is None:
+        return "full node"
+    return f"full node, key {key.hex()}: it votes once governance adds it"
+
+
+def warnings(settings: NodeSettings, environ: Mapping[str, str]) -> list[str]:
+    """What is allowed but likely a mistake: a full node's key missing from the peer keys
+    its own manifest lists (the example overlay gives every node the same list)."""
+    key = _home_key(settings)
+    if environ.get("PROVLEDGER_ROLE") != FULL or key is None or not settings.peer_keys:
+        return []
+    if key.hex() in settings.peer_keys:
+        return []
+    return [
+        f"this node's key {key.hex()} is not in PROVLEDGER_PEER_KEYS "
+        f"({', '.join(settings.peer_keys)}): the validators answer it only if their list has it "
+        "or an open add-validator proposal names it"
+    ]
 
 
 def healthy(environ: Mapping[str, str]) -> bool:
@@ -334,10 +412,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ContainerError, OSError) as exc:
         print(f"provledger: cannot prepare the node home: {exc}", file=sys.stderr)
         return 1
-    role = "full node" if os.environ.get("PROVLEDGER_ROLE") == FULL else "validator"
     print(
-        f"provledger: {settings.name} ({role}) home {settings.home}, peers {list(settings.peers)}"
+        f"provledger: {settings.name} ({describe(settings, os.environ)}) home {settings.home}, "
+        f"peers {list(settings.peers)}"
     )
+    for warning in warnings(settings, os.environ):
+        print(f"provledger: warning: {warning}", file=sys.stderr)
     if args == ["render"]:
         return 0
     sys.stdout.flush()

@@ -135,7 +135,7 @@ def test_a_key_that_is_not_a_validator_is_refused_and_not_copied(
     PrivateKey.generate().save(stranger)
     with pytest.raises(ContainerError, match="not a genesis validator"):
         prepare_home(environ_for(tmp_path, chain, 0, PROVLEDGER_KEY=str(stranger)))
-    assert not (tmp_path / "home-0" / "node_key.pem").exists()
+    assert not (tmp_path / "home-0").exists()  # nothing written, not even the genesis
 
 
 def test_a_validator_without_its_key_is_refused_a_full_node_follows_every_validator(
@@ -155,7 +155,24 @@ def test_a_full_node_refuses_a_genesis_validators_key(tmp_path: Path, chain: Pat
     """Two pods signing with one validator key would equivocate."""
     with pytest.raises(ContainerError, match=r"PROVLEDGER_ROLE=full but the node key .* genesis"):
         prepare_home(environ_for(tmp_path, chain, 1, PROVLEDGER_ROLE="full"))
-    assert not (tmp_path / "home-1" / "node_key.pem").exists()
+    assert not (tmp_path / "home-1").exists()
+    # Nor a validator's home restarted as a full node, the Secret gone.
+    prepare_home(environ_for(tmp_path, chain, 1))
+    gone = str(tmp_path / "absent.pem")
+    with pytest.raises(ContainerError, match=r"PROVLEDGER_ROLE=full but the node key .* genesis"):
+        prepare_home(environ_for(tmp_path, chain, 1, PROVLEDGER_ROLE="full", PROVLEDGER_KEY=gone))
+
+
+def test_a_full_node_serving_tls_needs_its_key(tmp_path: Path, chain: Path) -> None:
+    """Its certificate is for its key: without one it could only fail at start, in a loop."""
+    tls = json.dumps({"tls_cert": str(tmp_path / "tls.crt")})
+    environ = environ_for(
+        tmp_path, chain, 4, PROVLEDGER_ROLE="full", PROVLEDGER_KEY=str(tmp_path / "absent.pem")
+    )
+    with pytest.raises(ContainerError, match="a full node serving TLS needs its key"):
+        prepare_home({**environ, "PROVLEDGER_SETTINGS": tls})
+    assert not (tmp_path / "home-4").exists()
+    assert not prepare_home(environ).is_validator  # without TLS it follows with a peer key
 
 
 def test_a_joining_organisations_full_node_keeps_its_own_key_and_follows_every_validator(
@@ -198,9 +215,46 @@ def test_peer_keys_come_from_provledger_peer_keys(tmp_path: Path, chain: Path) -
     for bad in ("02abc", "zz" * 33, "04" + "11" * 32, keys[0][:-2]):
         with pytest.raises(ContainerError, match=r"PROVLEDGER_PEER_KEYS: .* is not a public key"):
             prepare_home(environ_for(tmp_path, chain, 0, PROVLEDGER_PEER_KEYS=bad))
-    owned = json.dumps({"peer_keys": keys})
-    with pytest.raises(ContainerError, match="set by other variables \\['peer_keys'\\]"):
-        prepare_home(environ_for(tmp_path, chain, 0, PROVLEDGER_SETTINGS=owned))
+    # PROVLEDGER_SETTINGS may still set them (as before the variable existed), not both.
+    in_settings = json.dumps({"peer_keys": keys[:1]})
+    older = prepare_home(environ_for(tmp_path, chain, 0, PROVLEDGER_SETTINGS=in_settings))
+    assert older.peer_keys == tuple(keys[:1])
+    both = environ_for(
+        tmp_path, chain, 0, PROVLEDGER_SETTINGS=in_settings, PROVLEDGER_PEER_KEYS=keys[1]
+    )
+    with pytest.raises(ContainerError, match="peer keys are set twice"):
+        prepare_home(both)
+
+
+def test_the_start_line_names_the_role_and_warns_of_a_full_node_nobody_admits(
+    tmp_path: Path, chain: Path
+) -> None:
+    joining = tmp_path / "joining.pem"
+    key = PrivateKey.generate()
+    key.save(joining)
+    other = PrivateKey.generate().public_key.hex()
+    environ = environ_for(
+        tmp_path,
+        chain,
+        4,
+        PROVLEDGER_ROLE="full",
+        PROVLEDGER_KEY=str(joining),
+        PROVLEDGER_PEER_KEYS=other,
+    )
+    settings = prepare_home(environ)
+    assert entry.describe(settings, environ) == (
+        f"full node, key {key.public_key.hex()}: it votes once governance adds it"
+    )
+    (warning,) = entry.warnings(settings, environ)
+    assert f"this node's key {key.public_key.hex()} is not in PROVLEDGER_PEER_KEYS" in warning
+    listed = {**environ, "PROVLEDGER_PEER_KEYS": f"{other} {key.public_key.hex()}"}
+    assert entry.warnings(prepare_home(listed), listed) == []
+    validator = environ_for(tmp_path, chain, 0, PROVLEDGER_PEER_KEYS=other)
+    assert entry.describe(prepare_home(validator), validator) == "validator"
+    assert entry.warnings(prepare_home(validator), validator) == []
+    done = run_entrypoint(environ, "render")
+    assert done.returncode == 0, done.stderr
+    assert "is not in PROVLEDGER_PEER_KEYS" in done.stderr
 
 
 def test_an_advertised_url_other_than_the_genesis_one_is_refused(

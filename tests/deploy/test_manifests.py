@@ -400,10 +400,11 @@ def test_the_regulator_is_a_full_node_whose_key_every_node_admits(
     (key,) = environ["PROVLEDGER_PEER_KEYS"].split()
     assert genesis.validators.get(bytes.fromhex(key)) is None
     volumes = {v["name"]: v for v in regulator["spec"]["template"]["spec"]["volumes"]}
+    # Required: over TLS the node serves a certificate for that key.
     assert volumes["node-key"]["secret"] == {
         "secretName": f"{REGULATOR}-node-key",
         "defaultMode": 0o440,
-        "optional": True,
+        "optional": False,
     }
     assert volumes["tls"]["secret"]["secretName"] == f"{REGULATOR}-tls"
     assert environ["PROVLEDGER_ADVERTISE"] == f"https://{REGULATOR}-node-p2p:8900"

@@ -237,6 +237,14 @@ def test_node_certify_refuses_what_it_cannot_certify(tmp_path: Path) -> None:
     keyless = tmp_path / "keyless"
     NodeSettings(home=keyless).save()
     cases.append((keyless, tls, "has no identity key yet"))
+    tls_home = tmp_path / "tls-joining"
+    init_full_node(tls_home, tls / "genesis.json", ["https://127.0.0.1:8900"])
+    for host in ("https://org-4-node-p2p:8900", "org-4:8900", "a/b"):
+        result = runner.invoke(
+            app, ["node", "certify", "--home", str(tls_home), "--ca-dir", str(tls), "--host", host]
+        )
+        assert result.exit_code == 2 and "neither an IP address nor a DNS name" in result.output
+    assert not NodeSettings.load(tls_home).tls
     for target, ca_dir, message in cases:
         result = runner.invoke(
             app, ["node", "certify", "--home", str(target), "--ca-dir", str(ca_dir)]

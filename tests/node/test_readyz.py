@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -83,6 +85,27 @@ def test_an_old_head_is_fine_when_idle_blocks_are_off_and_for_a_full_node_votes_
     assert not_ready_reason(ready_view(now_ms=10**12, idle_block_interval_ms=0)) is None
     assert not_ready_reason(ready_view(validator=False, last_signed_height=None)) is None
     assert not_ready_reason(ready_view(now_ms=1_000_000 + 50_000)) is None
+
+
+def test_a_key_the_current_set_does_not_name_is_judged_as_a_full_node() -> None:
+    """A joining organisation's node, or a removed validator, has a signer but no vote: it is
+    ready once caught up, however long ago it last signed (or never)."""
+
+    def service(in_set: bool) -> Any:
+        return SimpleNamespace(
+            replica=SimpleNamespace(signer=SimpleNamespace(state=None)),
+            core=SimpleNamespace(is_validator=in_set),
+            consensus_alive=True,
+            catching_up=False,
+            store=SimpleNamespace(height=5, head_time=1_000_000),
+            clock=lambda: 1_000_000,
+            settings=SimpleNamespace(idle_block_interval_ms=5_000),
+        )
+
+    outside = view_of(service(in_set=False))
+    assert not outside.validator and not_ready_reason(outside) is None
+    member = view_of(service(in_set=True))
+    assert member.validator and "has not voted" in str(not_ready_reason(member))
 
 
 def test_a_committing_validator_is_ready(node: RunningNode) -> None:
