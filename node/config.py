@@ -24,7 +24,19 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from ledger.crypto import check_public_key
 from ledger.errors import Malformed
+
+
+def parse_peer_key(text: str) -> bytes:
+    """One entry of `peer_keys`: a compressed P-256 public key in hex; Malformed if not."""
+    try:
+        return check_public_key(bytes.fromhex(text))
+    except (ValueError, Malformed) as exc:
+        raise Malformed(
+            f"peer_keys: {text!r} is not a public key (66 hex digits, compressed)"
+        ) from exc
+
 
 CONFIG_FILE = "config.json"
 GENESIS_FILE = "genesis.json"

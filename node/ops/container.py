@@ -57,10 +57,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ledger.crypto import PrivateKey, check_public_key
+from ledger.crypto import PrivateKey
 from ledger.errors import LedgerError, Malformed
 from ledger.genesis import Genesis
-from node.config import NodeSettings
+from node.config import NodeSettings, parse_peer_key
 from node.ops.homes import local_url
 
 DEFAULT_HOME = "/node"
@@ -167,11 +167,9 @@ def _public_keys(raw: str) -> tuple[str, ...]:
     keys = tuple(dict.fromkeys(k.lower() for k in raw.replace(",", " ").split()))
     for key in keys:
         try:
-            check_public_key(bytes.fromhex(key))
-        except (ValueError, Malformed):
-            raise ContainerError(
-                f"PROVLEDGER_PEER_KEYS: {key!r} is not a public key (66 hex digits, compressed)"
-            ) from None
+            parse_peer_key(key)
+        except Malformed as exc:
+            raise ContainerError(f"PROVLEDGER_PEER_KEYS: {exc}") from None
     return keys
 
 
@@ -226,7 +224,8 @@ def _parse_key(pem: bytes, path: Path, what: str) -> PrivateKey:
 
 @dataclass(frozen=True)
 class _Mounted:
-    """A mounted file read once: what is checked is what gets written."""
+    """A mounted file's bytes, read once, and where in the home they go: what was checked
+    is what gets written."""
 
     path: Path
     data: bytes
@@ -259,21 +258,19 @@ def check_key(
 ) -> tuple[PrivateKey | None, _Mounted | None]:
     """The node's key: the home's, or else the Secret's (with its bytes, to copy into the home
     on first start); never a replacement for a key in the home. Refuses what is unsafe."""
-    mounted = None
-    if env.key.exists():
-        raw = _read(env.key, "node key")
-        mounted = (_parse_key(raw, env.key, "node key"), raw)
+    mounted = _Mounted(home.key_path, _read(env.key, "node key")) if env.key.exists() else None
+    mounted_key = None if mounted is None else _parse_key(mounted.data, env.key, "node key")
     to_write = None
     if home.key_path.exists():
         key = _parse_key(_read(home.key_path, "node key"), home.key_path, "node key")
-        if mounted is not None and mounted[0].public_key != key.public_key:
+        if mounted_key is not None and mounted_key.public_key != key.public_key:
             raise ContainerError(
                 f"the key in {home.key_path} differs from the mounted {env.key}; the home's "
                 "signer state belongs to its own key, so it is kept and the node does not "
                 "start: restore the original Secret or use a new volume"
             )
-    elif mounted is not None:
-        key, to_write = mounted[0], _Mounted(home.key_path, mounted[1])
+    elif mounted_key is not None:
+        key, to_write = mounted_key, mounted
     elif env.role == FULL:
         if env.settings.get("tls_cert") and not env.settings.get("tls_key"):
             raise ContainerError(
@@ -335,8 +332,37 @@ def render_settings(env: ContainerEnv, peers: Sequence[str]) -> NodeSettings:
     )
 
 
-def prepare_home(environ: Mapping[str, str]) -> NodeSettings:
-    """Make the node home described by `environ`; return its settings (saved)."""
+@dataclass(frozen=True)
+class PreparedHome:
+    """A home made ready to start: its settings, the role it runs in and its key (if any)."""
+
+    settings: NodeSettings
+    role: str
+    key: bytes | None
+
+    def describe(self) -> str:
+        """The node's role as the start line prints it."""
+        if self.role != FULL:
+            return "validator"
+        if self.key is None:
+            return "full node"
+        return f"full node, key {self.key.hex()}: it votes once governance adds it"
+
+    def warnings(self) -> list[str]:
+        """What is allowed but likely a mistake: a full node's key missing from the peer keys
+        its own manifest lists (the example overlay gives every node the same list)."""
+        listed = self.settings.peer_keys
+        if self.role != FULL or self.key is None or not listed or self.key.hex() in listed:
+            return []
+        return [
+            f"this node's key {self.key.hex()} is not in PROVLEDGER_PEER_KEYS "
+            f"({', '.join(listed)}): the validators answer it only if their list has it or an "
+            "open add-validator proposal names it"
+        ]
+
+
+def prepare(environ: Mapping[str, str]) -> PreparedHome:
+    """Make the node home described by `environ` (settings saved)."""
     env = ContainerEnv.from_environ(environ)
     placeholder = NodeSettings(home=env.home)
     genesis, new_genesis = check_genesis(env, placeholder)
@@ -348,38 +374,12 @@ def prepare_home(environ: Mapping[str, str]) -> NodeSettings:
         if mounted is not None:
             _write_private(mounted.path, mounted.data)
     settings.save()
-    return settings
+    return PreparedHome(settings, env.role, None if key is None else key.public_key)
 
 
-def _home_key(settings: NodeSettings) -> bytes | None:
-    if not settings.key_path.exists():
-        return None
-    return PrivateKey.load(settings.key_path).public_key
-
-
-def describe(settings: NodeSettings, environ: Mapping[str, str]) -> str:
-    """The node's role as the start line prints it."""
-    if environ.get("PROVLEDGER_ROLE", VALIDATOR) != FULL:
-        return "validator"
-    key = _home_key(settings)
-    if key is None:
-        return "full node"
-    return f"full node, key {key.hex()}: it votes once governance adds it"
-
-
-def warnings(settings: NodeSettings, environ: Mapping[str, str]) -> list[str]:
-    """What is allowed but likely a mistake: a full node's key missing from the peer keys
-    its own manifest lists (the example overlay gives every node the same list)."""
-    key = _home_key(settings)
-    if environ.get("PROVLEDGER_ROLE") != FULL or key is None or not settings.peer_keys:
-        return []
-    if key.hex() in settings.peer_keys:
-        return []
-    return [
-        f"this node's key {key.hex()} is not in PROVLEDGER_PEER_KEYS "
-        f"({', '.join(settings.peer_keys)}): the validators answer it only if their list has it "
-        "or an open add-validator proposal names it"
-    ]
+def prepare_home(environ: Mapping[str, str]) -> NodeSettings:
+    """Make the node home described by `environ`; return its settings (saved)."""
+    return prepare(environ).settings
 
 
 def healthy(environ: Mapping[str, str]) -> bool:
@@ -408,15 +408,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("usage: python -m node.ops.container [start|render|health]", file=sys.stderr)
         return 2
     try:
-        settings = prepare_home(os.environ)
+        prepared = prepare(os.environ)
     except (ContainerError, OSError) as exc:
         print(f"provledger: cannot prepare the node home: {exc}", file=sys.stderr)
         return 1
+    settings = prepared.settings
     print(
-        f"provledger: {settings.name} ({describe(settings, os.environ)}) home {settings.home}, "
+        f"provledger: {settings.name} ({prepared.describe()}) home {settings.home}, "
         f"peers {list(settings.peers)}"
     )
-    for warning in warnings(settings, os.environ):
+    for warning in prepared.warnings():
         print(f"provledger: warning: {warning}", file=sys.stderr)
     if args == ["render"]:
         return 0

@@ -14,6 +14,7 @@ Keys are ECDSA P-256, like every key of the ledger; signatures SHA-256.
 from __future__ import annotations
 
 import ipaddress
+import re
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -53,14 +54,27 @@ def _name(common_name: str) -> x509.Name:
     )
 
 
+_DNS_LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
+
+
 def subject_alt_names(hosts: Iterable[str]) -> list[x509.GeneralName]:
-    """IP addresses as IP entries, everything else as DNS names; duplicates once."""
+    """IP addresses as IP entries, DNS names (labels of letters, digits, hyphens and
+    underscores) as DNS entries; duplicates once. Anything else, a URL or `host:port` say,
+    is refused (TlsSetupError) rather than certified as a name nobody connects to."""
     names: list[x509.GeneralName] = []
     for host in dict.fromkeys(h.strip("[]").lower() for h in hosts if h not in WILDCARD_HOSTS):
         try:
             names.append(x509.IPAddress(ipaddress.ip_address(host)))
+            continue
         except ValueError:
-            names.append(x509.DNSName(host))
+            pass
+        labels = host.rstrip(".").split(".")
+        if len(host) > 253 or not all(_DNS_LABEL.fullmatch(label) for label in labels):
+            raise TlsSetupError(
+                f"{host!r} is neither an IP address nor a DNS name (give a host, without "
+                "scheme or port)"
+            )
+        names.append(x509.DNSName(host))
     return names
 
 

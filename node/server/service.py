@@ -26,12 +26,12 @@ from consensus.messages import Evidence, Message, Proposal, decode_message, enco
 from ledger import crypto
 from ledger.blocks import Block
 from ledger.crypto import PrivateKey
-from ledger.errors import Conflict, LedgerError, Malformed
+from ledger.errors import Conflict, LedgerError
 from ledger.events import SignedEvent
 from ledger.genesis import Genesis
 from ledger.store import Execution
 from node.clock import now_ms
-from node.config import NodeSettings
+from node.config import NodeSettings, parse_peer_key
 from node.server.driver import Committed, Dropped, Outcome
 from node.server.errors import CommitTimeout, MempoolFull, NotCaughtUp
 from node.server.evidence import EvidenceLog
@@ -101,11 +101,7 @@ def replica_limits(settings: NodeSettings, genesis: Genesis) -> ReplicaLimits:
 def peer_keys(settings: NodeSettings, genesis: Genesis) -> frozenset[bytes]:
     """Who may use the peer protocol: the genesis validators and the configured full nodes."""
     keys = {v.public_key for v in genesis.validators.validators}
-    for text in settings.peer_keys:
-        try:
-            keys.add(crypto.check_public_key(bytes.fromhex(text)))
-        except (ValueError, Malformed) as exc:
-            raise Malformed(f"peer_keys: {text!r} is not a public key (66 hex digits)") from exc
+    keys.update(parse_peer_key(text) for text in settings.peer_keys)
     return frozenset(keys)
 
 

@@ -241,17 +241,18 @@ def test_the_start_line_names_the_role_and_warns_of_a_full_node_nobody_admits(
         PROVLEDGER_KEY=str(joining),
         PROVLEDGER_PEER_KEYS=other,
     )
-    settings = prepare_home(environ)
-    assert entry.describe(settings, environ) == (
+    prepared = entry.prepare(environ)
+    assert prepared.describe() == (
         f"full node, key {key.public_key.hex()}: it votes once governance adds it"
     )
-    (warning,) = entry.warnings(settings, environ)
+    (warning,) = prepared.warnings()
     assert f"this node's key {key.public_key.hex()} is not in PROVLEDGER_PEER_KEYS" in warning
     listed = {**environ, "PROVLEDGER_PEER_KEYS": f"{other} {key.public_key.hex()}"}
-    assert entry.warnings(prepare_home(listed), listed) == []
-    validator = environ_for(tmp_path, chain, 0, PROVLEDGER_PEER_KEYS=other)
-    assert entry.describe(prepare_home(validator), validator) == "validator"
-    assert entry.warnings(prepare_home(validator), validator) == []
+    assert entry.prepare(listed).warnings() == []
+    keyless = {**environ, "PROVLEDGER_HOME": str(tmp_path / "keyless"), "PROVLEDGER_KEY": "/no"}
+    assert entry.prepare(keyless).describe() == "full node"
+    validator = entry.prepare(environ_for(tmp_path, chain, 0, PROVLEDGER_PEER_KEYS=other))
+    assert validator.describe() == "validator" and validator.warnings() == []
     done = run_entrypoint(environ, "render")
     assert done.returncode == 0, done.stderr
     assert "is not in PROVLEDGER_PEER_KEYS" in done.stderr

@@ -16,9 +16,13 @@ import pytest
 
 from ledger import codec, crypto
 from ledger.crypto import PrivateKey
+from ledger.errors import Malformed
 from node.clock import now_ms
+from node.config import NodeSettings
+from node.ops.homes import init_cluster
 from node.server import peer_auth
 from node.server.peer_auth import PeerAuthenticator, sign_request
+from node.server.service import peer_keys
 from node.wire import (
     MAX_PEER_MESSAGES,
     MAX_PUBLIC_BATCH,
@@ -170,3 +174,16 @@ def test_refused_peer_requests_are_counted_in_metrics(node: RunningNode) -> None
     (line,) = [x for x in metrics.splitlines() if x.startswith("provledger_peer_requests_refused ")]
     assert float(line.split()[1]) >= 1
     assert "provledger_consensus_inbox_dropped " in metrics
+
+
+def test_the_peer_keys_setting_admits_valid_keys_and_refuses_the_rest(tmp_path: Path) -> None:
+    """`peer_keys` (config.json, or PROVLEDGER_PEER_KEYS in a container) adds full nodes to
+    the genesis validators; an entry that is no compressed P-256 key stops the node."""
+    genesis = init_cluster(tmp_path / "c", 1)
+    full = PrivateKey.generate().public_key
+    settings = NodeSettings(home=tmp_path, peer_keys=(full.hex(),))
+    admitted = peer_keys(settings, genesis)
+    assert admitted == {full, *(v.public_key for v in genesis.validators.validators)}
+    for bad in ("02abc", "zz" * 33, "04" + "11" * 32):
+        with pytest.raises(Malformed, match=r"peer_keys: .* is not a public key"):
+            peer_keys(NodeSettings(home=tmp_path, peer_keys=(bad,)), genesis)

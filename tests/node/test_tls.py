@@ -39,6 +39,7 @@ from node.ops.tls import (
     CertificateAuthority,
     TlsSetupError,
     certificate_pem,
+    subject_alt_names,
 )
 
 
@@ -82,6 +83,17 @@ def test_a_certificate_needs_a_host_and_a_p256_key() -> None:
         ca.issue(PrivateKey.generate().public_key, ["0.0.0.0"], "n")
     with pytest.raises(TlsSetupError, match="cannot certify"):
         ca.issue(b"\x02" + b"\xff" * 32, ["localhost"], "n")
+
+
+@pytest.mark.parametrize("host", ["https://org-4:8900", "org-4:8900", "a/b", "-x", "a..b"])
+def test_a_certificate_names_hosts_only(host: str) -> None:
+    """A URL or host:port would be certified as a name nobody connects to."""
+    ca = CertificateAuthority.create("test CA")
+    key = PrivateKey.generate().public_key
+    with pytest.raises(TlsSetupError, match="neither an IP address nor a DNS name"):
+        ca.issue(key, ["localhost", host], "n")
+    names = subject_alt_names(["org_4.example", "::1", "[::1]", "LOCALHOST", "localhost"])
+    assert [str(n.value) for n in names] == ["org_4.example", "::1", "localhost"]
 
 
 def test_the_ca_is_saved_once_and_loaded_back(tmp_path: Path) -> None:
