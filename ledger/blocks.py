@@ -9,6 +9,7 @@ needs only the validator set.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, TypeVar
 
 from ledger import codec, crypto, merkle
@@ -446,8 +447,14 @@ class Block:
         """Whether these are the events the header's `events_root` commits to.
 
         The block hash covers only the header, so a block travelling with the right header
-        and other events is not the block that hash names.
+        and other events is not the block that hash names. Judged once per Block object (it
+        is immutable): consensus asks at every rule that reads valid(v), and the answer costs
+        a hash per event.
         """
+        return self._events_match_header
+
+    @cached_property
+    def _events_match_header(self) -> bool:
         leaves = [merkle.leaf_hash(envelope) for envelope in self.events]
         return merkle.root_from_leaf_hashes(leaves) == self.header.events_root
 

@@ -35,6 +35,7 @@ from node.config import NodeSettings, parse_peer_key
 from node.server.driver import Committed, Dropped, Outcome
 from node.server.errors import CommitTimeout, MempoolFull, NotCaughtUp
 from node.server.evidence import EvidenceLog
+from node.server.heap import start_periodic_trim
 from node.server.inbox import ConsensusInbox
 from node.server.membership import Membership
 from node.server.p2p import Network
@@ -216,6 +217,9 @@ class NodeService:
             asyncio.create_task(self._ticker(), name="ticker"),
             asyncio.create_task(self.sync.run(), name="sync"),
         ]
+        trimming = start_periodic_trim()
+        if trimming is not None:
+            self._tasks.append(trimming)
         self.put(cc.Start(now=self.clock()))
         if self.store.height == 0:
             # The first block is produced at once so that a new chain proves itself live.

@@ -924,6 +924,26 @@ def test_events_match_header_binds_the_events_to_the_header() -> None:
     assert not Block(header, events[:2]).events_match_header()
 
 
+def test_a_block_hashes_its_events_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Consensus asks valid(v) at several rules per input: the events root is computed once
+    per Block object, and the answer stays the same."""
+    events = (b"one", b"two", b"three")
+    root = merkle.root_from_leaf_hashes([merkle.leaf_hash(e) for e in events])
+    good = Block(make_header(events_root=root, tree_size=3), events)
+    swapped = Block(good.header, events[::-1])
+    hashed: list[bytes] = []
+    leaf_hash = merkle.leaf_hash
+
+    def counting(envelope: bytes) -> bytes:
+        hashed.append(envelope)
+        return leaf_hash(envelope)
+
+    monkeypatch.setattr(merkle, "leaf_hash", counting)
+    assert [good.events_match_header() for _ in range(3)] == [True] * 3
+    assert [swapped.events_match_header() for _ in range(3)] == [False] * 3
+    assert hashed == list(events) + list(events[::-1])
+
+
 # --- governance fields: operator keys and the next set's hash (issue 17) -----------------------
 
 

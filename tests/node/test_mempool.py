@@ -294,3 +294,38 @@ def test_take_respects_the_block_byte_budget(chain: tuple[ChainBuilder, PrivateK
     assert ids(pool.take(100, two)) == ids(admitted[:2])
     assert ids(pool.take(100, two - 1)) == ids(admitted[:1])
     assert pool.take(100, 0) == []
+
+
+def test_a_key_stays_pending_while_another_pending_event_wrote_it(
+    chain: tuple[ChainBuilder, PrivateKey],
+) -> None:
+    """Two pending grants on one (dataset, grantee) pair write its grant count. Dropping one
+    keeps the other's writes in the overlay; dropping both empties it."""
+    builder, registrar = chain
+    alice, bob = PrivateKey.generate(), PrivateKey.generate()
+    dataset = os.urandom(32)
+    setup = builder.append([admit(builder, registrar, alice), admit(builder, registrar, bob)])
+    assert setup.rejected == ()
+    assert builder.append([register(builder, alice, dataset)]).rejected == ()
+    pool = Mempool(builder.store, 100, 1 << 20)
+
+    def grant(purpose: str) -> events.SignedEvent:
+        return builder.ev(
+            alice,
+            events.Grant,
+            dataset=dataset,
+            to=bob.public_key,
+            purposes=[purpose],
+            reshare=False,
+        )
+
+    first, second = grant("x"), grant("y")
+    pool.admit(first, builder.now)
+    pool.admit(second, builder.now)
+    shared = set(pool._keys_of[first.event_id]) & set(pool._keys_of[second.event_id])
+    assert shared
+    pool.drop([(first, RuleViolation("dropped by a block's execution"))])
+    assert ids(pool.take(10, ANY_SIZE)) == [second.event_id]
+    assert pool.overlay_keys == len(pool._keys_of[second.event_id])
+    pool.drop([(second, RuleViolation("dropped by a block's execution"))])
+    assert len(pool) == 0 and pool.overlay_keys == 0
