@@ -52,7 +52,7 @@ import os
 import ssl
 import sys
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -121,9 +121,10 @@ class ContainerEnv:
         if role not in (VALIDATOR, FULL):
             raise ContainerError(f"PROVLEDGER_ROLE={role!r}: use {VALIDATOR} or {FULL}")
         settings = _settings(environ.get("PROVLEDGER_SETTINGS", "{}"))
-        peer_keys = environ.get("PROVLEDGER_PEER_KEYS")
+        variable = environ.get("PROVLEDGER_PEER_KEYS")
+        listed: list[str] | None = None if variable is None else variable.replace(",", " ").split()
         if "peer_keys" in settings:
-            if peer_keys is not None:
+            if listed is not None:
                 raise ContainerError(
                     "peer keys are set twice, by PROVLEDGER_PEER_KEYS and in "
                     "PROVLEDGER_SETTINGS: keep one"
@@ -131,7 +132,6 @@ class ContainerEnv:
             listed = settings.pop("peer_keys")
             if not isinstance(listed, list) or not all(isinstance(k, str) for k in listed):
                 raise ContainerError("PROVLEDGER_SETTINGS: peer_keys is a list of hex keys")
-            peer_keys = " ".join(listed)
         return cls(
             name=name,
             role=role,
@@ -143,7 +143,7 @@ class ContainerEnv:
             p2p_port=_port(environ, "PROVLEDGER_P2P_PORT", P2P_PORT),
             advertise=advertise or None,
             peers=None if peers is None else _urls(peers),
-            peer_keys=None if peer_keys is None else _public_keys(peer_keys),
+            peer_keys=None if listed is None else _public_keys(listed),
             settings=settings,
         )
 
@@ -163,8 +163,8 @@ def _urls(raw: str) -> tuple[str, ...]:
     return urls
 
 
-def _public_keys(raw: str) -> tuple[str, ...]:
-    keys = tuple(dict.fromkeys(k.lower() for k in raw.replace(",", " ").split()))
+def _public_keys(listed: Iterable[str]) -> tuple[str, ...]:
+    keys = tuple(dict.fromkeys(k.lower() for k in listed))
     for key in keys:
         try:
             parse_peer_key(key)

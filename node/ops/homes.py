@@ -254,11 +254,10 @@ def certify_node(home: str | Path, ca_dir: str | Path, hosts: Sequence[str] = ()
             f"{settings.home} has no identity key yet ({settings.identity_key_path.name}): "
             "make the home with `provledger node init`"
         )
+    ca = Path(ca_dir)
     try:
-        authority = CertificateAuthority.load(Path(ca_dir))
-        settings = certify_home(
-            authority, Path(ca_dir) / CA_FILE, settings, peer_public_key(settings), hosts
-        )
+        authority = CertificateAuthority.load(ca)
+        settings = certify_home(authority, ca / CA_FILE, settings, peer_public_key(settings), hosts)
     except TlsSetupError as exc:
         raise ClusterError(str(exc)) from exc
     settings.save()

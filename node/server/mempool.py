@@ -46,7 +46,7 @@ class Mempool:
         self._events: OrderedDict[bytes, SignedEvent] = OrderedDict()
         self._by_envelope: dict[bytes, SignedEvent] = {}
         self._keys_of: dict[bytes, tuple[bytes, ...]] = {}
-        self._writers: dict[bytes, int] = {}
+        self._writer_counts: dict[bytes, int] = {}
         self._window_checked_at = 0
         self._times: list[tuple[int, bytes]] = []
         self._bytes = 0
@@ -103,9 +103,9 @@ class Mempool:
         self._bytes += len(event.envelope)
         self._keys_of[event.event_id] = keys
         heapq.heappush(self._times, (event.body.time, event.event_id))
-        writers = self._writers
+        counts = self._writer_counts
         for key in keys:
-            writers[key] = writers.get(key, 0) + 1
+            counts[key] = counts.get(key, 0) + 1
 
     def _remove(self, event_id: bytes) -> SignedEvent | None:
         """Forget a pending event; keys nobody pending still writes leave the overlay."""
@@ -114,13 +114,13 @@ class Mempool:
             return None
         del self._by_envelope[event.envelope]
         self._bytes -= len(event.envelope)
-        writers = self._writers
+        counts = self._writer_counts
         for key in self._keys_of.pop(event_id):
-            left = writers[key] - 1
+            left = counts[key] - 1
             if left:
-                writers[key] = left
+                counts[key] = left
             else:
-                del writers[key]
+                del counts[key]
                 self._pending.writes.pop(key, None)
         return event
 
@@ -152,7 +152,7 @@ class Mempool:
         if not self._events:
             self._pending = self.store.state()
             return []
-        overlapping = any(key in self._writers for key in written)
+        overlapping = any(key in self._writer_counts for key in written)
         if overlapping or self._aged_out(now):
             return self._recheck(now)
         return []
@@ -183,7 +183,7 @@ class Mempool:
         self._events.clear()
         self._by_envelope.clear()
         self._keys_of.clear()
-        self._writers.clear()
+        self._writer_counts.clear()
         self._times.clear()
         self._bytes = 0
         self._pending = self.store.state()
