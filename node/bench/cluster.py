@@ -37,7 +37,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -47,7 +47,8 @@ import plyvel
 from ledger import crypto
 from node.bench import httpbound, loadgen
 from node.bench.anatomy import Totals, anatomy, anatomy_rows, histogram_totals
-from node.bench.floor import FLOOR_EVENTS, floor_rows, ledger_floor
+from node.bench.calls import c_calls_floor
+from node.bench.floor import FLOOR_EVENTS, core_budget, floor_rows, ledger_floor
 from node.bench.ledger import bench_register
 from node.client import AsyncNodeClient, ClientError
 from node.clock import now_ms
@@ -505,6 +506,7 @@ def bench_cluster(
         **http_bound(base_port + 90),
     }
     results["floor"] = ledger_floor(floor_events)
+    results["floor"]["c_calls_ms_per_event"] = c_calls_floor(floor_events)["ms_per_event"]
     require_free_ports(base_port, nodes)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         root = Path(tmp) / "cluster"
@@ -558,6 +560,9 @@ def bench_cluster(
             3,
         ),
     }
+    results["core_budget"] = asdict(
+        core_budget(results["floor"], results["cpu_ms_per_event_per_node"])
+    )
     return results
 
 
@@ -1059,6 +1064,7 @@ def bench_single(
         )
     results["bounds"] = bounds
     results["floor"] = ledger_floor(floor_events)
+    results["floor"]["c_calls_ms_per_event"] = c_calls_floor(floor_events)["ms_per_event"]
     require_free_ports(base_port, nodes)
     latency_events = latency_events or max(2_000, int(rate * 5))
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
@@ -1141,6 +1147,9 @@ def bench_single(
                 results["single"]["requests_per_s"] / bounds[name], 3
             )
     results["ratios"] = ratios
+    results["core_budget"] = asdict(
+        core_budget(results["floor"], results["batched"]["cpu_ms_per_event_per_node"])
+    )
     return results
 
 

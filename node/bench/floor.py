@@ -12,7 +12,9 @@ cluster's figure).
 Its use is the ceiling it sets. The batch path's share of the signature bound is at most
 `signature / total` of this floor: that is the share with every node's CPU spent on the
 core and on nothing else. The cluster's CPU per event per node, beside it, says how much
-the rest of the node adds.
+the rest of the node adds. Both together give the core's budget (`core_budget`): what the
+core's work besides the signature may cost for the batch path to reach `BATCH_TARGET` with
+the rest of the node as it was measured in the same run.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ FLOOR_EVENTS = 8_000
 FLOOR_BLOCK_EVENTS = 2_000
 """About the blocks the batch run makes on two cores (2,000-3,000 events)."""
 FLOOR_SIGNERS = 8
+BATCH_TARGET = 0.50
+"""Issue 16's target for the batch path: this share of the verify bound."""
 PHASES = ("decode", "signature", "admission_rules", "execution", "append")
 
 T = TypeVar("T")
@@ -52,7 +56,8 @@ class _Clock:
         return result
 
 
-def _envelopes(count: int) -> list[bytes]:
+def register_envelopes(count: int) -> list[bytes]:
+    """`count` signed register envelopes by `FLOOR_SIGNERS` keys, each of a new dataset."""
     keys = [PrivateKey.generate() for _ in range(FLOOR_SIGNERS)]
     return [
         bench_register(keys[i % FLOOR_SIGNERS], CHAIN_ID, EVENT_TIME, f"floor dataset {i}").envelope
@@ -129,7 +134,7 @@ def ledger_floor(
     """CPU ms per event of each phase, their total, and the ceiling the signature's share
     of it sets on the batch path (a fraction of the verify bound)."""
     keys, genesis = make_genesis()
-    envelopes = _envelopes(events_total)
+    envelopes = register_envelopes(events_total)
     clock = _Clock(dict.fromkeys(PHASES, 0.0))
     with tempfile.TemporaryDirectory() as tmp, Store(tmp, genesis) as store:
         for start in range(0, events_total, block_events):
@@ -153,10 +158,77 @@ def over_floor(floor: dict[str, Any], cpu_ms_per_event_per_node: Sequence[float]
     return round(mean / floor["total_ms"] - 1, 3)
 
 
+@dataclass(frozen=True)
+class CoreBudget:
+    """What the batch path's share could be with another core, the rest as measured: each
+    node's CPU per event is the signature, the core's other work, and the cluster's CPU over
+    the floor (HTTP, gossip, consensus, mempool, kernel; over a long run also what a longer
+    chain adds, the floor's chain being short)."""
+
+    rest_ms: float
+    """The cluster's CPU per event per node beyond the floor (never below 0)."""
+    share_with_free_core: float
+    """The share if the core's work besides the signature cost nothing."""
+    core_ms: float
+    """The core's work besides the signature, now."""
+    budget_ms: float
+    """What that work may cost for `BATCH_TARGET` (negative: out of reach at any cost)."""
+    calls_ms: float | None
+    """The core's calls into C alone (`node.bench.calls`), when measured."""
+
+
+def core_budget(floor: dict[str, Any], cpu_ms_per_event_per_node: Sequence[float]) -> CoreBudget:
+    """The share is `signature / node CPU`, as the ceiling's is `signature / floor`."""
+    signature = floor["ms_per_event"]["signature"]
+    mean = sum(cpu_ms_per_event_per_node) / len(cpu_ms_per_event_per_node)
+    rest = max(0.0, mean - floor["total_ms"])
+    return CoreBudget(
+        rest_ms=rest,
+        share_with_free_core=signature / (signature + rest),
+        core_ms=floor["total_ms"] - signature,
+        budget_ms=signature / BATCH_TARGET - signature - rest,
+        calls_ms=floor.get("c_calls_ms_per_event"),
+    )
+
+
+def _calls_row(budget: CoreBudget) -> list[tuple[str, str]]:
+    calls = budget.calls_ms
+    if calls is None:
+        return []
+    if budget.budget_ms <= 0 or calls > budget.budget_ms:
+        verdict = "over the budget: no core in Python fits it"
+    else:
+        verdict = (
+            f"{budget.budget_ms - calls:.4f} ms left for all the Python around them "
+            f"(now {budget.core_ms - calls:.4f})"
+        )
+    return [("  the core's C calls alone", f"{calls:.4f} ms per event, {verdict}")]
+
+
+def _budget_rows(budget: CoreBudget) -> list[tuple[str, str]]:
+    if budget.budget_ms <= 0:
+        verdict = "none: the cluster's CPU over the floor alone is over it"
+    else:
+        verdict = (
+            f"{budget.budget_ms:.4f} ms per event, now {budget.core_ms:.4f} "
+            f"({budget.core_ms / budget.budget_ms:.1f}x it)"
+        )
+    return [
+        (
+            "  share with the core's other work free",
+            f"{budget.share_with_free_core:.1%} (signature / (signature + the cluster's CPU "
+            f"over the floor, {budget.rest_ms:.4f} ms))",
+        ),
+        (f"  core budget for {BATCH_TARGET:.0%}", f"{verdict}: decode, rules, map, append"),
+        *_calls_row(budget),
+    ]
+
+
 def floor_rows(
     floor: dict[str, Any], cpu_ms_per_event_per_node: Sequence[float]
 ) -> list[tuple[str, str]]:
-    """The floor, its ceiling and the cluster's CPU over it, as printed rows."""
+    """The floor, its ceiling, the cluster's CPU over it and what the core may cost for the
+    batch target, as printed rows."""
     phases = ", ".join(
         f"{phase.replace('_', ' ')} {ms:.4f}" for phase, ms in floor["ms_per_event"].items()
     )
@@ -175,4 +247,5 @@ def floor_rows(
             f"{over_floor(floor, cpu_ms_per_event_per_node):+.0%} (HTTP, gossip, consensus, "
             "mempool, kernel)",
         ),
+        *_budget_rows(core_budget(floor, cpu_ms_per_event_per_node)),
     ]
