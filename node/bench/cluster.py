@@ -326,6 +326,12 @@ async def submit_codes(
     return codes
 
 
+def pace_delay(started: float, offered_events: int, pace: float, now: float) -> float:
+    """Seconds to wait before offering more events when `offered_events` have been offered
+    since `started` and at most `pace` events/s may be."""
+    return max(0.0, started + offered_events / pace - now)
+
+
 async def saturate(
     urls: list[str],
     load: list[tuple[str, bytes]],
@@ -333,12 +339,15 @@ async def saturate(
     batch: int,
     pids: list[int],
     rss_at: tuple[int, ...] = (),
+    pace: float | None = None,
 ) -> dict[str, Any]:
-    """Submit everything as fast as the nodes take it; time until the last is committed.
+    """Submit everything as fast as the nodes take it (or at most `pace` events/s); time
+    until the last is committed.
 
     A full mempool (429) is honoured: the refused envelopes are offered again after a pause,
     as a well-behaved client would. With `rss_at`, each node's resident memory is sampled
-    when that many events have been committed.
+    when that many events have been committed; a `pace` below what the cluster sustains
+    takes those samples with the mempools near empty, so that they compare like with like.
     """
     nodes = node_clients(urls, clients)
     client = nodes[urls[0]]
@@ -346,7 +355,7 @@ async def saturate(
         start_size = (await client.status())["tree_size"]
         statuses: dict[str, int] = {}
         chunks = [load[i : i + batch] for i in range(0, len(load), batch)]
-        retries = 0
+        retries = offered = 0
 
         async def submit(url: str, chunk: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
             """Submit one chunk; return the envelopes refused with 429."""
@@ -357,10 +366,14 @@ async def saturate(
             return [item for item, code in zip(chunk, codes, strict=True) if code == 429]
 
         async def worker(index: int) -> None:
-            nonlocal retries
+            nonlocal retries, offered
             url = urls[index % len(urls)]
             while chunks:
                 chunk = chunks.pop()
+                if pace:
+                    wait = pace_delay(started, offered, pace, time.perf_counter())
+                    offered += len(chunk)
+                    await asyncio.sleep(wait)
                 while chunk:
                     chunk = await submit(url, chunk)
                     if chunk:
@@ -403,6 +416,8 @@ async def saturate(
         "commit_s": round(elapsed, 3),
         "events_per_s": round(len(load) / elapsed, 1),
     }
+    if pace:
+        result["pace_events_per_s"] = pace
     if rss:
         result["rss_mb_at_committed"] = rss
         result["mempool_events_at_committed"] = backlog
@@ -492,6 +507,7 @@ def bench_cluster(
     rss_at: tuple[int, ...] = (),
     compare_map: bool = True,
     floor_events: int = FLOOR_EVENTS,
+    pace: float | None = None,
 ) -> dict[str, Any]:
     cores = os.cpu_count() or 1
     results: dict[str, Any] = {
@@ -527,7 +543,7 @@ def bench_cluster(
             pids = [node_pid(home) or 0 for home in homes]
             cpu_before = [_cpu_seconds(pid) for pid in pids]
             saturation = asyncio.run(
-                saturate(urls, load[:events_total], clients, batch, pids, rss_at)
+                saturate(urls, load[:events_total], clients, batch, pids, rss_at, pace)
             )
             cpu_after = [_cpu_seconds(pid) for pid in pids]
             saturation.update(
@@ -709,7 +725,8 @@ def print_cluster(results: dict[str, Any]) -> None:
         (
             "submissions",
             f"{s['events']:,} events, batch {results['batch']}, {results['clients']} clients, "
-            f"statuses {s['http_statuses']}",
+            + (f"paced at {s['pace_events_per_s']:,}/s, " if s.get("pace_events_per_s") else "")
+            + f"statuses {s['http_statuses']}",
         ),
         (
             "committed events/s",

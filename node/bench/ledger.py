@@ -557,6 +557,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated committed-event counts at which to sample each node's memory",
     )
     cluster.add_argument(
+        "--pace",
+        type=_positive_rate,
+        metavar="EVENTS_PER_S",
+        help="offer the saturation run's events at most this fast (below the sustained rate, "
+        "the --rss-at samples find the mempools near empty)",
+    )
+    cluster.add_argument(
         "--no-map-compare",
         action="store_true",
         help="skip the second cluster without the state map (bench-only setting)",
@@ -590,6 +597,13 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("--json", metavar="FILE", help="also write every figure as JSON")
     scale.set_defaults(run=_run_scale)
     return parser
+
+
+def _positive_rate(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive rate")
+    return value
 
 
 def _positive(text: str) -> int:
@@ -672,6 +686,11 @@ def _run_cluster(args: argparse.Namespace) -> int:
     from node.bench import cluster
 
     if args.single:
+        if args.pace is not None:
+            print(
+                "scripts/bench cluster: --pace paces the batch run, not --single", file=sys.stderr
+            )
+            return 2
         return _run_single(args)
     rss_at = tuple(int(x) for x in args.rss_at.split(",") if x)
     results = cluster.bench_cluster(
@@ -681,6 +700,7 @@ def _run_cluster(args: argparse.Namespace) -> int:
         base_port=args.base_port,
         rss_at=rss_at,
         compare_map=not args.no_map_compare,
+        pace=args.pace,
     )
     cluster.print_cluster(results)
     if args.json:

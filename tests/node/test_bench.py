@@ -166,3 +166,24 @@ def test_the_map_cost_runs_both_clusters_at_once_and_loses_nothing(tmp_path: Pat
     assert figures["with_map"]["cpu_ms_per_event"] == cpu_with
     assert figures["drop_pct"] == round(100 * (1 - cpu_without / cpu_with), 1)
     assert list(tmp_path.iterdir()) == []  # both clusters' homes went with their directory
+
+
+def test_a_paced_run_offers_no_event_before_its_time() -> None:
+    from node.bench.cluster import pace_delay
+
+    # 2,000 events/s from t = 10: the 5,000th event is due at t = 12.5.
+    assert pace_delay(10.0, 5_000, 2_000.0, now=11.0) == 1.5
+    assert pace_delay(10.0, 5_000, 2_000.0, now=12.5) == 0.0
+    assert pace_delay(10.0, 5_000, 2_000.0, now=13.0) == 0.0  # late: no wait, no catching up
+    assert pace_delay(10.0, 0, 2_000.0, now=10.0) == 0.0
+
+
+def test_pace_is_a_positive_rate_for_the_batch_run_only(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = bench.build_parser()
+    assert parser.parse_args(["cluster", "--pace", "2000"]).pace == 2000.0
+    assert parser.parse_args(["cluster"]).pace is None
+    for bad in ("0", "-5"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["cluster", "--pace", bad])
+    assert bench.main(["cluster", "--single", "--pace", "2000"]) == 2
+    assert "--pace paces the batch run, not --single" in capsys.readouterr().err
