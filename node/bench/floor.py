@@ -183,10 +183,10 @@ def core_budget(floor: dict[str, Any], cpu_ms_per_event_per_node: Sequence[float
     mean = sum(cpu_ms_per_event_per_node) / len(cpu_ms_per_event_per_node)
     rest = max(0.0, mean - floor["total_ms"])
     return CoreBudget(
-        rest_ms=rest,
-        share_with_free_core=signature / (signature + rest),
-        core_ms=floor["total_ms"] - signature,
-        budget_ms=signature / BATCH_TARGET - signature - rest,
+        rest_ms=round(rest, 5),
+        share_with_free_core=round(signature / (signature + rest), 4),
+        core_ms=round(floor["total_ms"] - signature, 5),
+        budget_ms=round(signature / BATCH_TARGET - signature - rest, 5),
         calls_ms=floor.get("c_calls_ms_per_event"),
     )
 
