@@ -47,8 +47,8 @@ import plyvel
 from ledger import crypto
 from node.bench import httpbound, loadgen
 from node.bench.anatomy import Totals, anatomy, anatomy_rows, histogram_totals
-from node.bench.calls import c_calls_floor
-from node.bench.floor import FLOOR_EVENTS, core_budget, floor_rows, ledger_floor
+from node.bench.calls import floor_with_calls
+from node.bench.floor import FLOOR_EVENTS, core_budget, floor_rows
 from node.bench.ledger import bench_register
 from node.client import AsyncNodeClient, ClientError
 from node.clock import now_ms
@@ -521,8 +521,7 @@ def bench_cluster(
         "leveldb_synced_batches_per_s": round(leveldb_synced_batches_per_s()),
         **http_bound(base_port + 90),
     }
-    results["floor"] = ledger_floor(floor_events)
-    results["floor"]["c_calls_ms_per_event"] = c_calls_floor(floor_events)["ms_per_event"]
+    results["floor"] = floor_with_calls(floor_events)
     require_free_ports(base_port, nodes)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         root = Path(tmp) / "cluster"
@@ -1080,8 +1079,7 @@ def bench_single(
             httpbound.trivial_server_requests_per_s(wrk, base_port + 90)
         )
     results["bounds"] = bounds
-    results["floor"] = ledger_floor(floor_events)
-    results["floor"]["c_calls_ms_per_event"] = c_calls_floor(floor_events)["ms_per_event"]
+    results["floor"] = floor_with_calls(floor_events)
     require_free_ports(base_port, nodes)
     latency_events = latency_events or max(2_000, int(rate * 5))
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:

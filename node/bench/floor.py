@@ -23,6 +23,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from statistics import fmean
 from typing import Any, TypeVar
 
 from ledger import events
@@ -38,6 +39,8 @@ FLOOR_BLOCK_EVENTS = 2_000
 FLOOR_SIGNERS = 8
 BATCH_TARGET = 0.50
 """Issue 16's target for the batch path: this share of the verify bound."""
+CALLS_FIGURE = "c_calls_ms_per_event"
+"""The floor's entry for the core's calls into C alone (`node.bench.calls`), when measured."""
 PHASES = ("decode", "signature", "admission_rules", "execution", "append")
 
 T = TypeVar("T")
@@ -154,8 +157,7 @@ def ledger_floor(
 
 def over_floor(floor: dict[str, Any], cpu_ms_per_event_per_node: Sequence[float]) -> float:
     """How much more CPU per event the cluster's nodes spent than the floor (a fraction)."""
-    mean = sum(cpu_ms_per_event_per_node) / len(cpu_ms_per_event_per_node)
-    return round(mean / floor["total_ms"] - 1, 3)
+    return round(fmean(cpu_ms_per_event_per_node) / floor["total_ms"] - 1, 3)
 
 
 @dataclass(frozen=True)
@@ -180,14 +182,13 @@ class CoreBudget:
 def core_budget(floor: dict[str, Any], cpu_ms_per_event_per_node: Sequence[float]) -> CoreBudget:
     """The share is `signature / node CPU`, as the ceiling's is `signature / floor`."""
     signature = floor["ms_per_event"]["signature"]
-    mean = sum(cpu_ms_per_event_per_node) / len(cpu_ms_per_event_per_node)
-    rest = max(0.0, mean - floor["total_ms"])
+    rest = max(0.0, fmean(cpu_ms_per_event_per_node) - floor["total_ms"])
     return CoreBudget(
         rest_ms=round(rest, 5),
         share_with_free_core=round(signature / (signature + rest), 4),
         core_ms=round(floor["total_ms"] - signature, 5),
         budget_ms=round(signature / BATCH_TARGET - signature - rest, 5),
-        calls_ms=floor.get("c_calls_ms_per_event"),
+        calls_ms=floor.get(CALLS_FIGURE),
     )
 
 
@@ -195,7 +196,7 @@ def _calls_row(budget: CoreBudget) -> list[tuple[str, str]]:
     calls = budget.calls_ms
     if calls is None:
         return []
-    if budget.budget_ms <= 0 or calls > budget.budget_ms:
+    if calls > budget.budget_ms:
         verdict = "over the budget: no core in Python fits it"
     else:
         verdict = (

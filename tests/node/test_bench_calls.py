@@ -7,12 +7,13 @@ from pathlib import Path
 
 import msgpack
 
-from ledger.store import Store
+from ledger import events, rules
+from ledger.store import ACTOR_INDEX, DATASET_INDEX, LEAF, Store
 from node.bench import calls
-from node.bench.floor import register_envelopes
+from node.bench.floor import CALLS_FIGURE, PHASES, register_envelopes
 
 
-def test_every_event_writes_its_five_records_in_its_block() -> None:
+def test_every_event_writes_its_five_records_under_the_stores_own_keys() -> None:
     envelopes = register_envelopes(7)
     with tempfile.TemporaryDirectory() as tmp:
         db = Store._open(Path(tmp) / "calls")
@@ -24,9 +25,15 @@ def test_every_event_writes_its_five_records_in_its_block() -> None:
             db.close()
     assert len(stored) == 35
     for index, envelope in enumerate(envelopes):
-        assert stored[b"l" + index.to_bytes(8, "big")] == envelope
-        dataset = msgpack.unpackb(msgpack.unpackb(envelope)["body"])["dataset"]
-        record = stored[b"sd" + dataset]
+        leaf_key = index.to_bytes(8, "big")
+        body_bytes = msgpack.unpackb(envelope)["body"]
+        body = msgpack.unpackb(body_bytes)
+        assert stored[LEAF + leaf_key] == envelope
+        assert stored[ACTOR_INDEX + body["actor"] + leaf_key] == b""
+        assert stored[DATASET_INDEX + body["dataset"] + leaf_key] == b""
+        location = stored[rules.event_key(events.event_id_of(body_bytes))]
+        assert location == rules.encode_location(1, index)
+        record = stored[rules.dataset_key(body["dataset"])]
         assert record is not None
         assert msgpack.unpackb(record)["meta"] == {"title": f"floor dataset {index}"}
 
@@ -35,3 +42,9 @@ def test_the_figure_counts_every_event() -> None:
     result = calls.c_calls_floor(events_total=40, block_events=16)
     assert (result["events"], result["records_written"]) == (40, 200)
     assert result["ms_per_event"] > 0
+
+
+def test_the_floor_carries_the_calls_figure_beside_its_phases() -> None:
+    floor = calls.floor_with_calls(60)
+    assert tuple(floor["ms_per_event"]) == PHASES
+    assert floor[CALLS_FIGURE] > 0
